@@ -1,0 +1,2 @@
+//! `ghostgen`: compile a GhostBridge spec into a NixOS flake.
+fn main() {}

@@ -1,0 +1,1 @@
+//! D-Bus interfaces served by the GhostBridge daemons.

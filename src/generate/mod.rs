@@ -1,0 +1,1 @@
+//! Spec -> the files of a generated flake, written atomically with a manifest.

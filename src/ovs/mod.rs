@@ -1,0 +1,1 @@
+//! Open vSwitch reconciler: OVSDB JSON-RPC client, desired state, diff and apply.

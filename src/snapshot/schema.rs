@@ -1,0 +1,104 @@
+//! The SQLite schema of the snapshot chain, shared by the snapshotter (the only
+//! writer of `blocks`) and the Qdrant sync (a reader of `blocks`, writer of its
+//! own cursor). Versioned with `PRAGMA user_version`; migrations run in order,
+//! each in its own transaction, so an interrupted upgrade leaves the old version.
+
+use rusqlite::Connection;
+
+/// The schema version this build writes and understands.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Migration `i` upgrades from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 0 -> 1: the chain.
+    "CREATE TABLE blocks (
+        height      INTEGER PRIMARY KEY,      -- 0 is genesis; no gaps
+        time_ns     INTEGER NOT NULL,         -- CLOCK_REALTIME of the snapshot, ns since the epoch
+        snapshot    TEXT    NOT NULL UNIQUE,  -- snapshot name inside the snapshot directory
+        subvol_uuid TEXT    NOT NULL,         -- the snapshot subvolume's UUID, lower-case hyphenated
+        generation  INTEGER NOT NULL,         -- the snapshot subvolume's generation
+        prev_hash   BLOB    NOT NULL CHECK (length(prev_hash) = 32),
+        hash        BLOB    NOT NULL CHECK (length(hash) = 32),
+        pruned_ns   INTEGER                   -- when the snapshot was deleted; NULL while it exists
+    );
+    CREATE TABLE cursors (
+        consumer TEXT PRIMARY KEY,            -- e.g. 'qdrant:<collection>'
+        height   INTEGER NOT NULL             -- highest height the consumer has fully processed
+    );",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error("database schema version {found} is newer than this program understands ({SCHEMA_VERSION}); upgrade ghostbridge")]
+    TooNew { found: i64 },
+    #[error("database schema is at version {found}, expected {SCHEMA_VERSION}; start the snapshotter once to migrate it")]
+    TooOld { found: i64 },
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// Sets the connection options every GhostBridge process uses: WAL, a busy
+/// timeout instead of instant `SQLITE_BUSY`, foreign keys, full sync in WAL.
+pub fn configure(conn: &Connection) -> Result<(), SchemaError> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+/// The version stored in the database file.
+pub fn version(conn: &Connection) -> Result<i64, SchemaError> {
+    Ok(conn.pragma_query_value(None, "user_version", |row| row.get(0))?)
+}
+
+/// Brings the database up to [`SCHEMA_VERSION`] (for the writer).
+pub fn migrate(conn: &mut Connection) -> Result<(), SchemaError> {
+    let mut current = version(conn)?;
+    if current > SCHEMA_VERSION {
+        return Err(SchemaError::TooNew { found: current });
+    }
+    while current < SCHEMA_VERSION {
+        let tx = conn.transaction()?;
+        tx.execute_batch(MIGRATIONS[current as usize])?;
+        tx.pragma_update(None, "user_version", current + 1)?;
+        tx.commit()?;
+        current += 1;
+    }
+    Ok(())
+}
+
+/// Checks that the database is exactly at [`SCHEMA_VERSION`] (for readers).
+pub fn require_current(conn: &Connection) -> Result<(), SchemaError> {
+    match version(conn)? {
+        v if v == SCHEMA_VERSION => Ok(()),
+        v if v > SCHEMA_VERSION => Err(SchemaError::TooNew { found: v }),
+        v => Err(SchemaError::TooOld { found: v }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_once_and_is_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("chain.db")).unwrap();
+        configure(&conn).unwrap();
+        assert!(matches!(require_current(&conn), Err(SchemaError::TooOld { found: 0 })));
+        migrate(&mut conn).unwrap();
+        migrate(&mut conn).unwrap();
+        require_current(&conn).unwrap();
+        let n: i64 = conn.query_row("SELECT count(*) FROM blocks", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn refuses_newer_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("chain.db")).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        assert!(matches!(migrate(&mut conn), Err(SchemaError::TooNew { .. })));
+    }
+}

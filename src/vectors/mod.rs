@@ -1,0 +1,1 @@
+//! Qdrant sync: chain cursor, embedder and Qdrant REST client.
