@@ -1,2 +1,169 @@
 //! `ghostgen`: compile a GhostBridge spec into a NixOS flake.
-fn main() {}
+//!
+//! Exit codes: 0 success, 1 invalid spec / stale output / refused overwrite,
+//! 2 usage error (bad arguments, unreadable spec file).
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use ghostbridge::generate::{self, write};
+use ghostbridge::spec::{self, render_all};
+
+/// The reference server's spec, written by `ghostgen init`.
+const REFERENCE_SPEC: &str = include_str!("../../examples/ghostbridge.toml");
+
+#[derive(Parser)]
+#[command(name = "ghostgen", version, about = "Compile a GhostBridge spec (TOML) into a NixOS flake.")]
+#[command(after_help = "Typical use:\n  ghostgen init                 write spec.toml for the reference server\n  ghostgen check spec.toml      validate; errors point at file:line:col\n  ghostgen build spec.toml      write flake.nix, hosts/ and checks/ next to it\n  nix flake check               evaluate every host and run the VM checks\n  nixos-rebuild switch --flake .#HOST --target-host root@HOST")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a commented spec.toml for the reference server into DIR (default: .). Never overwrites.
+    Init { dir: Option<PathBuf> },
+    /// Validate SPEC and print every problem with its location and a fix.
+    Check { spec: PathBuf },
+    /// Generate the flake from SPEC.
+    Build {
+        spec: PathBuf,
+        /// Output folder (default: the spec's folder).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Write nothing; exit 1 if the files on disk differ from what build would write.
+        #[arg(long)]
+        check: bool,
+        /// Overwrite generated files even if they were edited since the last build.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the JSON Schema of the spec (for editor completion, e.g. taplo).
+    Schema,
+}
+
+/// A failure with the exit code it deserves.
+struct Exit(u8);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => match e.downcast_ref::<Exit>() {
+            Some(Exit(code)) => ExitCode::from(*code),
+            None => {
+                eprintln!("ghostgen: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+impl std::fmt::Debug for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}", self.0)
+    }
+}
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}", self.0)
+    }
+}
+impl std::error::Error for Exit {}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Init { dir } => init(&dir.unwrap_or_else(|| PathBuf::from("."))),
+        Command::Check { spec } => {
+            let (loaded, name, _) = load(&spec)?;
+            let hosts: Vec<&str> = loaded.spec.hosts.iter().map(|h| h.name.as_str()).collect();
+            println!("{name}: valid ({} host{}: {})", hosts.len(), if hosts.len() == 1 { "" } else { "s" }, hosts.join(", "));
+            Ok(())
+        }
+        Command::Build { spec, output, check, force } => build(&spec, output, check, force),
+        Command::Schema => {
+            let schema = serde_json::to_string_pretty(&spec::schema::file_schema())?;
+            println!("{schema}");
+            Ok(())
+        }
+    }
+}
+
+fn init(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join("spec.toml");
+    match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+        Ok(mut f) => {
+            f.write_all(REFERENCE_SPEC.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+            println!("wrote {}: edit it, then run `ghostgen check {}`", path.display(), path.display());
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            eprintln!("ghostgen: {} already exists; not overwriting it (remove it, or init another folder)", path.display());
+            Err(Exit(1).into())
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
+    }
+}
+
+/// Reads and validates a spec; prints diagnostics; invalid -> exit 1.
+fn load(path: &Path) -> anyhow::Result<(spec::Loaded, String, String)> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read spec {}", path.display()))?;
+    let shown = path.display().to_string();
+    match spec::load(&text) {
+        Ok(loaded) => {
+            if !loaded.warnings.is_empty() {
+                eprint!("{}", render_all(&loaded.warnings, &shown, &text));
+            }
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "spec.toml".into());
+            Ok((loaded, name, text))
+        }
+        Err(rejected) => {
+            eprint!("{}", render_all(&rejected.diagnostics, &shown, &text));
+            let errors = rejected.diagnostics.iter().filter(|d| d.is_error()).count();
+            eprintln!("{shown}: {errors} error{} found; nothing was written", if errors == 1 { "" } else { "s" });
+            Err(Exit(1).into())
+        }
+    }
+}
+
+fn build(spec_path: &Path, output: Option<PathBuf>, check: bool, force: bool) -> anyhow::Result<()> {
+    let (loaded, name, text) = load(spec_path)?;
+    let out = output.unwrap_or_else(|| spec_path.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(".")));
+    let files = generate::plan(&loaded.spec, &name).context("internal error: the generated Nix did not parse; please report it with your spec")?;
+    if check {
+        let s = write::staleness(&out, &files)?;
+        if s.is_fresh() {
+            println!("{}: up to date", out.display());
+            return Ok(());
+        }
+        for (what, paths) in [("missing", &s.missing), ("out of date", &s.different), ("no longer generated", &s.obsolete)] {
+            for p in paths {
+                eprintln!("{what}: {}", out.join(p).display());
+            }
+        }
+        eprintln!("{}: stale; run `ghostgen build {}`", out.display(), spec_path.display());
+        return Err(Exit(1).into());
+    }
+    match write::write(&out, &files, &name, &text, force) {
+        Ok(outcome) => {
+            for p in &outcome.written {
+                println!("wrote     {}", out.join(p).display());
+            }
+            for p in &outcome.removed {
+                println!("removed   {}", out.join(p).display());
+            }
+            println!("{}: {} written, {} unchanged, {} removed", out.display(), outcome.written.len(), outcome.unchanged.len(), outcome.removed.len());
+            Ok(())
+        }
+        Err(e @ write::WriteError::Edited(_)) => {
+            eprintln!("ghostgen: {e}");
+            Err(Exit(1).into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -65,6 +65,9 @@ impl HumanDuration {
     pub fn from_secs(s: u64) -> Self {
         HumanDuration { value: s, unit: Unit::S }
     }
+    pub fn from_mins(m: u64) -> Self {
+        HumanDuration { value: m, unit: Unit::M }
+    }
 }
 
 impl FromStr for HumanDuration {

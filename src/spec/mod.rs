@@ -1,2 +1,13 @@
 //! The GhostBridge spec: the typed model, TOML parsing with spans, validation
 //! and diagnostics that point at file, line and column.
+
+pub mod check;
+pub mod diagnostic;
+pub mod load;
+pub mod model;
+pub mod schema;
+pub mod source;
+
+pub use diagnostic::{render_all, Diagnostic, Severity};
+pub use load::{load, Loaded, Rejected};
+pub use model::*;

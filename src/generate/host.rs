@@ -1,0 +1,252 @@
+//! `hosts/<host>/default.nix`: plain NixOS settings (identity, Nix, users, SSH
+//! port, firewall) and `services.ghostbridge.*`, which the GhostBridge modules
+//! turn into the rest. Pure data: no logic lives in generated files.
+
+use crate::nix::{attrs, Expr, Key};
+use crate::spec::model::{HostSpec, Iommu, SysctlValue};
+use crate::spec::check::ports::local_qdrant_port;
+
+use super::flake::input_name;
+
+fn keyed<'a>(entries: impl IntoIterator<Item = (&'a String, Expr)>) -> Expr {
+    Expr::Attrs(entries.into_iter().map(|(k, v)| (vec![Key::from(k)], v)).collect())
+}
+
+/// `inputs.<name>.packages.${pkgs.stdenv.hostPlatform.system}.<package>`
+fn flake_package(flake: &str, package: &str) -> Expr {
+    Expr::Select(
+        Box::new(Expr::var("inputs")),
+        vec![
+            Key::Name(input_name(flake)),
+            Key::from("packages"),
+            Key::Dynamic(Expr::var("pkgs").select("stdenv.hostPlatform.system")),
+            Key::from(package),
+        ],
+    )
+}
+
+pub fn host(h: &HostSpec) -> Expr {
+    let mut imports = Vec::new();
+    if h.disk.is_some() {
+        imports.push(Expr::path("disko.nix"));
+    }
+    imports.push(Expr::path("hardware.nix"));
+
+    let mut e: Vec<(&str, Expr)> = vec![
+        ("imports", Expr::List(imports)),
+        ("nixpkgs.hostPlatform", Expr::str(h.system.as_str())),
+        ("networking.hostName", Expr::str(&h.name)),
+        ("system.stateVersion", Expr::str(&h.state_version)),
+        ("time.timeZone", Expr::str(&h.time_zone)),
+        ("i18n.defaultLocale", Expr::str(&h.locale)),
+    ];
+
+    // Nix daemon.
+    if h.nix.flakes {
+        e.push(("nix.settings.experimental-features", Expr::strs(["nix-command", "flakes"])));
+    }
+    e.push(("nix.settings.auto-optimise-store", Expr::Bool(h.nix.auto_optimise)));
+    match &h.nix.gc {
+        Some(gc) => e.push((
+            "nix.gc",
+            attrs([
+                ("automatic", Expr::Bool(true)),
+                ("dates", Expr::str(&gc.dates)),
+                ("options", Expr::str(format!("--delete-older-than {}", gc.older_than))),
+            ]),
+        )),
+        None => e.push(("nix.gc.automatic", Expr::Bool(false))),
+    }
+
+    // Users: keys only, declared here and nowhere else.
+    e.push(("users.mutableUsers", Expr::Bool(false)));
+    let users: Vec<(&String, Expr)> = h
+        .users
+        .iter()
+        .map(|u| {
+            let groups: Vec<&str> = if u.admin { vec!["wheel"] } else { vec![] };
+            (
+                &u.name,
+                attrs([
+                    ("isNormalUser", Expr::Bool(true)),
+                    ("extraGroups", Expr::strs(groups)),
+                    ("openssh.authorizedKeys.keys", Expr::strs(&u.ssh_keys)),
+                ]),
+            )
+        })
+        .collect();
+    e.push(("users.users", keyed(users)));
+    e.push(("security.sudo.wheelNeedsPassword", Expr::Bool(false)));
+
+    // SSH port and the firewall: only what is declared (the SSH port always).
+    e.push(("services.openssh.ports", Expr::List(vec![Expr::int(h.ssh.port)])));
+    let mut tcp: Vec<u16> = vec![h.ssh.port];
+    for p in &h.firewall.allowed_tcp_ports {
+        if !tcp.contains(p) {
+            tcp.push(*p);
+        }
+    }
+    e.push(("networking.firewall.allowedTCPPorts", Expr::List(tcp.into_iter().map(Expr::int).collect())));
+    e.push(("networking.firewall.allowedUDPPorts", Expr::List(h.firewall.allowed_udp_ports.iter().map(|p| Expr::int(*p)).collect())));
+
+    // nodatacow must also be a file attribute: BTRFS applies most mount options
+    // file-system wide, so `chattr +C` on the (empty) subvolume root is what
+    // actually makes new files in it no-copy-on-write.
+    if let Some(disk) = &h.disk {
+        let rules: Vec<String> = disk.subvolumes.iter().filter(|s| s.nodatacow).map(|s| format!("h {} - - - - +C", s.mount)).collect();
+        if !rules.is_empty() {
+            e.push(("systemd.tmpfiles.rules", Expr::strs(rules)));
+        }
+    }
+
+    e.push(("services.ghostbridge", ghostbridge(h)));
+    attrs_lambda(attrs(e))
+}
+
+fn attrs_lambda(body: Expr) -> Expr {
+    Expr::Lambda {
+        formals: vec!["config".into(), "lib".into(), "pkgs".into(), "inputs".into()],
+        ellipsis: true,
+        at: None,
+        body: Box::new(body),
+    }
+}
+
+fn ghostbridge(h: &HostSpec) -> Expr {
+    let mut e: Vec<(&str, Expr)> = vec![("enable", Expr::Bool(true))];
+
+    let sysctl: Vec<(&String, Expr)> = h
+        .boot
+        .sysctl
+        .iter()
+        .map(|(k, v)| {
+            let value = match v {
+                SysctlValue::Int(i) => Expr::Int(*i),
+                SysctlValue::Str(s) => Expr::str(s),
+            };
+            (k, value)
+        })
+        .collect();
+    e.push((
+        "boot",
+        attrs([
+            ("kernelParams", Expr::strs(&h.boot.kernel_params)),
+            ("kernelModules", Expr::strs(&h.boot.kernel_modules)),
+            (
+                "iommu",
+                match h.boot.iommu {
+                    Some(Iommu::Intel) => Expr::str("intel"),
+                    Some(Iommu::Amd) => Expr::str("amd"),
+                    None => Expr::Null,
+                },
+            ),
+            ("vfioIds", Expr::strs(&h.boot.vfio_ids)),
+            ("sysctl", keyed(sysctl)),
+        ]),
+    ));
+
+    let bridges: Vec<(&String, Expr)> = h
+        .network
+        .bridges
+        .iter()
+        .map(|b| {
+            (
+                &b.name,
+                attrs([
+                    ("datapathType", Expr::str(b.datapath.as_str())),
+                    ("uplink", Expr::opt_str(b.uplink.as_deref())),
+                    ("ports", Expr::strs(&b.ports)),
+                    ("internalPorts", Expr::strs(&b.internal_ports)),
+                    ("dhcp", Expr::Bool(b.dhcp)),
+                    ("addresses", Expr::strs(&b.addresses)),
+                    ("gateway", Expr::opt_str(b.gateway.as_deref())),
+                    ("dns", Expr::strs(&b.dns)),
+                    ("dropUplinkBroadcast", Expr::Bool(b.drop_uplink_broadcast)),
+                    ("extraFlows", Expr::strs(&b.extra_flows)),
+                ]),
+            )
+        })
+        .collect();
+    e.push(("network.bridges", keyed(bridges)));
+
+    if let Some(s) = &h.snapshots {
+        e.push((
+            "snapshotter",
+            attrs([
+                ("enable", Expr::Bool(true)),
+                ("source", Expr::str(&s.source)),
+                ("snapshotDir", Expr::str(&s.snapshot_dir)),
+                ("database", Expr::str(&s.database)),
+                ("interval", Expr::str(s.interval.to_string())),
+                ("retention", Expr::str(s.retention.to_string())),
+            ]),
+        ));
+    }
+
+    if let Some(v) = &h.vectors {
+        e.push((
+            "vectorSync",
+            attrs([
+                ("enable", Expr::Bool(true)),
+                ("url", Expr::str(&v.url)),
+                ("collection", Expr::str(&v.collection)),
+                ("dimension", Expr::Int(v.dimension)),
+                ("distance", Expr::str(v.distance.as_str())),
+                ("batch", Expr::Int(v.batch)),
+                ("interval", Expr::str(v.interval.to_string())),
+                ("apiKeyFile", Expr::opt_str(v.api_key_file.as_deref())),
+                ("localQdrant", Expr::Bool(local_qdrant_port(&v.url).is_some())),
+            ]),
+        ));
+    }
+
+    if let Some(d) = &h.dbus {
+        if let Some(op) = &d.op_dbus {
+            let mut o = vec![
+                ("enable", Expr::Bool(true)),
+                ("package", flake_package(&op.flake, &op.package)),
+                ("stateFile", Expr::str(&d.state_file)),
+            ];
+            if let Some(mcp) = &d.mcp {
+                o.push((
+                    "mcp",
+                    attrs([
+                        ("enable", Expr::Bool(true)),
+                        ("package", flake_package(&mcp.package.flake, &mcp.package.package)),
+                        ("port", Expr::int(mcp.port)),
+                    ]),
+                ));
+            }
+            if let Some(web) = &d.web {
+                o.push(("web", attrs([("enable", Expr::Bool(true)), ("port", Expr::int(web.port))])));
+            }
+            e.push(("opDbus", attrs(o)));
+        }
+    }
+
+    let v = &h.virtualization;
+    let networks: Vec<(&String, Expr)> = v.ovs_networks.iter().map(|(k, b)| (k, Expr::str(b))).collect();
+    let mut virt = vec![
+        ("libvirt", attrs([("enable", Expr::Bool(v.libvirt)), ("ovsNetworks", keyed(networks))])),
+        ("lxc.enable", Expr::Bool(v.lxc)),
+        ("docker", attrs([("enable", Expr::Bool(v.docker)), ("autoPrune", Expr::Bool(v.docker_auto_prune))])),
+    ];
+    match v.novnc_port {
+        Some(port) => virt.push(("novnc", attrs([("enable", Expr::Bool(true)), ("port", Expr::int(port))]))),
+        None => virt.push(("novnc.enable", Expr::Bool(false))),
+    }
+    e.push(("virtualization", attrs(virt)));
+
+    if let Some(m) = &h.monitoring {
+        e.push((
+            "monitoring",
+            attrs([
+                ("enable", Expr::Bool(true)),
+                ("prometheus.port", Expr::int(m.prometheus_port)),
+                ("nodeExporter.port", Expr::int(m.node_exporter_port)),
+                ("grafana", attrs([("enable", Expr::Bool(m.grafana)), ("port", Expr::int(m.grafana_port))])),
+            ]),
+        ));
+    }
+    attrs(e)
+}

@@ -1,0 +1,93 @@
+//! The Nix expression tree the generator builds. Only what the generated files
+//! need: literals, lists, attribute sets, references, application and lambdas.
+
+/// A Nix expression.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    Null,
+    Bool(bool),
+    Int(i64),
+    /// A string; printed through [`super::escape::string`].
+    Str(String),
+    /// A multi-line string printed as an indented string (`'' ... ''`).
+    Lines(String),
+    /// A relative path literal such as `./hosts/web`; segments are checked.
+    Path(Vec<String>),
+    List(Vec<Expr>),
+    /// Attribute set; each entry's key may be a dotted path.
+    Attrs(Vec<(Vec<Key>, Expr)>),
+    /// A variable reference such as `pkgs` (must be an identifier).
+    Var(String),
+    /// `expr.a.b.${c}`.
+    Select(Box<Expr>, Vec<Key>),
+    /// `f x`.
+    Apply(Box<Expr>, Box<Expr>),
+    /// `{ a, b, ... }@name: body`.
+    Lambda { formals: Vec<String>, ellipsis: bool, at: Option<String>, body: Box<Expr> },
+    /// `let a = x; in body`.
+    Let(Vec<(String, Expr)>, Box<Expr>),
+    /// `[ a ] ++ b`.
+    Concat(Box<Expr>, Box<Expr>),
+}
+
+/// One attribute-path component.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Key {
+    Name(String),
+    /// `${expr}`
+    Dynamic(Expr),
+}
+
+impl From<&str> for Key {
+    fn from(s: &str) -> Self {
+        Key::Name(s.to_string())
+    }
+}
+
+impl From<String> for Key {
+    fn from(s: String) -> Self {
+        Key::Name(s)
+    }
+}
+
+impl From<&String> for Key {
+    fn from(s: &String) -> Self {
+        Key::Name(s.clone())
+    }
+}
+
+impl Expr {
+    pub fn str(s: impl Into<String>) -> Expr {
+        Expr::Str(s.into())
+    }
+    pub fn int(i: impl Into<i64>) -> Expr {
+        Expr::Int(i.into())
+    }
+    pub fn strs<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> Expr {
+        Expr::List(items.into_iter().map(|s| Expr::Str(s.as_ref().to_string())).collect())
+    }
+    pub fn var(name: &str) -> Expr {
+        Expr::Var(name.to_string())
+    }
+    /// `self.a.b` for a dotted path of plain names.
+    pub fn select(self, path: &str) -> Expr {
+        Expr::Select(Box::new(self), path.split('.').map(Key::from).collect())
+    }
+    pub fn apply(self, arg: Expr) -> Expr {
+        Expr::Apply(Box::new(self), Box::new(arg))
+    }
+    /// `./a/b` from "a/b".
+    pub fn path(rel: &str) -> Expr {
+        Expr::Path(rel.split('/').map(str::to_string).collect())
+    }
+    /// An optional string: `null` when absent.
+    pub fn opt_str(s: Option<&str>) -> Expr {
+        s.map(Expr::str).unwrap_or(Expr::Null)
+    }
+}
+
+/// Builds an attribute set from `(dotted.path, value)` pairs; a dotted path is
+/// split on '.', so keys containing dots must use [`Key`]s directly.
+pub fn attrs<'a>(entries: impl IntoIterator<Item = (&'a str, Expr)>) -> Expr {
+    Expr::Attrs(entries.into_iter().map(|(k, v)| (k.split('.').map(Key::from).collect(), v)).collect())
+}

@@ -1,0 +1,47 @@
+//! Semantic checks that the schema cannot express: names, addresses, ports,
+//! keys, disk layout and the snapshot/vector settings. Each finding points at
+//! the value it is about.
+
+mod disk;
+mod host;
+mod network;
+pub mod ports;
+mod services;
+mod ssh;
+
+use super::diagnostic::Diagnostic;
+use super::model::HostSpec;
+use super::source::{Node, PathSeg};
+
+/// Where findings for one host go, with the tree that locates them.
+pub struct Ctx<'a> {
+    node: &'a Node,
+    diags: &'a mut Vec<Diagnostic>,
+}
+
+impl Ctx<'_> {
+    /// An error at the value found at `path`.
+    pub fn error(&mut self, path: Vec<PathSeg>, message: impl Into<String>, help: impl Into<String>) {
+        let span = self.node.span_of(&path);
+        self.diags.push(Diagnostic::error(span, message).help(help));
+    }
+    /// A warning at the value found at `path`.
+    pub fn warn(&mut self, path: Vec<PathSeg>, message: impl Into<String>, help: impl Into<String>) {
+        let span = self.node.span_of(&path);
+        self.diags.push(Diagnostic::warning(span, message).help(help));
+    }
+}
+
+/// Runs every check on every host, plus the fleet-wide ones.
+pub fn all(hosts: &[HostSpec], nodes: &[Node], diags: &mut Vec<Diagnostic>) {
+    for (host, node) in hosts.iter().zip(nodes) {
+        let mut ctx = Ctx { node, diags };
+        host::check(host, &mut ctx);
+        disk::check(host, &mut ctx);
+        network::check(host, &mut ctx);
+        services::check(host, &mut ctx);
+        ports::check(host, &mut ctx);
+        ssh::check(host, &mut ctx);
+    }
+    host::check_fleet(hosts, nodes, diags);
+}

@@ -1,0 +1,138 @@
+//! Network: interface and bridge names (at most 15 bytes, unique), every OVS
+//! port attached once, addresses and CIDRs that parse, gateways inside their subnet.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use super::Ctx;
+use crate::spec::model::HostSpec;
+use crate::spec::source::PathSeg;
+use crate::spec_path;
+
+/// Linux IFNAMSIZ is 16 including the terminating NUL.
+const IFNAME_MAX: usize = 15;
+
+/// Why `name` cannot be a Linux interface name, if it cannot.
+pub fn interface_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("it is empty".into());
+    }
+    if name.len() > IFNAME_MAX {
+        return Err(format!("it is {} bytes long; Linux allows at most {IFNAME_MAX}", name.len()));
+    }
+    if name == "." || name == ".." || name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control()) {
+        return Err("it may not be '.' or '..' or hold '/', ':' or white space".into());
+    }
+    Ok(())
+}
+
+/// An address with its prefix length, e.g. `10.0.0.1/24`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(text: &str) -> Result<Cidr, String> {
+        let (addr, prefix) = text.split_once('/').ok_or("it has no /prefix length")?;
+        let addr: IpAddr = addr.parse().map_err(|_| format!("{addr:?} is not an IP address"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix: u8 = prefix.parse().map_err(|_| format!("prefix length {prefix:?} is not a number"))?;
+        if prefix > max {
+            return Err(format!("prefix length {prefix} is larger than {max}"));
+        }
+        Ok(Cidr { addr, prefix })
+    }
+
+    /// Whether `ip` lies in this subnet.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => {
+                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix) };
+                u32::from(a) & mask == u32::from(b) & mask
+            }
+            (IpAddr::V6(a), IpAddr::V6(b)) => {
+                let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - self.prefix) };
+                u128::from(a) & mask == u128::from(b) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+pub fn check(host: &HostSpec, ctx: &mut Ctx) {
+    // Every name attached to the switch: bridge interfaces and ports.
+    let mut attached: HashMap<String, Vec<PathSeg>> = HashMap::new();
+    for (b, bridge) in host.network.bridges.iter().enumerate() {
+        let mut names: Vec<(Vec<PathSeg>, &String)> = vec![(spec_path!["network", "bridges", b, "name"], &bridge.name)];
+        if let Some(uplink) = &bridge.uplink {
+            names.push((spec_path!["network", "bridges", b, "uplink"], uplink));
+        }
+        for (p, port) in bridge.ports.iter().enumerate() {
+            names.push((spec_path!["network", "bridges", b, "ports", p], port));
+        }
+        for (p, port) in bridge.internal_ports.iter().enumerate() {
+            names.push((spec_path!["network", "bridges", b, "internal_ports", p], port));
+        }
+        for (path, name) in names {
+            if let Err(why) = interface_name(name) {
+                ctx.error(path.clone(), format!("interface name {name:?} is invalid: {why}"), "pick a shorter name such as \"ovsbr0\" or \"enp1s0\"");
+            }
+            if let Some(first) = attached.get(name.as_str()) {
+                let first = crate::spec::schema::location(first);
+                ctx.error(path, format!("{name:?} is attached to the switch twice"), format!("an interface or port can exist only once; it is already named at {first}"));
+            } else {
+                attached.insert(name.clone(), path);
+            }
+        }
+
+        let mut cidrs = Vec::new();
+        for (a, text) in bridge.addresses.iter().enumerate() {
+            match Cidr::parse(text) {
+                Ok(c) => cidrs.push(c),
+                Err(why) => ctx.error(spec_path!["network", "bridges", b, "addresses", a], format!("address {text:?} is not in CIDR form: {why}"), "write it as address/prefix, e.g. \"10.0.0.1/24\" or \"2001:db8::1/64\""),
+            }
+        }
+        if let Some(gw) = &bridge.gateway {
+            match gw.parse::<IpAddr>() {
+                Err(_) => ctx.error(spec_path!["network", "bridges", b, "gateway"], format!("gateway {gw:?} is not an IP address"), "write a plain address such as \"203.0.113.1\""),
+                Ok(ip) => {
+                    if bridge.dhcp && cidrs.is_empty() {
+                        // DHCP supplies the subnet; nothing to compare with.
+                    } else if cidrs.is_empty() {
+                        ctx.error(spec_path!["network", "bridges", b, "gateway"], format!("gateway {gw} is set but bridge {:?} has no address", bridge.name), "add the bridge's address in `addresses`, or set dhcp = true");
+                    } else if !cidrs.iter().any(|c| c.contains(ip)) {
+                        let list: Vec<String> = bridge.addresses.clone();
+                        ctx.error(spec_path!["network", "bridges", b, "gateway"], format!("gateway {gw} is outside the bridge's subnets ({})", list.join(", ")), "a gateway must be reachable directly: fix the address's prefix length or the gateway");
+                    }
+                }
+            }
+        }
+        for (d, dns) in bridge.dns.iter().enumerate() {
+            if dns.parse::<IpAddr>().is_err() {
+                ctx.error(spec_path!["network", "bridges", b, "dns", d], format!("DNS server {dns:?} is not an IP address"), "write a plain address such as \"1.1.1.1\"");
+            }
+        }
+        if bridge.uplink.is_none() && bridge.drop_uplink_broadcast && bridge.dhcp {
+            ctx.warn(spec_path!["network", "bridges", b, "dhcp"], format!("bridge {:?} uses DHCP but has no uplink", bridge.name), "DHCP needs a path to a DHCP server: set `uplink` to the physical NIC");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_containment() {
+        let c = Cidr::parse("203.0.113.10/24").unwrap();
+        assert!(c.contains("203.0.113.1".parse().unwrap()));
+        assert!(!c.contains("203.0.114.1".parse().unwrap()));
+        let c6 = Cidr::parse("2001:db8::1/64").unwrap();
+        assert!(c6.contains("2001:db8::ffff".parse().unwrap()));
+        assert!(!c6.contains("10.0.0.1".parse().unwrap()));
+        assert!(Cidr::parse("10.0.0.1/33").is_err());
+        assert!(Cidr::parse("10.0.0.1").is_err());
+    }
+}
