@@ -31,7 +31,7 @@ pub fn load(text: &str) -> Result<Loaded, Rejected> {
         Ok(v) => v,
         Err(e) => return Err(Rejected { diagnostics: vec![toml_error(text, &e)] }),
     };
-    let root = Node::from_toml(&mut root_value);
+    let root = Node::from_toml(&mut root_value, text);
     let mut diags = Vec::new();
     check_strings(&root, &mut diags);
 
@@ -50,9 +50,8 @@ pub fn load(text: &str) -> Result<Loaded, Rejected> {
             decoded_nodes.push(node.clone());
         }
     }
-    if hosts.len() == host_nodes.len() {
-        check::all(&hosts, &decoded_nodes, &mut diags);
-    }
+    // Hosts that did not decode were reported above; check the rest.
+    check::all(&hosts, &decoded_nodes, &mut diags);
 
     dedup(&mut diags);
     if diags.iter().any(Diagnostic::is_error) {

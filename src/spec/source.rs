@@ -43,16 +43,24 @@ pub struct Entry {
 }
 
 impl Node {
-    /// Converts a parsed toml-span value, consuming it.
-    pub fn from_toml(value: &mut toml_span::Value<'_>) -> Node {
-        let span = Span::from(value.span);
+    /// Converts a parsed toml-span value, consuming it. `text` is the source,
+    /// used to widen string spans over their quotes.
+    pub fn from_toml(value: &mut toml_span::Value<'_>, text: &str) -> Node {
+        let mut span = Span::from(value.span);
         let kind = match value.take() {
-            toml_span::value::ValueInner::String(s) => Kind::Str(s.into_owned()),
+            toml_span::value::ValueInner::String(s) => {
+                let bytes = text.as_bytes();
+                let quote = |i: usize| bytes.get(i).is_some_and(|b| *b == b'"' || *b == b'\'');
+                if span.start > 0 && quote(span.start - 1) && quote(span.end) {
+                    span = Span { start: span.start - 1, end: span.end + 1 };
+                }
+                Kind::Str(s.into_owned())
+            }
             toml_span::value::ValueInner::Integer(i) => Kind::Int(i),
             toml_span::value::ValueInner::Float(f) => Kind::Float(f),
             toml_span::value::ValueInner::Boolean(b) => Kind::Bool(b),
             toml_span::value::ValueInner::Array(mut items) => {
-                Kind::Array(items.iter_mut().map(Node::from_toml).collect())
+                Kind::Array(items.iter_mut().map(|v| Node::from_toml(v, text)).collect())
             }
             toml_span::value::ValueInner::Table(table) => {
                 let mut entries: Vec<Entry> = table
@@ -60,7 +68,7 @@ impl Node {
                     .map(|(key, mut value)| Entry {
                         key: key.name.into_owned(),
                         key_span: key.span.into(),
-                        value: Node::from_toml(&mut value),
+                        value: Node::from_toml(&mut value, text),
                     })
                     .collect();
                 entries.sort_by_key(|e| e.key_span.start);

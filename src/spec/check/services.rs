@@ -50,7 +50,7 @@ pub fn check(host: &HostSpec, ctx: &mut Ctx) {
                 ctx.error(spec_path!["snapshots", key], format!("{key} {value:?} is not an absolute path"), "write an absolute path without '..', e.g. \"/var/lib/ghostbridge\"");
             }
         }
-        if s.retention < s.interval && s.retention.as_millis() < s.interval.as_millis() {
+        if s.retention.as_millis() < s.interval.as_millis() {
             ctx.error(
                 spec_path!["snapshots", "retention"],
                 format!("retention {} is shorter than the interval {}", s.retention, s.interval),

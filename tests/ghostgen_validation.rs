@@ -1,0 +1,289 @@
+//! One test per validation rule: each asserts the message and the location
+//! (line and column) that `ghostgen check` reports.
+
+use ghostbridge::spec::{self, source::line_col};
+
+const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK0wmN/Cr3JXqmLW7u+g9pTh+wyqDHpSQEIQczXkVx9q a@b";
+
+/// A valid host; `extra` is appended (TOML sections).
+fn spec_with(extra: &str) -> String {
+    format!("[host]\nname = \"web1\"\nstate_version = \"25.11\"\n\n[[users]]\nname = \"ops\"\nadmin = true\nssh_keys = [\"{KEY}\"]\n{extra}")
+}
+
+/// (line, col, message, help) of every diagnostic, in file order.
+fn diagnostics(text: &str) -> Vec<(usize, usize, String, String)> {
+    match spec::load(text) {
+        Ok(loaded) => loaded.warnings.iter().map(|d| {
+            let (l, c) = line_col(text, d.span.start);
+            (l, c, format!("warning: {}", d.message), d.help.clone().unwrap_or_default())
+        }).collect(),
+        Err(r) => r
+            .diagnostics
+            .iter()
+            .map(|d| {
+                let (l, c) = line_col(text, d.span.start);
+                (l, c, d.message.clone(), d.help.clone().unwrap_or_default())
+            })
+            .collect(),
+    }
+}
+
+/// Asserts exactly one error, at `line:col`, whose message contains `needle`.
+fn assert_one(text: &str, line: usize, col: usize, needle: &str) -> String {
+    let d = diagnostics(text);
+    assert_eq!(d.len(), 1, "expected one diagnostic, got {d:#?}\n--- spec ---\n{text}");
+    let (l, c, msg, help) = &d[0];
+    assert!(msg.contains(needle), "message {msg:?} lacks {needle:?}");
+    assert_eq!((*l, *c), (line, col), "location of {msg:?}\n--- spec ---\n{text}");
+    help.clone()
+}
+
+fn last_line(text: &str, pred: impl Fn(&str) -> bool) -> Option<usize> {
+    text.lines().enumerate().filter(|(_, l)| pred(l)).map(|(i, _)| i).last()
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines().position(|l| l.contains(needle)).map(|i| i + 1).unwrap_or_else(|| panic!("{needle:?} not in spec"))
+}
+
+#[test]
+fn the_base_spec_and_every_example_are_valid() {
+    assert!(diagnostics(&spec_with("")).is_empty());
+    for entry in std::fs::read_dir("examples").unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(spec::load(&text).is_ok(), "{} is invalid: {:#?}", path.display(), diagnostics(&text));
+        }
+    }
+}
+
+#[test]
+fn toml_syntax_error_has_location() {
+    let text = "[host]\nname = \"a\"\nstate_version = \"25.11\nx = 1\n";
+    let d = diagnostics(text);
+    assert_eq!(d.len(), 1);
+    assert!(d[0].2.starts_with("TOML syntax:"), "{d:?}");
+    assert_eq!(d[0].0, 3);
+}
+
+#[test]
+fn type_error_says_expected_and_found() {
+    let text = spec_with("[ssh]\nport = \"22\"\n");
+    assert_one(&text, line_of(&text, "port ="), 8, "`ssh.port`: expected an integer, found a string");
+}
+
+#[test]
+fn unknown_key_suggests_closest() {
+    let text = spec_with("[[disk.subvolumes]]\nname = \"@\"\nmount = \"/\"\ncompres = \"zstd:3\"\n[disk]\ndevice = \"/dev/sda\"\n");
+    // `[[disk.subvolumes]]` before `[disk]` is valid TOML; the typo is what is reported.
+    let help = assert_one(&text, line_of(&text, "compres ="), 1, "unknown key `compres`");
+    assert_eq!(help, "did you mean `compress`?");
+}
+
+#[test]
+fn unknown_section_suggests_closest() {
+    let text = spec_with("[netwrok]\n");
+    let help = assert_one(&text, line_of(&text, "[netwrok]"), 2, "unknown key `netwrok`");
+    assert_eq!(help, "did you mean `network`?");
+}
+
+#[test]
+fn missing_required_key_is_named() {
+    let text = "[host]\nname = \"a\"\n";
+    let d = diagnostics(text);
+    assert!(d.iter().any(|(_, _, m, h)| m.contains("missing key `state_version`") && h.contains("add `state_version")), "{d:?}");
+}
+
+#[test]
+fn hostname_must_be_rfc1123() {
+    let text = spec_with("").replace("\"web1\"", "\"web_1\"");
+    assert_one(&text, 2, 8, "not a valid RFC 1123 label");
+    let text = spec_with("").replace("\"web1\"", "\"-web\"");
+    assert_one(&text, 2, 8, "starts or ends with '-'");
+}
+
+#[test]
+fn addresses_must_parse() {
+    let text = spec_with("[[network.bridges]]\nname = \"br0\"\naddresses = [\"10.0.0.300/24\"]\n");
+    assert_one(&text, line_of(&text, "addresses"), 14, "is not in CIDR form");
+    let text = spec_with("[[network.bridges]]\nname = \"br0\"\naddresses = [\"10.0.0.1/24\"]\ndns = [\"one.one\"]\n");
+    assert_one(&text, line_of(&text, "dns"), 8, "DNS server \"one.one\" is not an IP address");
+    let text = spec_with("[[network.bridges]]\nname = \"br0\"\naddresses = [\"2001:db8::1/129\"]\n");
+    assert_one(&text, line_of(&text, "addresses"), 14, "prefix length 129 is larger than 128");
+}
+
+#[test]
+fn gateway_must_lie_inside_the_subnet() {
+    let text = spec_with("[[network.bridges]]\nname = \"br0\"\naddresses = [\"203.0.113.10/24\"]\ngateway = \"203.0.114.1\"\n");
+    assert_one(&text, line_of(&text, "gateway"), 11, "gateway 203.0.114.1 is outside the bridge's subnets");
+    let ok = spec_with("[[network.bridges]]\nname = \"br0\"\naddresses = [\"203.0.113.10/24\"]\ngateway = \"203.0.113.1\"\n");
+    assert!(diagnostics(&ok).is_empty());
+}
+
+#[test]
+fn interface_names_are_short_and_unique() {
+    let text = spec_with("[[network.bridges]]\nname = \"averyverylongbr0\"\n");
+    assert_one(&text, line_of(&text, "averyvery"), 8, "is 16 bytes long; Linux allows at most 15");
+    let text = spec_with("[[network.bridges]]\nname = \"br0\"\n[[network.bridges]]\nname = \"br0\"\n");
+    assert_one(&text, last_line(&text, |l| l.contains("br0")).unwrap() + 1, 8, "\"br0\" is attached to the switch twice");
+}
+
+#[test]
+fn every_ovs_port_exists_once() {
+    let text = spec_with("[[network.bridges]]\nname = \"br0\"\nuplink = \"eth0\"\n[[network.bridges]]\nname = \"br1\"\nports = [\"eth0\"]\n");
+    let help = assert_one(&text, line_of(&text, "ports"), 10, "\"eth0\" is attached to the switch twice");
+    assert!(help.contains("network.bridges[0].uplink"), "{help}");
+}
+
+#[test]
+fn subvolume_names_and_mounts_unique_and_absolute() {
+    let disk = "[disk]\ndevice = \"/dev/sda\"\n[[disk.subvolumes]]\nname = \"@\"\nmount = \"/\"\n";
+    let text = spec_with(&format!("{disk}[[disk.subvolumes]]\nname = \"@\"\nmount = \"/home\"\n"));
+    assert_one(&text, last_line(&text, |l| l == "name = \"@\"").unwrap() + 1, 8, "subvolume \"@\" is declared twice");
+    let text = spec_with(&format!("{disk}[[disk.subvolumes]]\nname = \"@home\"\nmount = \"/\"\n"));
+    assert_one(&text, last_line(&text, |l| l == "mount = \"/\"").unwrap() + 1, 9, "mount point \"/\" is used twice");
+    let text = spec_with(&format!("{disk}[[disk.subvolumes]]\nname = \"@home\"\nmount = \"home\"\n"));
+    assert_one(&text, line_of(&text, "mount = \"home\""), 9, "mount point \"home\" is not absolute");
+}
+
+#[test]
+fn compression_level_is_checked_per_algorithm() {
+    let base = "[disk]\ndevice = \"/dev/sda\"\n[[disk.subvolumes]]\nname = \"@\"\nmount = \"/\"\n";
+    for (compress, needle) in [
+        ("zstd:16", "zstd compression level 16 is out of range"),
+        ("zstd:0", "zstd compression level 0 is out of range"),
+        ("zlib:10", "zlib compression level 10 is out of range"),
+        ("lzo:1", "lzo takes no compression level"),
+    ] {
+        let text = spec_with(&format!("{base}compress = \"{compress}\"\n"));
+        assert_one(&text, line_of(&text, "compress"), 12, needle);
+    }
+    for ok in ["zstd:15", "zstd:1", "zlib:9", "lzo", "zstd"] {
+        assert!(diagnostics(&spec_with(&format!("{base}compress = \"{ok}\"\n"))).is_empty(), "{ok}");
+    }
+    let text = spec_with(&format!("{base}compress = \"brotli:3\"\n"));
+    assert_one(&text, line_of(&text, "compress"), 12, "expected a compression");
+}
+
+#[test]
+fn nodatacow_with_compression_says_why() {
+    let text = spec_with("[disk]\ndevice = \"/dev/sda\"\n[[disk.subvolumes]]\nname = \"@\"\nmount = \"/\"\ncompress = \"zstd:3\"\nnodatacow = true\n");
+    let help = assert_one(&text, line_of(&text, "nodatacow"), 13, "sets both nodatacow and compress");
+    assert!(help.contains("only compresses copy-on-write data"), "{help}");
+}
+
+#[test]
+fn retention_at_least_the_interval() {
+    let text = spec_with("[snapshots]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/c.db\"\ninterval = \"2s\"\nretention = \"1500ms\"\n");
+    let help = assert_one(&text, line_of(&text, "retention"), 13, "retention 1500ms is shorter than the interval 2s");
+    assert!(help.contains("at least \"2s\""), "{help}");
+}
+
+#[test]
+fn durations_must_be_well_formed() {
+    let text = spec_with("[snapshots]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/c.db\"\ninterval = \"1 s\"\n");
+    assert_one(&text, line_of(&text, "interval"), 12, "expected a duration");
+}
+
+#[test]
+fn vector_dimension_is_positive() {
+    let snaps = "[snapshots]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/c.db\"\n";
+    let text = spec_with(&format!("{snaps}[vectors]\ndimension = 0\n"));
+    assert_one(&text, line_of(&text, "dimension"), 13, "vector dimension 0 is not positive");
+    let text = spec_with(&format!("{snaps}[vectors]\ndimension = -3\n"));
+    assert_one(&text, line_of(&text, "dimension"), 13, "vector dimension -3 is not positive");
+}
+
+#[test]
+fn tcp_ports_do_not_collide() {
+    let text = spec_with("[monitoring]\ngrafana_port = 22\n");
+    assert_one(&text, line_of(&text, "grafana_port"), 16, "Grafana and SSH both use TCP port 22");
+    let text = spec_with("[virtualization]\nnovnc_port = 9090\n[monitoring]\n");
+    let d = diagnostics(&text);
+    assert!(d.iter().any(|(_, _, m, _)| m.contains("noVNC and Prometheus both use TCP port 9090")), "{d:?}");
+    let text = spec_with("[snapshots]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/c.db\"\n[vectors]\n[virtualization]\nnovnc_port = 6334\n");
+    assert_one(&text, line_of(&text, "novnc_port"), 14, "noVNC and Qdrant (gRPC) both use TCP port 6334");
+}
+
+#[test]
+fn ssh_keys_are_ed25519_only() {
+    for (key, reason) in [
+        ("ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 x@y", "RSA keys are refused"),
+        ("ssh-dss AAAAB3NzaC1kc3MAAACBAP x@y", "DSA keys are refused"),
+        ("ecdsa-sha2-nistp256 AAAAE2VjZHNh x@y", "ECDSA keys are refused"),
+        ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK0w x@y", "not a valid Ed25519 public key"),
+    ] {
+        let text = spec_with("").replace(KEY, key);
+        let help = assert_one(&text, line_of(&text, "ssh_keys"), 13, reason);
+        assert!(help.contains("ssh-keygen -t ed25519"), "{help}");
+    }
+}
+
+#[test]
+fn some_admin_must_have_a_key() {
+    let text = spec_with("").replace("admin = true", "admin = false");
+    let help = assert_one(&text, 5, 1, "no admin user has an SSH key, so nobody could log in");
+    assert!(help.contains("admin = true"), "{help}");
+    let text = "[host]\nname = \"a\"\nstate_version = \"25.11\"\n";
+    assert_one(text, 1, 1, "nobody could log in");
+}
+
+#[test]
+fn snapshot_database_outside_the_snapshotted_subvolume() {
+    let disk = "[disk]\ndevice = \"/dev/sda\"\n[[disk.subvolumes]]\nname = \"@\"\nmount = \"/\"\n[[disk.subvolumes]]\nname = \"@data\"\nmount = \"/srv/data\"\n[[disk.subvolumes]]\nname = \"@chain\"\nmount = \"/srv/data/chain\"\n";
+    let text = spec_with(&format!("{disk}[snapshots]\nsource = \"/srv/data\"\nsnapshot_dir = \"/snapshots\"\ndatabase = \"/srv/data/chain.db\"\n"));
+    let help = assert_one(&text, line_of(&text, "database"), 12, "lives inside the snapshotted subvolume");
+    assert!(help.contains("another subvolume"), "{help}");
+    // A nested subvolume is not part of the snapshot: fine.
+    let ok = spec_with(&format!("{disk}[snapshots]\nsource = \"/srv/data\"\nsnapshot_dir = \"/snapshots\"\ndatabase = \"/srv/data/chain/chain.db\"\n"));
+    assert!(diagnostics(&ok).is_empty(), "{:?}", diagnostics(&ok));
+    // Without a declared layout, plain path containment decides.
+    let text = spec_with("[snapshots]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/srv/db/chain.db\"\n");
+    assert_one(&text, line_of(&text, "database"), 12, "lives inside the snapshotted subvolume");
+}
+
+#[test]
+fn several_errors_are_all_reported_in_file_order() {
+    let text = spec_with(
+        "[disk]\ndevice = \"/dev/sda\"\n[[disk.subvolumes]]\nname = \"@\"\nmount = \"/\"\ncompress = \"zstd:20\"\n\
+         [[network.bridges]]\nname = \"br0\"\naddresses = [\"10.0.0.1/24\"]\ngateway = \"10.9.0.1\"\n\
+         [ssh]\nport = 3000\n[monitoring]\n",
+    )
+    .replace("\"web1\"", "\"web_1\"");
+    let d = diagnostics(&text);
+    let lines: Vec<usize> = d.iter().map(|x| x.0).collect();
+    assert!(d.len() >= 4, "{d:#?}");
+    let mut sorted = lines.clone();
+    sorted.sort();
+    assert_eq!(lines, sorted, "not in file order: {d:#?}");
+    for needle in ["RFC 1123", "zstd compression level 20", "outside the bridge's subnets", "both use TCP port 3000"] {
+        assert!(d.iter().any(|x| x.2.contains(needle)), "{needle} missing from {d:#?}");
+    }
+}
+
+#[test]
+fn fleet_errors_point_into_the_right_entry_and_names_are_unique() {
+    let text = format!(
+        "[defaults]\nstate_version = \"25.11\"\n[[defaults.users]]\nname = \"ops\"\nadmin = true\nssh_keys = [\"{KEY}\"]\n\
+         [[hosts]]\nname = \"a\"\n[[hosts]]\nname = \"b\"\n[hosts.ssh]\nprot = 22\n[[hosts]]\nname = \"a\"\n"
+    );
+    let d = diagnostics(&text);
+    assert_eq!(d.len(), 2, "{d:#?}");
+    assert_eq!((d[0].0, d[0].2.as_str()), (line_of(&text, "prot"), "unknown key `prot` in `ssh`"));
+    assert_eq!(d[0].3, "did you mean `port`?");
+    assert!(d[1].2.contains("host name \"a\" is used twice"), "{d:#?}");
+}
+
+#[test]
+fn host_and_hosts_together_is_an_error() {
+    let text = format!("{}\n[[hosts]]\nname = \"b\"\n", spec_with(""));
+    let d = diagnostics(&text);
+    assert!(d.iter().any(|x| x.2.contains("either one [host] or a fleet")), "{d:#?}");
+}
+
+#[test]
+fn nul_in_a_string_is_refused() {
+    let text = spec_with("").replace("\"UTC\"", "x").replace("state_version = \"25.11\"", "state_version = \"25.11\"\ntime_zone = \"a\\u0000b\"");
+    assert_one(&text, line_of(&text, "time_zone"), 13, "NUL character");
+}
