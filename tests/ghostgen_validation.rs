@@ -201,7 +201,7 @@ fn tcp_ports_do_not_collide() {
     assert_one(&text, line_of(&text, "grafana_port"), 16, "Grafana and SSH both use TCP port 22");
     let text = spec_with("[virtualization]\nnovnc_port = 9090\n[monitoring]\n");
     let d = diagnostics(&text);
-    assert!(d.iter().any(|(_, _, m, _)| m.contains("noVNC and Prometheus both use TCP port 9090")), "{d:?}");
+    assert!(d.iter().any(|(_, _, m, h)| m.contains("noVNC and Prometheus both use TCP port 9090") && h.contains("give noVNC")), "{d:?}");
     let text = spec_with("[snapshots]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/c.db\"\n[vectors]\n[virtualization]\nnovnc_port = 6334\n");
     assert_one(&text, line_of(&text, "novnc_port"), 14, "noVNC and Qdrant (gRPC) both use TCP port 6334");
 }

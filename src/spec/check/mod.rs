@@ -25,6 +25,14 @@ impl Ctx<'_> {
         let span = self.node.span_of(&path);
         self.diags.push(Diagnostic::error(span, message).help(help));
     }
+    /// Where the value at `path` starts in the file (for ordering findings).
+    pub fn position(&self, path: &[PathSeg]) -> usize {
+        self.node.span_of(path).start
+    }
+    /// Whether the spec spells out the value at `path` (rather than a default).
+    pub fn is_set(&self, path: &[PathSeg]) -> bool {
+        self.node.at(path).is_some()
+    }
     /// A warning at the value found at `path`.
     pub fn warn(&mut self, path: Vec<PathSeg>, message: impl Into<String>, help: impl Into<String>) {
         let span = self.node.span_of(&path);

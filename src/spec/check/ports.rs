@@ -48,7 +48,10 @@ pub fn local_qdrant_port(url: &str) -> Option<u16> {
 }
 
 pub fn check(host: &HostSpec, ctx: &mut Ctx) {
-    let listeners = tcp_listeners(host);
+    // Report a collision at a port the user wrote rather than a default, and of
+    // two written ones at the later in the file.
+    let mut listeners = tcp_listeners(host);
+    listeners.sort_by_key(|(_, path, _)| (ctx.is_set(path), ctx.position(path)));
     for (i, (port, path, who)) in listeners.iter().enumerate() {
         if *port == 0 {
             ctx.error(path.clone(), format!("{who} cannot listen on port 0"), "pick a port from 1 to 65535");
