@@ -57,6 +57,10 @@ pub fn file_schema() -> Json {
         o.remove("$schema");
         o.remove("title");
     }
+    if let Some(o) = host_entry.as_object_mut() {
+        // In a fleet, everything but the name may come from [defaults].
+        o.insert("required".into(), json!(["name"]));
+    }
     let mut defaults_entry = host_entry.clone();
     if let Some(o) = defaults_entry.as_object_mut() {
         o.remove("required");

@@ -1,0 +1,24 @@
+# Hardware of edge1. Created once by ghostgen and never overwritten: it is yours.
+# Replace it with the output of `nixos-generate-config --show-hardware-config --no-filesystems`
+# run on the machine (or in the installer).
+{ lib, ... }:
+{
+  boot.initrd.availableKernelModules = [
+    "nvme"
+    "xhci_pci"
+    "ahci"
+    "virtio_pci"
+    "virtio_blk"
+    "usbhid"
+    "sd_mod"
+  ];
+  hardware.enableRedistributableFirmware = lib.mkDefault true;
+  fileSystems."/" = lib.mkDefault {
+    device = "/dev/disk/by-label/nixos";
+    fsType = "ext4";
+  };
+  fileSystems."/boot" = lib.mkDefault {
+    device = "/dev/disk/by-label/boot";
+    fsType = "vfat";
+  };
+}
