@@ -1,0 +1,120 @@
+//! Round trip: what the spec says is what Nix evaluates. The generated host file
+//! is evaluated with `nix-instantiate --eval --strict --json` and compared with
+//! the spec, over arbitrary strings (quotes, backslashes, `${`, `''`, newlines,
+//! non-ASCII) and lists.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use ghostbridge::generate;
+use ghostbridge::spec::model::*;
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+/// Evaluates the generated host with stand-ins for the module arguments.
+fn eval_host(spec: &Spec) -> Value {
+    let files = generate::plan(spec, "spec.toml").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for f in &files {
+        let p = dir.path().join(&f.path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, &f.contents).unwrap();
+    }
+    let host = dir.path().join("hosts").join(&spec.hosts[0].name).join("default.nix");
+    let expr = format!(
+        "let h = import {} {{ config = {{}}; lib = {{}}; pkgs = {{ stdenv.hostPlatform.system = \"x86_64-linux\"; }}; \
+         inputs = {{}}; }}; in {{ inherit (h) networking time i18n system users services nix; }}",
+        host.display()
+    );
+    let out = Command::new("nix-instantiate")
+        .args(["--eval", "--strict", "--json", "--expr", &expr])
+        .output()
+        .expect("nix-instantiate not found: run `bash .ci/deps` (Debian package nix-bin)");
+    assert!(out.status.success(), "eval failed:\n{}\n{}", String::from_utf8_lossy(&out.stderr), files[1].contents);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn base_host(name: &str) -> HostSpec {
+    let text = format!(
+        "[host]\nname = \"{name}\"\nstate_version = \"25.11\"\n[[users]]\nname = \"ops\"\nadmin = true\n\
+         ssh_keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK0wmN/Cr3JXqmLW7u+g9pTh+wyqDHpSQEIQczXkVx9q a@b\"]\n"
+    );
+    ghostbridge::spec::load(&text).unwrap().spec.hosts.remove(0)
+}
+
+/// Strings that stress the escaping: quotes, backslashes, `${`, `''`, newlines, tabs, non-ASCII.
+fn nasty() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z\"\\\\$'{}\n\t é☃🦀-]{0,16}",
+        any::<String>().prop_map(|s| s.replace('\0', "")),
+        Just("${builtins.abort \"x\"}".to_string()),
+        Just("''${x}''".to_string()),
+        Just("$${x} \\${y} '''".to_string()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn spec_values_survive_generation_and_evaluation(
+        tz in nasty(),
+        locale in nasty(),
+        params in prop::collection::vec(nasty(), 0..4),
+        flows in prop::collection::vec(nasty(), 0..3),
+        sysctl in prop::collection::btree_map(nasty(), nasty(), 0..3),
+        net_name in nasty(),
+        keys in prop::collection::vec(nasty(), 1..3),
+    ) {
+        let mut host = base_host("rt");
+        host.time_zone = tz.clone();
+        host.locale = locale.clone();
+        host.boot.kernel_params = params.clone();
+        host.boot.sysctl = sysctl.iter().map(|(k, v)| (k.clone(), SysctlValue::Str(v.clone()))).collect();
+        host.network.bridges = vec![Bridge {
+            name: "br0".into(), datapath: Datapath::Netdev, uplink: Some("eth0".into()), ports: vec![], internal_ports: vec![],
+            dhcp: false, addresses: vec!["10.0.0.1/24".into()], gateway: None, dns: vec![], drop_uplink_broadcast: true,
+            extra_flows: flows.clone(),
+        }];
+        host.virtualization.ovs_networks = BTreeMap::from([(net_name.clone(), "br0".to_string())]);
+        host.users[0].ssh_keys = keys.clone();
+        let spec = Spec { flake: FlakeInputs::default(), hosts: vec![host] };
+        let v = eval_host(&spec);
+
+        prop_assert_eq!(&v["time"]["timeZone"], &json!(tz));
+        prop_assert_eq!(&v["i18n"]["defaultLocale"], &json!(locale));
+        let gb = &v["services"]["ghostbridge"];
+        prop_assert_eq!(&gb["boot"]["kernelParams"], &json!(params));
+        prop_assert_eq!(&gb["boot"]["sysctl"], &json!(sysctl));
+        prop_assert_eq!(&gb["network"]["bridges"]["br0"]["extraFlows"], &json!(flows));
+        prop_assert_eq!(&gb["network"]["bridges"]["br0"]["datapathType"], &json!("netdev"));
+        prop_assert_eq!(&gb["virtualization"]["libvirt"]["ovsNetworks"], &json!({ net_name: "br0" }));
+        prop_assert_eq!(&v["users"]["users"]["ops"]["openssh"]["authorizedKeys"]["keys"], &json!(keys));
+    }
+}
+
+#[test]
+fn reference_host_evaluates_to_what_the_spec_says() {
+    let text = std::fs::read_to_string("examples/ghostbridge.toml").unwrap();
+    let spec = ghostbridge::spec::load(&text).unwrap().spec;
+    let h = &spec.hosts[0];
+    let v = eval_host(&spec);
+    assert_eq!(v["networking"]["hostName"], json!(h.name));
+    assert_eq!(v["system"]["stateVersion"], json!(h.state_version));
+    assert_eq!(v["networking"]["firewall"]["allowedTCPPorts"], json!([22, 6080]));
+    assert_eq!(v["nix"]["settings"]["experimental-features"], json!(["nix-command", "flakes"]));
+    let gb = &v["services"]["ghostbridge"];
+    let s = h.snapshots.as_ref().unwrap();
+    assert_eq!(gb["snapshotter"]["source"], json!(s.source));
+    assert_eq!(gb["snapshotter"]["interval"], json!("1s"));
+    assert_eq!(gb["snapshotter"]["retention"], json!("1m"));
+    assert_eq!(gb["vectorSync"]["dimension"], json!(384));
+    assert_eq!(gb["vectorSync"]["localQdrant"], json!(true));
+    assert_eq!(gb["boot"]["sysctl"]["vm.swappiness"], json!(10));
+    let br0 = &gb["network"]["bridges"]["ovsbr0"];
+    assert_eq!(br0["uplink"], json!("enp1s0"));
+    assert_eq!(br0["addresses"], json!(["203.0.113.10/24"]));
+    assert_eq!(br0["gateway"], json!("203.0.113.1"));
+    assert_eq!(gb["network"]["bridges"]["ovsbr1"]["gateway"], Value::Null);
+    assert_eq!(gb["monitoring"]["grafana"]["port"], json!(3000));
+}
