@@ -36,16 +36,16 @@ pub fn load(text: &str) -> Result<Loaded, Rejected> {
     check_strings(&root, &mut diags);
 
     let flake = match root.get("flake") {
-        Some(e) => decode::<FlakeInputs>(&schema::flake_schema(), &e.value, &mut diags).unwrap_or_default(),
+        Some(e) => decode::<FlakeInputs>(schema::flake(), &e.value, &mut diags).unwrap_or_default(),
         None => FlakeInputs::default(),
     };
 
     let host_nodes = host_trees(&root, &mut diags);
-    let host_schema = schema::host_schema();
+    let host_schema = schema::host();
     let mut hosts = Vec::new();
     let mut decoded_nodes = Vec::new();
     for node in &host_nodes {
-        if let Some(h) = decode::<HostSpec>(&host_schema, node, &mut diags) {
+        if let Some(h) = decode::<HostSpec>(host_schema, node, &mut diags) {
             hosts.push(h);
             decoded_nodes.push(node.clone());
         }
@@ -139,7 +139,7 @@ fn host_trees(root: &Node, diags: &mut Vec<Diagnostic>) -> Vec<Node> {
 }
 
 /// Schema-validates `node`; if clean, decodes it with serde.
-fn decode<T: serde::de::DeserializeOwned>(schema: &serde_json::Value, node: &Node, diags: &mut Vec<Diagnostic>) -> Option<T> {
+fn decode<T: serde::de::DeserializeOwned>(schema: &schema::Compiled, node: &Node, diags: &mut Vec<Diagnostic>) -> Option<T> {
     let found = schema::validate(schema, node);
     if !found.is_empty() {
         diags.extend(found);

@@ -18,6 +18,31 @@ pub fn flake_schema() -> Json {
     toml_shaped(schemars::schema_for!(FlakeInputs).to_value())
 }
 
+/// A schema together with its compiled validator, built once per process.
+pub struct Compiled {
+    pub schema: Json,
+    validator: Result<jsonschema::Validator, String>,
+}
+
+impl Compiled {
+    fn new(schema: Json) -> Self {
+        let validator = jsonschema::validator_for(&schema).map_err(|e| e.to_string());
+        Compiled { schema, validator }
+    }
+}
+
+/// The compiled host schema.
+pub fn host() -> &'static Compiled {
+    static HOST: std::sync::OnceLock<Compiled> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| Compiled::new(host_schema()))
+}
+
+/// The compiled `[flake]` schema.
+pub fn flake() -> &'static Compiled {
+    static FLAKE: std::sync::OnceLock<Compiled> = std::sync::OnceLock::new();
+    FLAKE.get_or_init(|| Compiled::new(flake_schema()))
+}
+
 /// The schema of a whole spec file, for editor completion: either a single host
 /// (`[host]` plus top-level sections) or a fleet (`[defaults]` plus `[[hosts]]`).
 pub fn file_schema() -> Json {
@@ -124,16 +149,20 @@ fn strip_null(v: &mut Json) {
     }
 }
 
-/// Validates `node` against `schema`; `base` is prepended to paths in messages
-/// (e.g. `hosts[2]`), `section` says where the node sits for unknown-key messages.
-pub fn validate(schema: &Json, node: &Node) -> Vec<Diagnostic> {
-    let validator = match jsonschema::validator_for(schema) {
+/// Validates `node` against a compiled schema; every violation becomes a
+/// diagnostic at the offending key or value.
+pub fn validate(compiled: &Compiled, node: &Node) -> Vec<Diagnostic> {
+    let schema = &compiled.schema;
+    let validator = match &compiled.validator {
         Ok(v) => v,
         Err(e) => return vec![Diagnostic::error(node.span, format!("internal schema error: {e}"))],
     };
-    let instance = node.to_json();
+    validate_instance(validator, schema, node, &node.to_json())
+}
+
+fn validate_instance(validator: &jsonschema::Validator, schema: &Json, node: &Node, instance: &Json) -> Vec<Diagnostic> {
     let mut out = Vec::new();
-    for err in validator.iter_errors(&instance) {
+    for err in validator.iter_errors(instance) {
         let path: Vec<PathSeg> = err
             .instance_path()
             .iter()
