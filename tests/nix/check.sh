@@ -3,7 +3,8 @@
 #  1. every .nix file in the repository parses (nix-instantiate --parse);
 #  2. the options of modules/ evaluate without config or packages, and their
 #     types equal tests/nix/expected-option-types.json;
-#  3. what the modules compute (daemon JSON configs, units, assertions) is right.
+#  3. the provisioned Grafana dashboards are valid JSON;
+#  4. what the modules compute (daemon JSON configs, units, assertions) is right.
 # Exits non-zero on the first failure and says which file or check.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -35,6 +36,13 @@ if ! diff -u tests/nix/expected-option-types.json "$actual"; then
   exit 1
 fi
 echo "option types: $(jq length "$actual") options match tests/nix/expected-option-types.json"
+
+for dashboard in modules/grafana/*.json; do
+  jq -e '.uid and .title and (.panels | length > 0)' "$dashboard" >/dev/null || {
+    echo "Grafana dashboard $dashboard is not valid JSON with uid, title and panels" >&2
+    exit 1
+  }
+done
 
 passed=$(nix-instantiate --eval --strict --json tests/nix/module-behaviour.nix | jq '.passed | length')
 echo "module behaviour: $passed checks passed"
