@@ -126,10 +126,8 @@ in
 
     (mkIf virt.docker.enable {
       virtualisation.docker.enable = true;
-      virtualisation.docker.autoPrune = {
-        enable = virt.docker.autoPrune;
-        dates = "weekly";
-      };
+      # nixpkgs' default schedule: weekly.
+      virtualisation.docker.autoPrune.enable = virt.docker.autoPrune;
     })
 
     (mkIf virt.novnc.enable {
