@@ -4,7 +4,9 @@
 #  2. the options of modules/ evaluate without config or packages, and their
 #     types equal tests/nix/expected-option-types.json;
 #  3. the provisioned Grafana dashboards are valid JSON;
-#  4. what the modules compute (daemon JSON configs, units, assertions) is right.
+#  4. what the modules compute (daemon JSON configs, units, assertions) is right;
+#  5. the flake outputs have the right shape, and the VM checks' Python test
+#     scripts, rendered with the modules' values, compile.
 # Exits non-zero on the first failure and says which file or check.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -46,3 +48,15 @@ done
 
 passed=$(nix-instantiate --eval --strict --json tests/nix/module-behaviour.nix | jq '.passed | length')
 echo "module behaviour: $passed checks passed"
+
+smoke=$(mktemp)
+trap 'rm -f "$actual" "$smoke"' EXIT
+nix-instantiate --eval --strict --json tests/nix/flake-smoke.nix >"$smoke"
+echo "flake outputs: $(jq '.passed | length' "$smoke") checks passed"
+python3 - "$smoke" <<'PY'
+import json, sys
+scripts = json.load(open(sys.argv[1]))["scripts"]
+for name, script in sorted(scripts.items()):
+    compile(script, f"checks/{name}.nix testScript", "exec")
+print(f"VM check scripts: {len(scripts)} compile ({', '.join(sorted(scripts))})")
+PY

@@ -5,28 +5,7 @@
 #   nix-instantiate --eval --strict --json tests/nix/module-behaviour.nix
 let
   b = builtins;
-  stubPkg = name: {
-    inherit name;
-    outPath = "/nix/store/00000000000000000000000000000000-${name}";
-  };
-  pkgs = {
-    formats.json = _: {
-      # The rendered config is carried inside the unit's command line, to be read back here.
-      generate = name: value: "json:" + b.toJSON value;
-    };
-    writeTextDir = path: text: stubPkg "dir" // { inherit path text; };
-    writeText = name: text: stubPkg name // { inherit text; };
-    runCommand = name: _: _: stubPkg name;
-    coreutils = stubPkg "coreutils";
-    libvirt = stubPkg "libvirt";
-    gnugrep = stubPkg "gnugrep";
-    novnc = stubPkg "novnc";
-    python3Packages.websockify = stubPkg "websockify";
-    ghostbridge-snapshotter = stubPkg "ghostbridge-snapshotter";
-    ghostbridge-ovs = stubPkg "ghostbridge-ovs";
-    ghostbridge-qdrant-sync = stubPkg "ghostbridge-qdrant-sync";
-    ghostgen = stubPkg "ghostgen";
-  };
+  pkgs = import ./stub-pkgs.nix;
   eval = import ./mini-eval.nix { inherit pkgs; };
   has = sub: str: b.match ".*${sub}.*" str != null;
 
