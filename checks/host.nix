@@ -26,11 +26,17 @@ pkgs.testers.runNixOSTest {
   };
 
   nodes.ghostbridge =
-    { config, lib, ... }:
+    {
+      config,
+      lib,
+      pkgs,
+      ...
+    }:
     let
       gb = config.services.ghostbridge;
     in
     {
+      environment.systemPackages = [ pkgs.curl ];
       imports = [
         common
         disko.nixosModules.disko
@@ -90,6 +96,20 @@ pkgs.testers.runNixOSTest {
           with subtest(f"{unit} is active"):
               ghostbridge.wait_for_unit(unit)
 
+      ${lib.optionalString gb.ovs.enable ''
+        with subtest("the spec's bridges exist"):
+            for bridge in ${builtins.toJSON (builtins.attrNames gb.network.bridges)}:
+                ghostbridge.succeed(f"ovs-vsctl br-exists {bridge}")
+      ''}
+      ${lib.optionalString (gb.monitoring.enable && gb.snapshotter.enable) ''
+        with subtest("the snapshotter's metrics reach node exporter"):
+            ghostbridge.wait_until_succeeds("curl -sf http://127.0.0.1:${toString gb.monitoring.nodeExporter.port}/metrics | grep -q '^ghostbridge_snapshotter_height'", timeout=60)
+      ''}
+      ${lib.optionalString (gb.monitoring.enable && gb.monitoring.grafana.enable) ''
+        with subtest("Grafana has the GhostBridge dashboard"):
+            ghostbridge.wait_until_succeeds("curl -sf http://127.0.0.1:${toString gb.monitoring.grafana.port}/api/health", timeout=120)
+            ghostbridge.succeed("curl -sf -u admin:admin http://127.0.0.1:${toString gb.monitoring.grafana.port}/api/dashboards/uid/ghostbridge")
+      ''}
       with subtest("SSH: public keys only, no root login"):
           sshd = ghostbridge.succeed("sshd -T")
           for line in ["passwordauthentication no", "kbdinteractiveauthentication no", "permitrootlogin no"]:

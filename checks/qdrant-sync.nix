@@ -30,6 +30,8 @@ pkgs.testers.runNixOSTest {
           enable = true;
           batch = 4;
         };
+        # The sync (a dynamic user) and the snapshotter (root) write node exporter's textfile folder.
+        monitoring.enable = true;
       };
     };
 
@@ -94,6 +96,11 @@ pkgs.testers.runNixOSTest {
           machine.wait_for_unit("ghostbridge-qdrant-sync.service")
           machine.sleep(3)
           assert points() == n, f"{points()} points for {n} blocks after a restart"
+
+      with subtest("both daemons' metrics reach node exporter"):
+          machine.wait_for_unit("prometheus-node-exporter.service")
+          machine.wait_until_succeeds("curl -sf http://127.0.0.1:${toString nodes.machine.services.ghostbridge.monitoring.nodeExporter.port}/metrics | grep -q '^ghostbridge_qdrant_synced_blocks_total'", timeout=60)
+          machine.succeed("curl -sf http://127.0.0.1:${toString nodes.machine.services.ghostbridge.monitoring.nodeExporter.port}/metrics | grep -q '^ghostbridge_snapshotter_height'")
 
       with subtest("new blocks keep arriving"):
           machine.succeed("systemctl start ghostbridge-snapshotter.service")

@@ -55,9 +55,18 @@ let
           }
         else
           module;
-      r = mini { services.ghostbridge = m.services.ghostbridge or { }; };
     in
-    r.config // { inherit (r.result) systemd; };
+    nodeFromDefinitions (m.services.ghostbridge or { });
+  nodeFromDefinitions =
+    definitions:
+    let
+      r = mini { services.ghostbridge = definitions; };
+    in
+    r.config
+    // {
+      inherit (r.result) systemd;
+      services = r.result.services // r.config.services;
+    };
 
   perSystem =
     system:
@@ -106,7 +115,22 @@ let
     }
     // b.foldl' (acc: s: acc // lib.mapAttrs' (n: v: lib.nameValuePair "${s}: ${n}" v) (perSystem s)) { } systems;
 
-  scripts = b.listToAttrs (
+  # The host check, with the reference server standing in for the generated host.
+  hostTest =
+    (import ../../checks/host.nix {
+      pkgs = import ./fake-nixpkgs.nix { system = "x86_64-linux"; };
+      inherit self disko nixpkgs;
+      common = { };
+      btrfsDisk = { };
+      hostModule = { };
+    }).test;
+
+  scripts = {
+    host-ghostbridge = hostTest.testScript {
+      nodes.ghostbridge = nodeFromDefinitions (import ./reference-host.nix);
+    };
+  }
+  // b.listToAttrs (
     map (
       n:
       let

@@ -10,40 +10,7 @@ let
   has = sub: str: b.match ".*${sub}.*" str != null;
 
   # The reference server, as the generated host sets it.
-  reference = {
-    enable = true;
-    boot = {
-      iommu = "intel";
-      vfioIds = [ "10de:2204" ];
-      kernelParams = [ "kvm.ignore_msrs=1" ];
-    };
-    network.bridges = {
-      ovsbr0 = {
-        uplink = "enp1s0";
-        ports = [ "vnet0" ];
-        internalPorts = [ "ovsbr0-mgmt" ];
-        dhcp = true;
-      };
-      ovsbr1 = {
-        addresses = [ "10.10.0.1/24" ];
-        dropUplinkBroadcast = false;
-      };
-    };
-    snapshotter.enable = true;
-    vectorSync.enable = true;
-    virtualization = {
-      libvirt = {
-        enable = true;
-        ovsNetworks.public = "ovsbr0";
-      };
-      docker.enable = true;
-      novnc.enable = true;
-    };
-    monitoring = {
-      enable = true;
-      grafana.enable = true;
-    };
-  };
+  reference = import ./reference-host.nix;
   ref = eval { services.ghostbridge = reference; };
   units = ref.result.systemd.services;
   configOf =
