@@ -30,6 +30,14 @@
         };
       forAllSystems = f: lib.genAttrs systems (system: f (pkgsFor system));
 
+      # nixfmt-rfc-style; newer nixpkgs call it plain `nixfmt` and drop the old name.
+      nixfmtFor =
+        pkgs:
+        let
+          rfc = builtins.tryEval (pkgs.nixfmt-rfc-style or null);
+        in
+        if rfc.success && rfc.value != null then rfc.value else pkgs.nixfmt;
+
       cargoToml = lib.importTOML ./Cargo.toml;
 
       # The crate: only what cargo reads (every declared target must exist).
@@ -117,7 +125,7 @@
             rustfmt
             cargo-nextest
             nix
-            nixfmt-rfc-style
+            (nixfmtFor pkgs)
             openvswitch
             btrfs-progs
             sqlite
@@ -129,7 +137,7 @@
         };
       });
 
-      formatter = forAllSystems (pkgs: pkgs.nixfmt-rfc-style);
+      formatter = forAllSystems nixfmtFor;
 
       checks = forAllSystems (
         pkgs:
