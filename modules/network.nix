@@ -13,7 +13,6 @@ let
     mkIf
     types
     optional
-    optionals
     concatMap
     mapAttrsToList
     listToAttrs
