@@ -134,6 +134,31 @@ let
       unit.serviceConfig.LoadCredential == [ "qdrant-api-key:/run/secrets/qdrant" ]
       && has "/run/credentials/ghostbridge-qdrant-sync.service/qdrant-api-key" unit.serviceConfig.ExecStart;
 
+    "op-dbus: its units and a root-only policy when the package is given" =
+      let
+        opPkg = pkgs.ghostgen // {
+          name = "op-dbus";
+        };
+        r = eval {
+          services.ghostbridge = reference // {
+            opDbus = {
+              enable = true;
+              package = opPkg;
+              mcp.enable = true;
+              web.enable = true;
+            };
+          };
+        };
+        u = r.result.systemd.services;
+        policy = b.head (b.filter (p: (p.path or "") == "share/dbus-1/system.d/ghostbridge-op-dbus.conf") r.result.services.dbus.packages);
+      in
+      r.failedAssertions == [ ]
+      && u.op-dbus.serviceConfig.ExecStart == "${opPkg}/bin/op-dbus run --state-file /etc/op-dbus/state.json"
+      && has "serve --bind 0.0.0.0 --port 9573" u.op-dbus-mcp.serviceConfig.ExecStart
+      && has "web --bind 0.0.0.0 --port 8080" u.op-dbus-web.serviceConfig.ExecStart
+      && has ''<deny send_destination="org.opdbus"/>'' policy.text;
+    "op-dbus: nothing without the switch" = !(units ? op-dbus);
+
     "networkd only, NetworkManager off" =
       ref.result.networking.useNetworkd && !ref.result.networking.networkmanager.enable;
     "networkd: DHCP on the bridge's own interface" =
