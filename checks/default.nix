@@ -1,5 +1,6 @@
 # The VM checks of this repository's flake (`nix flake check` runs them all),
-# plus a cheap evaluation check of the module options.
+# plus two cheap evaluation checks: the module options' types and what the
+# modules compute (both also run without nixpkgs: tests/nix/check.sh).
 {
   pkgs,
   self,
@@ -27,9 +28,15 @@ let
       Regenerate it with: nix-instantiate --eval --strict --json tests/nix/option-types.nix | jq -S . > tests/nix/expected-option-types.json
     '';
     pkgs.writeText "ghostbridge-option-types.json" (builtins.toJSON actual);
+
+  # What the modules compute (daemon configs, units, assertions); throws on failure.
+  moduleBehaviour = pkgs.writeText "ghostbridge-module-behaviour.json" (
+    builtins.toJSON (import ../tests/nix/module-behaviour.nix)
+  );
 in
 {
   option-types = optionTypes;
+  module-behaviour = moduleBehaviour;
   snapshotter = import ./snapshotter.nix args;
   ovs = import ./ovs.nix args;
   qdrant-sync = import ./qdrant-sync.nix args;

@@ -100,7 +100,13 @@ let
         ];
       "formatter: nixfmt-rfc-style" = outputs.formatter.${system}.name == "nixfmt-rfc-style";
       "checks: option types and the VM checks" =
-        b.all (n: checks ? ${n}) (vmChecks ++ [ "option-types" ]);
+        b.all (n: checks ? ${n}) (
+          vmChecks
+          ++ [
+            "option-types"
+            "module-behaviour"
+          ]
+        );
       "checks: VM checks build their own nixpkgs (the modules set the overlay)" =
         b.all (n: checks.${n}.test.node.pkgsReadOnly == false) vmChecks;
     };
