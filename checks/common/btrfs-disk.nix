@@ -1,0 +1,66 @@
+# Gives a VM check a real BTRFS file system for the snapshotter: the VM's
+# first empty disk is formatted and its subvolumes are mounted at the
+# snapshotter's source and at the folders of its snapshots and database,
+# before the snapshotter starts (as disko and fileSystems do on a real host).
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+let
+  snap = config.services.ghostbridge.snapshotter;
+  device = "/dev/vdb";
+  dbDir = dirOf snap.database;
+  # subvolume -> mount point
+  mounts = [
+    {
+      subvol = "@source";
+      where = snap.source;
+    }
+    {
+      subvol = "@chain";
+      where = dbDir;
+    }
+  ]
+  ++ lib.optional (!(lib.hasPrefix "${dbDir}/" snap.snapshotDir)) {
+    subvol = "@snapshots";
+    where = snap.snapshotDir;
+  };
+in
+{
+  virtualisation.emptyDiskImages = [ 2048 ];
+  boot.supportedFilesystems = [ "btrfs" ];
+  environment.systemPackages = [
+    pkgs.btrfs-progs
+    pkgs.sqlite
+  ];
+
+  systemd.services.ghostbridge-test-btrfs = {
+    description = "BTRFS disk of the VM check";
+    wantedBy = [ "multi-user.target" ];
+    requiredBy = [ "ghostbridge-snapshotter.service" ];
+    before = [ "ghostbridge-snapshotter.service" ];
+    after = [ "local-fs.target" ];
+    path = [
+      pkgs.btrfs-progs
+      pkgs.util-linux
+    ];
+    serviceConfig = {
+      Type = "oneshot";
+      RemainAfterExit = true;
+    };
+    script = ''
+      if [ "$(blkid -o value -s TYPE ${device} || true)" != btrfs ]; then
+        mkfs.btrfs -f ${device}
+      fi
+      mkdir -p /mnt/btrfs-top
+      mountpoint -q /mnt/btrfs-top || mount -t btrfs ${device} /mnt/btrfs-top
+    ''
+    + lib.concatMapStrings (m: ''
+      [ -d /mnt/btrfs-top/${m.subvol} ] || btrfs subvolume create /mnt/btrfs-top/${m.subvol}
+      mkdir -p ${m.where}
+      mountpoint -q ${m.where} || mount -t btrfs -o subvol=${m.subvol} ${device} ${m.where}
+    '') mounts;
+  };
+}
