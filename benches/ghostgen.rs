@@ -31,12 +31,16 @@ fn fleet(n: usize) -> String {
     s
 }
 
-fn library_build(text: &str, out: &Path) -> Duration {
+/// (total, load, plan, write) of one in-process build.
+fn library_build(text: &str, out: &Path) -> [Duration; 4] {
     let start = Instant::now();
     let loaded = ghostbridge::spec::load(text).expect("bench spec is valid");
+    let t_load = start.elapsed();
     let files = ghostbridge::generate::plan(&loaded.spec, "spec.toml").expect("plan");
+    let t_plan = start.elapsed();
     ghostbridge::generate::write::write(out, &files, "spec.toml", text, true).expect("write");
-    start.elapsed()
+    let total = start.elapsed();
+    [total, t_load, t_plan - t_load, total - t_plan]
 }
 
 /// Wall time and peak RSS (KiB) of one `ghostgen build` process.
@@ -72,25 +76,30 @@ fn main() {
         ("fleet-100".into(), fleet(100), 100),
         ("fleet-1000".into(), fleet(1000), 1000),
     ];
-    println!("| spec | hosts | files | library build (median) | per host | `ghostgen build` wall | peak RSS |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("| spec | hosts | files | library build (median) | load / plan / write | per host | `ghostgen build` wall | peak RSS |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for (name, text, hosts) in cases {
         let dir = tempfile::tempdir().expect("tempdir");
         let runs = if hosts >= 1000 { 5 } else { 15 };
-        let times: Vec<Duration> = (0..runs)
+        let runs: Vec<[Duration; 4]> = (0..runs)
             .map(|i| {
                 let out = dir.path().join(format!("lib{i}"));
                 library_build(&text, &out)
             })
             .collect();
+        let phase = |k: usize| median(runs.iter().map(|r| r[k]).collect());
+        let times: Vec<Duration> = runs.iter().map(|r| r[0]).collect();
         let spec_path = dir.path().join("spec.toml");
         std::fs::write(&spec_path, &text).expect("write spec");
         let (wall, rss) = (0..3).map(|i| command_build(&spec_path, &dir.path().join(format!("cmd{i}")))).min().expect("runs");
         let files = std::fs::read_to_string(dir.path().join("cmd0/.ghostgen-manifest.json")).map(|m| m.matches(".nix\"").count()).unwrap_or(0);
         let med = median(times);
         println!(
-            "| {name} | {hosts} | {files} | {:.1} ms | {:.2} ms | {:.1} ms | {:.1} MiB |",
+            "| {name} | {hosts} | {files} | {:.1} ms | {:.1} / {:.1} / {:.1} ms | {:.2} ms | {:.1} ms | {:.1} MiB |",
             med.as_secs_f64() * 1e3,
+            phase(1).as_secs_f64() * 1e3,
+            phase(2).as_secs_f64() * 1e3,
+            phase(3).as_secs_f64() * 1e3,
             med.as_secs_f64() * 1e3 / hosts as f64,
             wall.as_secs_f64() * 1e3,
             rss as f64 / 1024.0
