@@ -118,3 +118,40 @@ fn reference_host_evaluates_to_what_the_spec_says() {
     assert_eq!(gb["network"]["bridges"]["ovsbr1"]["gateway"], Value::Null);
     assert_eq!(gb["monitoring"]["grafana"]["port"], json!(3000));
 }
+
+#[test]
+fn op_dbus_packages_come_from_the_users_flakes() {
+    let text = "[host]\nname = \"bus\"\nstate_version = \"25.11\"\n[[users]]\nname = \"ops\"\nadmin = true\n\
+        ssh_keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK0wmN/Cr3JXqmLW7u+g9pTh+wyqDHpSQEIQczXkVx9q a@b\"]\n\
+        [dbus]\nop_dbus = { flake = \"github:example/op-dbus\" }\nstate_file = \"/etc/op-dbus/state.json\"\n\
+        mcp = { package = { flake = \"github:example/op-dbus\", package = \"mcp\" }, port = 3001 }\nweb = { port = 8080 }\n\
+        [firewall]\nallowed_tcp_ports = [3001, 8080]\n";
+    let spec = ghostbridge::spec::load(text).unwrap().spec;
+    let files = generate::plan(&spec, "spec.toml").unwrap();
+    let flake = &files[0].contents;
+    let input = flake
+        .lines()
+        .find_map(|l| l.trim().strip_suffix(".url = \"github:example/op-dbus\";"))
+        .unwrap_or_else(|| panic!("no input for the op-dbus flake:\n{flake}"))
+        .to_string();
+    assert_eq!(flake.matches("github:example/op-dbus").count(), 1, "one input per flake reference");
+
+    let dir = tempfile::tempdir().unwrap();
+    let host = dir.path().join("default.nix");
+    std::fs::write(&host, &files[1].contents).unwrap();
+    let expr = format!(
+        "let pkg = name: {{ type = \"derivation\"; inherit name; }}; \
+         inputs = {{ {input:?} = {{ packages.x86_64-linux = {{ default = pkg \"op-dbus\"; mcp = pkg \"op-dbus-mcp\"; }}; }}; }}; \
+         h = import {} {{ config = {{}}; lib = {{}}; pkgs = {{ stdenv.hostPlatform.system = \"x86_64-linux\"; }}; inherit inputs; }}; \
+         in h.services.ghostbridge.opDbus",
+        host.display()
+    );
+    let out = Command::new("nix-instantiate").args(["--eval", "--strict", "--json", "--expr", &expr]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["package"]["name"], json!("op-dbus"));
+    assert_eq!(v["mcp"]["package"]["name"], json!("op-dbus-mcp"));
+    assert_eq!(v["mcp"]["port"], json!(3001));
+    assert_eq!(v["web"]["port"], json!(8080));
+    assert_eq!(v["stateFile"], json!("/etc/op-dbus/state.json"));
+}
