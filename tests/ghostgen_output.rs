@@ -72,7 +72,7 @@ fn nix_files(dir: &Path, out: &mut Vec<PathBuf>) {
 fn every_generated_nix_file_parses_with_nix_and_rnix() {
     for path in examples() {
         let dir = tempfile::tempdir().unwrap();
-        for f in plan_for(&path) {
+        for f in plan_for(&path).into_iter().filter(|f| f.path.ends_with(".nix")) {
             ghostbridge::nix::parse_check(&f.contents).unwrap();
             let target = dir.path().join(&f.path);
             std::fs::create_dir_all(target.parent().unwrap()).unwrap();

@@ -287,3 +287,9 @@ fn nul_in_a_string_is_refused() {
     let text = spec_with("").replace("\"UTC\"", "x").replace("state_version = \"25.11\"", "state_version = \"25.11\"\ntime_zone = \"a\\u0000b\"");
     assert_one(&text, line_of(&text, "time_zone"), 13, "NUL character");
 }
+
+#[test]
+fn netboot_url_must_be_plain_http() {
+    let text = format!("[flake]\nnetboot_url = \"ftp://x/${{y}}\"\n{}", spec_with(""));
+    assert_one(&text, 2, 15, "netboot_url \"ftp://x/${y}\" is not a plain http(s) URL");
+}

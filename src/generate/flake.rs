@@ -76,6 +76,13 @@ pub fn flake(spec: &Spec) -> Expr {
     for h in &spec.hosts {
         systems.entry(h.system.as_str()).or_default().push(h);
     }
+    let packages: Vec<(Vec<Key>, Expr)> = systems
+        .iter()
+        .map(|(system, hosts)| {
+            let entries = hosts.iter().map(|h| (vec![Key::Name(format!("netboot-{}", h.name))], super::netboot::package(h))).collect();
+            (vec![Key::from(*system)], Expr::Attrs(entries))
+        })
+        .collect();
     let checks: Vec<(Vec<Key>, Expr)> = systems
         .into_iter()
         .map(|(system, hosts)| {
@@ -98,7 +105,11 @@ pub fn flake(spec: &Spec) -> Expr {
         formals: vec!["self".into(), "nixpkgs".into(), "disko".into(), "ghostbridge".into()],
         ellipsis: true,
         at: Some("inputs".into()),
-        body: Box::new(attrs([("nixosConfigurations", Expr::Attrs(configurations)), ("checks", Expr::Attrs(checks))])),
+        body: Box::new(attrs([
+            ("nixosConfigurations", Expr::Attrs(configurations)),
+            ("packages", Expr::Attrs(packages)),
+            ("checks", Expr::Attrs(checks)),
+        ])),
     };
     attrs([
         ("description", Expr::str("GhostBridge hosts")),

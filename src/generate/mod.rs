@@ -7,6 +7,7 @@ mod flake;
 mod hardware;
 mod host;
 pub mod manifest;
+mod netboot;
 mod vm_check;
 pub mod write;
 
@@ -70,11 +71,18 @@ pub fn plan(spec: &Spec, spec_name: &str) -> Result<Vec<File>, ParseError> {
         }
         files.push(nix_file(format!("{dir}/hardware.nix"), &hardware::header(&host.name), &hardware::stub(host.disk.is_some()), Policy::Once)?);
         files.push(nix_file(
+            format!("netboot/{}.nix", host.name),
+            &header(spec_name, &format!("Netboot installer for {}: SSH for its admins; install with nixos-anywhere.", host.name)),
+            &netboot::installer(host),
+            Policy::Always,
+        )?);
+        files.push(nix_file(
             format!("checks/{}.nix", host.name),
             &header(spec_name, &format!("VM check: boots {} in a nixosTest and checks its services.", host.name)),
             &vm_check::check(host),
             Policy::Always,
         )?);
     }
+    files.push(File { path: "netboot/menu.ipxe".into(), contents: netboot::menu(spec, spec_name), policy: Policy::Always });
     Ok(files)
 }

@@ -28,6 +28,8 @@ pub enum Expr {
     Let(Vec<(String, Expr)>, Box<Expr>),
     /// `[ a ] ++ b`.
     Concat(Box<Expr>, Box<Expr>),
+    /// `a + b` (string or path concatenation).
+    Add(Box<Expr>, Box<Expr>),
 }
 
 /// One attribute-path component.

@@ -47,7 +47,7 @@ fn is_scalar(e: &Expr) -> bool {
 
 /// Whether `e` needs parentheses as a list element or function argument.
 fn needs_parens(e: &Expr) -> bool {
-    matches!(e, Expr::Apply(..) | Expr::Lambda { .. } | Expr::Let(..) | Expr::Concat(..))
+    matches!(e, Expr::Apply(..) | Expr::Lambda { .. } | Expr::Let(..) | Expr::Concat(..) | Expr::Add(..))
 }
 
 fn print_atom(e: &Expr, level: usize, out: &mut String) {
@@ -154,6 +154,11 @@ pub fn print(e: &Expr, level: usize, out: &mut String) {
         Expr::Concat(a, b) => {
             print_atom(a, level, out);
             out.push_str(" ++ ");
+            print_atom(b, level, out);
+        }
+        Expr::Add(a, b) => {
+            print_atom(a, level, out);
+            out.push_str(" + ");
             print_atom(b, level, out);
         }
         Expr::List(items) => {

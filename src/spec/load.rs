@@ -40,6 +40,13 @@ pub fn load(text: &str) -> Result<Loaded, Rejected> {
         None => FlakeInputs::default(),
     };
 
+    if let Some(url) = &flake.netboot_url {
+        let bad = !(url.starts_with("http://") || url.starts_with("https://")) || url.chars().any(|c| c.is_whitespace() || c == '$' || c == '"');
+        if bad {
+            let span = root.span_of(&crate::spec_path!["flake", "netboot_url"]);
+            diags.push(Diagnostic::error(span, format!("netboot_url {url:?} is not a plain http(s) URL")).help("write where the installers are served, e.g. \"http://boot.example.net/ghostbridge\""));
+        }
+    }
     let host_nodes = host_trees(&root, &mut diags);
     let host_schema = schema::host();
     let mut hosts = Vec::new();

@@ -46,11 +46,15 @@ pub struct FlakeInputs {
     /// checkout works: `"path:/home/me/ghostbridge"` or `"git+file:///home/me/ghostbridge"`.
     #[serde(default = "defaults::ghostbridge")]
     pub ghostbridge: String,
+    /// Where the netboot installers (`nix build .#netboot-HOST`) are served over
+    /// HTTP, one folder per host; used by `netboot/menu.ipxe`.
+    #[serde(default)]
+    pub netboot_url: Option<String>,
 }
 
 impl Default for FlakeInputs {
     fn default() -> Self {
-        FlakeInputs { nixpkgs: defaults::nixpkgs(), disko: defaults::disko(), ghostbridge: defaults::ghostbridge() }
+        FlakeInputs { nixpkgs: defaults::nixpkgs(), disko: defaults::disko(), ghostbridge: defaults::ghostbridge(), netboot_url: None }
     }
 }
 

@@ -48,6 +48,48 @@
         ];
       };
     };
+    packages = {
+      aarch64-linux = {
+        netboot-edge2 = let
+          build = (nixpkgs.lib.nixosSystem {
+            modules = [
+              (nixpkgs.outPath + "/nixos/modules/installer/netboot/netboot-minimal.nix")
+              ./netboot/edge2.nix
+            ];
+          }).config.system.build;
+        in
+        nixpkgs.legacyPackages.aarch64-linux.symlinkJoin {
+          name = "netboot-edge2";
+          paths = [ build.kernel build.netbootRamdisk build.netbootIpxeScript ];
+        };
+      };
+      x86_64-linux = {
+        netboot-edge1 = let
+          build = (nixpkgs.lib.nixosSystem {
+            modules = [
+              (nixpkgs.outPath + "/nixos/modules/installer/netboot/netboot-minimal.nix")
+              ./netboot/edge1.nix
+            ];
+          }).config.system.build;
+        in
+        nixpkgs.legacyPackages.x86_64-linux.symlinkJoin {
+          name = "netboot-edge1";
+          paths = [ build.kernel build.netbootRamdisk build.netbootIpxeScript ];
+        };
+        netboot-store1 = let
+          build = (nixpkgs.lib.nixosSystem {
+            modules = [
+              (nixpkgs.outPath + "/nixos/modules/installer/netboot/netboot-minimal.nix")
+              ./netboot/store1.nix
+            ];
+          }).config.system.build;
+        in
+        nixpkgs.legacyPackages.x86_64-linux.symlinkJoin {
+          name = "netboot-store1";
+          paths = [ build.kernel build.netbootRamdisk build.netbootIpxeScript ];
+        };
+      };
+    };
     checks = {
       aarch64-linux = {
         edge2 = import ./checks/edge2.nix {

@@ -28,6 +28,22 @@
         ];
       };
     };
+    packages = {
+      x86_64-linux = {
+        netboot-ghostbridge = let
+          build = (nixpkgs.lib.nixosSystem {
+            modules = [
+              (nixpkgs.outPath + "/nixos/modules/installer/netboot/netboot-minimal.nix")
+              ./netboot/ghostbridge.nix
+            ];
+          }).config.system.build;
+        in
+        nixpkgs.legacyPackages.x86_64-linux.symlinkJoin {
+          name = "netboot-ghostbridge";
+          paths = [ build.kernel build.netbootRamdisk build.netbootIpxeScript ];
+        };
+      };
+    };
     checks = {
       x86_64-linux = {
         ghostbridge = import ./checks/ghostbridge.nix {

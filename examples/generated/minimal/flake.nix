@@ -28,6 +28,22 @@
         ];
       };
     };
+    packages = {
+      x86_64-linux = {
+        netboot-tiny = let
+          build = (nixpkgs.lib.nixosSystem {
+            modules = [
+              (nixpkgs.outPath + "/nixos/modules/installer/netboot/netboot-minimal.nix")
+              ./netboot/tiny.nix
+            ];
+          }).config.system.build;
+        in
+        nixpkgs.legacyPackages.x86_64-linux.symlinkJoin {
+          name = "netboot-tiny";
+          paths = [ build.kernel build.netbootRamdisk build.netbootIpxeScript ];
+        };
+      };
+    };
     checks = {
       x86_64-linux = {
         tiny = import ./checks/tiny.nix {
