@@ -293,3 +293,11 @@ fn netboot_url_must_be_plain_http() {
     let text = format!("[flake]\nnetboot_url = \"ftp://x/${{y}}\"\n{}", spec_with(""));
     assert_one(&text, 2, 15, "netboot_url \"ftp://x/${y}\" is not a plain http(s) URL");
 }
+
+#[test]
+fn paths_are_plain() {
+    let text = spec_with("[disk]\ndevice = \"/dev/sda\"\n[[disk.subvolumes]]\nname = \"@\"\nmount = \"/\"\n[[disk.subvolumes]]\nname = \"@x\"\nmount = \"/my data\"\n");
+    assert_one(&text, line_of(&text, "/my data"), 9, "mount point \"/my data\" has characters other than");
+    let text = spec_with("[snapshots]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/c'.db\"\n");
+    assert_one(&text, line_of(&text, "database"), 12, "database \"/var/lib/c'.db\" has characters other than");
+}

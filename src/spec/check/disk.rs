@@ -16,6 +16,13 @@ fn level_range(algorithm: &str) -> Option<(u32, u32)> {
     }
 }
 
+/// Characters allowed in mount points and daemon paths: they end up in fstab,
+/// in systemd unit settings and in shell commands, where anything else needs
+/// escaping that is easy to get wrong.
+pub fn plain_path(path: &str) -> bool {
+    path.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | '@' | '+'))
+}
+
 pub fn check(host: &HostSpec, ctx: &mut Ctx) {
     let Some(disk) = &host.disk else { return };
     if !disk.device.starts_with("/dev/") {
@@ -30,7 +37,12 @@ pub fn check(host: &HostSpec, ctx: &mut Ctx) {
         if let Some(first) = names.insert(sv.name.as_str(), i) {
             ctx.error(spec_path!["disk", "subvolumes", i, "name"], format!("subvolume {:?} is declared twice", sv.name), format!("rename it; the first one is [[disk.subvolumes]] entry {}", first + 1));
         }
-        if !sv.mount.starts_with('/') {
+        if !plain_path(&sv.name) {
+            ctx.error(spec_path!["disk", "subvolumes", i, "name"], format!("subvolume name {:?} has characters other than letters, digits and @._+-", sv.name), "rename it, e.g. \"@data\"");
+        }
+        if !plain_path(&sv.mount) {
+            ctx.error(spec_path!["disk", "subvolumes", i, "mount"], format!("mount point {:?} has characters other than letters, digits and /@._+-", sv.mount), "use a plain path such as \"/var/lib/data\"");
+        } else if !sv.mount.starts_with('/') {
             ctx.error(spec_path!["disk", "subvolumes", i, "mount"], format!("mount point {:?} is not absolute", sv.mount), format!("write it from the root, e.g. \"/{}\"", sv.mount.trim_start_matches("./")));
         } else if sv.mount.len() > 1 && sv.mount.ends_with('/') {
             ctx.error(spec_path!["disk", "subvolumes", i, "mount"], format!("mount point {:?} ends with '/'", sv.mount), format!("write {:?}", sv.mount.trim_end_matches('/')));

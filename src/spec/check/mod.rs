@@ -2,7 +2,7 @@
 //! keys, disk layout and the snapshot/vector settings. Each finding points at
 //! the value it is about.
 
-mod disk;
+pub mod disk;
 mod host;
 mod network;
 pub mod ports;

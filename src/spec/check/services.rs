@@ -45,7 +45,10 @@ pub fn check(host: &HostSpec, ctx: &mut Ctx) {
         let fields = [("source", &s.source), ("snapshot_dir", &s.snapshot_dir), ("database", &s.database)];
         let mut ok = true;
         for (key, value) in fields {
-            if components(value).is_none() {
+            if !super::disk::plain_path(value) {
+                ok = false;
+                ctx.error(spec_path!["snapshots", key], format!("{key} {value:?} has characters other than letters, digits and /@._+-"), "use a plain absolute path such as \"/var/lib/ghostbridge\"");
+            } else if components(value).is_none() {
                 ok = false;
                 ctx.error(spec_path!["snapshots", key], format!("{key} {value:?} is not an absolute path"), "write an absolute path without '..', e.g. \"/var/lib/ghostbridge\"");
             }
