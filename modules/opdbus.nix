@@ -35,20 +35,7 @@ let
     </busconfig>
   '';
 
-  hardening = {
-    NoNewPrivileges = true;
-    ProtectSystem = "strict";
-    ProtectHome = true;
-    PrivateTmp = true;
-    ProtectKernelModules = true;
-    ProtectKernelLogs = true;
-    ProtectControlGroups = true;
-    ProtectClock = true;
-    RestrictRealtime = true;
-    RestrictSUIDSGID = true;
-    LockPersonality = true;
-    SystemCallArchitectures = "native";
-  };
+  hardening = import ./lib/hardening.nix;
 in
 {
   options.services.ghostbridge.opDbus = {

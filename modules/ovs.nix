@@ -35,6 +35,7 @@ let
     }) cfg.network.bridges;
   };
   configFile = (pkgs.formats.json { }).generate "ghostbridge-ovs.json" settings;
+  hardening = import ./lib/hardening.nix;
 in
 {
   options.services.ghostbridge.ovs = {
@@ -80,7 +81,7 @@ in
       ];
       # ovs-ofctl for the flow tables.
       path = [ config.virtualisation.vswitch.package ];
-      serviceConfig = {
+      serviceConfig = hardening // {
         Type = "oneshot";
         RemainAfterExit = true;
         ExecStart = "${ovs.package}/bin/ghostbridge-ovs apply --config ${configFile}";
@@ -89,20 +90,9 @@ in
           "CAP_NET_ADMIN"
           "CAP_NET_RAW"
         ];
-        NoNewPrivileges = true;
-        ProtectSystem = "strict";
-        ProtectHome = true;
-        PrivateTmp = true;
         ReadWritePaths = [ "/run/openvswitch" ] ++ optional (metricsDir != null) metricsDir;
-        ProtectKernelModules = true;
-        ProtectKernelLogs = true;
-        ProtectControlGroups = true;
-        ProtectClock = true;
         ProtectHostname = true;
         RestrictNamespaces = true;
-        RestrictRealtime = true;
-        RestrictSUIDSGID = true;
-        LockPersonality = true;
         MemoryDenyWriteExecute = true;
         RestrictAddressFamilies = [
           "AF_UNIX"
@@ -110,7 +100,6 @@ in
           "AF_INET"
           "AF_INET6"
         ];
-        SystemCallArchitectures = "native";
         SystemCallFilter = [ "@system-service" ];
       };
     };

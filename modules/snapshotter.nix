@@ -68,6 +68,7 @@ let
       </policy>
     </busconfig>
   '';
+  hardening = import ./lib/hardening.nix;
 in
 {
   options.services.ghostbridge.snapshotter = {
@@ -144,7 +145,7 @@ in
         snap.snapshotDir
         dbDir
       ];
-      serviceConfig = {
+      serviceConfig = hardening // {
         Type = "notify";
         NotifyAccess = "main";
         # "+": outside the sandbox, so that the read-write paths exist even when
@@ -168,29 +169,17 @@ in
           "CAP_DAC_READ_SEARCH"
           "CAP_FOWNER"
         ];
-        NoNewPrivileges = true;
-        ProtectSystem = "strict";
         ReadWritePaths = [
           snap.snapshotDir
           dbDir
         ] ++ optional (metricsDir != null) metricsDir;
-        ProtectHome = true;
-        PrivateTmp = true;
         PrivateDevices = true;
         PrivateNetwork = true;
         ProtectKernelTunables = true;
-        ProtectKernelModules = true;
-        ProtectKernelLogs = true;
-        ProtectControlGroups = true;
-        ProtectClock = true;
         ProtectHostname = true;
         RestrictNamespaces = true;
-        RestrictRealtime = true;
-        RestrictSUIDSGID = true;
-        LockPersonality = true;
         MemoryDenyWriteExecute = true;
         RestrictAddressFamilies = [ "AF_UNIX" ];
-        SystemCallArchitectures = "native";
         SystemCallFilter = [ "@system-service" ];
       };
     };

@@ -45,6 +45,7 @@ let
     metrics_dir = metricsDir;
   };
   configFile = (pkgs.formats.json { }).generate "ghostbridge-qdrant-sync.json" settings;
+  hardening = import ./lib/hardening.nix;
 in
 {
   options.services.ghostbridge.vectorSync = {
@@ -145,7 +146,7 @@ in
         ] ++ optional sync.localQdrant "qdrant.service";
         wants = [ "ghostbridge-snapshotter.service" ] ++ optional sync.localQdrant "qdrant.service";
         unitConfig.RequiresMountsFor = [ dbDir ];
-        serviceConfig = {
+        serviceConfig = hardening // {
           Type = "notify";
           NotifyAccess = "main";
           ExecStart = "${sync.package}/bin/ghostbridge-qdrant-sync run --config ${configFile}";
@@ -163,28 +164,16 @@ in
           ReadWritePaths = [ dbDir ] ++ optional (metricsDir != null) metricsDir;
           LoadCredential = optionals (sync.apiKeyFile != null) [ "qdrant-api-key:${toString sync.apiKeyFile}" ];
           CapabilityBoundingSet = [ "" ];
-          NoNewPrivileges = true;
-          ProtectSystem = "strict";
-          ProtectHome = true;
-          PrivateTmp = true;
           PrivateDevices = true;
           ProtectKernelTunables = true;
-          ProtectKernelModules = true;
-          ProtectKernelLogs = true;
-          ProtectControlGroups = true;
-          ProtectClock = true;
           ProtectHostname = true;
           RestrictNamespaces = true;
-          RestrictRealtime = true;
-          RestrictSUIDSGID = true;
-          LockPersonality = true;
           MemoryDenyWriteExecute = true;
           RestrictAddressFamilies = [
             "AF_UNIX"
             "AF_INET"
             "AF_INET6"
           ];
-          SystemCallArchitectures = "native";
           SystemCallFilter = [
             "@system-service"
             "~@privileged"
