@@ -1,0 +1,158 @@
+//! The sync's view of the chain database: reads blocks (never writes them) and
+//! keeps its own durable cursors in the `cursors` table. A cursor holds the
+//! highest height the consumer has fully processed; no row means -1 (nothing,
+//! not even genesis).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use crate::snapshot::schema;
+
+/// One block as the sync needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Block {
+    pub height: i64,
+    pub time_ns: i64,
+    pub snapshot: String,
+    pub prev_hash: [u8; 32],
+    pub hash: [u8; 32],
+    pub pruned: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    #[error("chain database {path} does not exist yet; start the snapshotter first (it creates it), or fix `database`")]
+    Missing { path: PathBuf },
+    #[error("cannot open chain database {path}: {source}")]
+    Open { path: PathBuf, source: rusqlite::Error },
+    #[error("chain database {path}: {source}")]
+    Schema { path: PathBuf, source: schema::SchemaError },
+    #[error("chain database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("chain database: block {height} has a {column} of {len} bytes, expected 32; run `ghostbridge-snapshotter verify`")]
+    BadHash { height: i64, column: &'static str, len: usize },
+}
+
+/// How long a statement waits for the snapshotter's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct ChainDb {
+    conn: Connection,
+}
+
+impl ChainDb {
+    /// Opens an existing database for syncing: read-write (for the cursors only),
+    /// WAL, busy timeout; refuses a schema version other than the current one.
+    pub fn open(path: &Path) -> Result<Self, ChainError> {
+        Self::open_with(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
+    }
+
+    /// Opens an existing database read-only (for `status` and `search`).
+    pub fn open_read_only(path: &Path) -> Result<Self, ChainError> {
+        Self::open_with(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+    }
+
+    fn open_with(path: &Path, mode: OpenFlags) -> Result<Self, ChainError> {
+        if !path.exists() {
+            return Err(ChainError::Missing { path: path.to_path_buf() });
+        }
+        let flags = mode | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        let open_err = |source| ChainError::Open { path: path.to_path_buf(), source };
+        let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
+        if mode.contains(OpenFlags::SQLITE_OPEN_READ_WRITE) {
+            schema::configure(&conn).map_err(|source| ChainError::Schema { path: path.to_path_buf(), source })?;
+        } else {
+            conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+        }
+        schema::require_current(&conn).map_err(|source| ChainError::Schema { path: path.to_path_buf(), source })?;
+        Ok(ChainDb { conn })
+    }
+
+    /// The consumer's cursor, -1 when it has none.
+    pub fn cursor(&self, consumer: &str) -> Result<i64, ChainError> {
+        let h: Option<i64> = self
+            .conn
+            .query_row("SELECT height FROM cursors WHERE consumer = ?1", [consumer], |r| r.get(0))
+            .optional()?;
+        Ok(h.unwrap_or(-1))
+    }
+
+    /// Stores cursors durably, all in one transaction.
+    pub fn set_cursors(&mut self, cursors: &[(&str, i64)]) -> Result<(), ChainError> {
+        let tx = self.conn.transaction()?;
+        for (consumer, height) in cursors {
+            tx.execute(
+                "INSERT INTO cursors (consumer, height) VALUES (?1, ?2)
+                 ON CONFLICT (consumer) DO UPDATE SET height = excluded.height",
+                params![consumer, height],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Up to `limit` blocks with height > `after`, in order.
+    pub fn blocks_after(&self, after: i64, limit: usize) -> Result<Vec<Block>, ChainError> {
+        self.blocks_where("height > ?1 ORDER BY height LIMIT ?2", params![after, limit as i64])
+    }
+
+    /// Blocks in `(after, through]`, in order, at most `limit`.
+    pub fn blocks_between(&self, after: i64, through: i64, limit: usize) -> Result<Vec<Block>, ChainError> {
+        self.blocks_where(
+            "height > ?1 AND height <= ?2 ORDER BY height LIMIT ?3",
+            params![after, through, limit as i64],
+        )
+    }
+
+    fn blocks_where(&self, clause: &str, args: impl rusqlite::Params) -> Result<Vec<Block>, ChainError> {
+        let sql = format!(
+            "SELECT height, time_ns, snapshot, prev_hash, hash, pruned_ns IS NOT NULL FROM blocks WHERE {clause}"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(args, |r| {
+            Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?, r.get::<_, Vec<u8>>(3)?, r.get::<_, Vec<u8>>(4)?, r.get(5)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (height, time_ns, snapshot, prev, hash, pruned) = row?;
+            out.push(Block {
+                height,
+                time_ns,
+                snapshot,
+                prev_hash: to_hash(height, "prev_hash", prev)?,
+                hash: to_hash(height, "hash", hash)?,
+                pruned,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Number of blocks with height > `after`.
+    pub fn count_after(&self, after: i64) -> Result<i64, ChainError> {
+        Ok(self.conn.query_row("SELECT count(*) FROM blocks WHERE height > ?1", [after], |r| r.get(0))?)
+    }
+
+    /// The highest height, `None` for an empty chain.
+    pub fn head(&self) -> Result<Option<i64>, ChainError> {
+        Ok(self.conn.query_row("SELECT max(height) FROM blocks", [], |r| r.get(0))?)
+    }
+
+    /// `time_ns` of the first block after `after`, if any (for the lag).
+    pub fn first_time_after(&self, after: i64) -> Result<Option<i64>, ChainError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT time_ns FROM blocks WHERE height > ?1 ORDER BY height LIMIT 1",
+                [after],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+}
+
+fn to_hash(height: i64, column: &'static str, bytes: Vec<u8>) -> Result<[u8; 32], ChainError> {
+    let len = bytes.len();
+    bytes.try_into().map_err(|_| ChainError::BadHash { height, column, len })
+}

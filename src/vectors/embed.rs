@@ -1,0 +1,205 @@
+//! Embedders turn a block (or a search text) into a vector. The default,
+//! [`FeatureHashEmbedder`], is a deterministic feature-hashing embedding of the
+//! block's metadata: the same block gives the same vector on any machine.
+//!
+//! Algorithm (version 1):
+//! 1. Tokens. For a block, in this order:
+//!    `snapshot:<name>`, `word:<w>` for every word of the name (maximal runs of
+//!    ASCII letters and digits, lower-cased), `height/60:<h div 60>`,
+//!    `height/3600:<h div 3600>`, `date:<YYYY-MM-DD>`, `hour:<HH>`,
+//!    `weekday:<0..6, 0 = Monday>`, `minute:<YYYY-MM-DDTHH:MM>` (all UTC, from
+//!    `time_ns`), `pruned:<true|false>`, `hash:<first byte, 2 hex digits>`,
+//!    `hash:<first two bytes, 4 hex digits>`. The snapshot name is lower-cased.
+//!    For a search text, each whitespace-separated term, lower-cased: a term that
+//!    contains `:` is a token as written (so `hour:05` or `pruned:true` match
+//!    exactly); any other term gives `snapshot:<term>` and `word:<w>` for each of
+//!    its words.
+//! 2. Hashing. Each token's UTF-8 bytes go through SHA-256; the first 8 bytes,
+//!    big-endian, modulo the dimension pick the bucket; the lowest bit of byte 8
+//!    picks the sign (1 = minus). Each token adds ±1.0 to its bucket.
+//! 3. The vector is divided by its L2 norm. A zero vector (no tokens, or tokens
+//!    that cancel out) becomes the unit vector on bucket 0.
+
+use sha2::{Digest, Sha256};
+
+use super::chain::Block;
+use super::civil::civil_from_ns;
+
+/// Turns blocks and search texts into vectors of one fixed dimension.
+pub trait Embedder {
+    /// The vector size; the collection must have the same.
+    fn dimension(&self) -> usize;
+    /// The vector of a block.
+    fn embed_block(&self, block: &Block) -> Vec<f32>;
+    /// The vector of a search text; `None` when the text has nothing to search for.
+    fn embed_text(&self, text: &str) -> Option<Vec<f32>>;
+}
+
+/// The default embedder: feature hashing of the block's metadata (see the module docs).
+#[derive(Debug, Clone)]
+pub struct FeatureHashEmbedder {
+    dimension: usize,
+}
+
+impl FeatureHashEmbedder {
+    /// `dimension` must be at least 1 (the config guarantees it); 0 is treated as 1.
+    pub fn new(dimension: usize) -> Self {
+        FeatureHashEmbedder { dimension: dimension.max(1) }
+    }
+
+    /// The tokens of a block, in the documented order.
+    pub fn block_tokens(block: &Block) -> Vec<String> {
+        let name = block.snapshot.to_lowercase();
+        let mut tokens = vec![format!("snapshot:{name}")];
+        tokens.extend(words(&name).map(|w| format!("word:{w}")));
+        let c = civil_from_ns(block.time_ns);
+        tokens.push(format!("height/60:{}", block.height.div_euclid(60)));
+        tokens.push(format!("height/3600:{}", block.height.div_euclid(3600)));
+        tokens.push(format!("date:{}", c.date()));
+        tokens.push(format!("hour:{:02}", c.hour));
+        tokens.push(format!("weekday:{}", c.weekday));
+        tokens.push(format!("minute:{}T{:02}:{:02}", c.date(), c.hour, c.minute));
+        tokens.push(format!("pruned:{}", block.pruned));
+        tokens.push(format!("hash:{}", hex::encode(&block.hash[..1])));
+        tokens.push(format!("hash:{}", hex::encode(&block.hash[..2])));
+        tokens
+    }
+
+    /// The tokens of a search text.
+    pub fn text_tokens(text: &str) -> Vec<String> {
+        let mut tokens = Vec::new();
+        for term in text.split_whitespace().map(str::to_lowercase) {
+            if term.contains(':') {
+                tokens.push(term);
+            } else {
+                tokens.push(format!("snapshot:{term}"));
+                tokens.extend(words(&term).map(|w| format!("word:{w}")));
+            }
+        }
+        tokens
+    }
+
+    fn hash_tokens(&self, tokens: &[String]) -> Vec<f32> {
+        let mut v = vec![0f32; self.dimension];
+        for token in tokens {
+            let digest = Sha256::digest(token.as_bytes());
+            let mut first = [0u8; 8];
+            first.copy_from_slice(&digest[..8]);
+            let bucket = (u64::from_be_bytes(first) % self.dimension as u64) as usize;
+            let sign = if digest[8] & 1 == 1 { -1.0 } else { 1.0 };
+            v[bucket] += sign;
+        }
+        normalise(&mut v);
+        v
+    }
+}
+
+fn words(s: &str) -> impl Iterator<Item = &str> {
+    s.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty())
+}
+
+fn normalise(v: &mut [f32]) {
+    let norm = v.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>().sqrt();
+    if norm == 0.0 {
+        if let Some(first) = v.first_mut() {
+            *first = 1.0;
+        }
+        return;
+    }
+    for x in v.iter_mut() {
+        *x = (f64::from(*x) / norm) as f32;
+    }
+}
+
+impl Embedder for FeatureHashEmbedder {
+    fn dimension(&self) -> usize {
+        self.dimension
+    }
+    fn embed_block(&self, block: &Block) -> Vec<f32> {
+        self.hash_tokens(&Self::block_tokens(block))
+    }
+    fn embed_text(&self, text: &str) -> Option<Vec<f32>> {
+        let tokens = Self::text_tokens(text);
+        if tokens.is_empty() {
+            return None;
+        }
+        Some(self.hash_tokens(&tokens))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block() -> Block {
+        Block {
+            height: 7_200,
+            // 2026-11-24T05:19:54.250Z
+            time_ns: 1_795_497_594_250_000_000,
+            snapshot: "Overlay-2026-11-24T05-19-54".to_string(),
+            prev_hash: [1; 32],
+            hash: [0xab; 32],
+            pruned: false,
+        }
+    }
+
+    #[test]
+    fn tokens_follow_the_documented_order() {
+        assert_eq!(
+            FeatureHashEmbedder::block_tokens(&block()),
+            [
+                "snapshot:overlay-2026-11-24t05-19-54",
+                "word:overlay",
+                "word:2026",
+                "word:11",
+                "word:24t05",
+                "word:19",
+                "word:54",
+                "height/60:120",
+                "height/3600:2",
+                "date:2026-11-24",
+                "hour:05",
+                "weekday:1",
+                "minute:2026-11-24T05:19",
+                "pruned:false",
+                "hash:ab",
+                "hash:abab",
+            ]
+        );
+        assert_eq!(FeatureHashEmbedder::text_tokens("Overlay hour:05"), ["snapshot:overlay", "word:overlay", "hour:05"]);
+    }
+
+    #[test]
+    fn same_block_same_vector_on_any_machine() {
+        let e = FeatureHashEmbedder::new(384);
+        let v = e.embed_block(&block());
+        assert_eq!(v.len(), 384);
+        assert_eq!(v, e.embed_block(&block()));
+        let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-6, "{norm}");
+        // 16 tokens, each ±1 in one bucket, divided by the norm: pinned so that
+        // any change of the algorithm shows up here.
+        let nonzero: Vec<(usize, f32)> = v.iter().copied().enumerate().filter(|(_, x)| *x != 0.0).collect();
+        assert_eq!(format!("{nonzero:?}"), EXPECTED_BLOCK_VECTOR);
+    }
+
+    // The same numbers come out of the documented algorithm written independently
+// with Python's hashlib (see docs-qdrant.md, "Embedding").
+    const EXPECTED_BLOCK_VECTOR: &str = "[(9, 0.25), (12, 0.25), (25, -0.25), (36, -0.25), (90, -0.25), \
+        (108, 0.25), (159, -0.25), (168, -0.25), (195, -0.25), (270, 0.25), (290, 0.25), (322, -0.25), \
+        (327, 0.25), (329, -0.25), (361, 0.25), (368, -0.25)]";
+
+    #[test]
+    fn changes_move_the_vector_and_text_finds_its_block() {
+        let e = FeatureHashEmbedder::new(64);
+        let a = e.embed_block(&block());
+        let mut other = block();
+        other.pruned = true;
+        assert_ne!(a, e.embed_block(&other));
+        let q = e.embed_text("overlay-2026-11-24t05-19-54").unwrap();
+        let dot: f32 = a.iter().zip(&q).map(|(x, y)| x * y).sum();
+        assert!(dot > 0.3, "{dot}");
+        assert!(e.embed_text("   ").is_none());
+        assert_eq!(FeatureHashEmbedder::new(1).embed_block(&block()).len(), 1);
+    }
+}

@@ -1,0 +1,121 @@
+//! `status` and `search`: read-only looks at the cursor, the chain and the
+//! collection, and nearest-block queries through the same embedder.
+
+use std::fmt;
+
+use super::chain::{ChainDb, ChainError};
+use super::civil::civil_from_ns;
+use super::config::SyncConfig;
+use super::embed::Embedder;
+use super::qdrant::{CollectionShape, Hit, QdrantClient, QdrantError};
+use super::sync::consumer_names;
+
+/// What `status` shows.
+#[derive(Debug)]
+pub struct Status {
+    pub database: String,
+    pub cursor: i64,
+    pub pruned_cursor: i64,
+    pub head: Option<i64>,
+    pub pending: i64,
+    pub url: String,
+    pub collection: String,
+    pub want: (usize, String),
+    /// `Err` = unreachable or refused; `Ok(None)` = collection missing.
+    pub qdrant: Result<Option<CollectionShape>, QdrantError>,
+}
+
+impl Status {
+    /// Everything is fine: Qdrant reachable and the collection, if present, of the right shape.
+    pub fn healthy(&self) -> bool {
+        match &self.qdrant {
+            Ok(Some(shape)) => {
+                shape.vector.as_ref().is_some_and(|(s, d)| *s == self.want.0 as u64 && *d == self.want.1)
+            }
+            Ok(None) => true,
+            Err(_) => false,
+        }
+    }
+}
+
+/// Gathers the status, opening the database read-only.
+pub fn status(cfg: &SyncConfig, client: &QdrantClient) -> Result<Status, ChainError> {
+    let chain = ChainDb::open_read_only(&cfg.database)?;
+    let (consumer, pruned_consumer) = consumer_names(&cfg.collection);
+    let cursor = chain.cursor(&consumer)?;
+    Ok(Status {
+        database: cfg.database.display().to_string(),
+        cursor,
+        pruned_cursor: chain.cursor(&pruned_consumer)?,
+        head: chain.head()?,
+        pending: chain.count_after(cursor)?,
+        url: client.url().to_string(),
+        collection: cfg.collection.clone(),
+        want: (cfg.dimension, cfg.distance.to_string()),
+        qdrant: client.collection(&cfg.collection, &mut |_| {}),
+    })
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let head = self.head.map_or("none (empty chain)".to_string(), |h| h.to_string());
+        writeln!(f, "database:       {}", self.database)?;
+        writeln!(f, "chain head:     {head}")?;
+        writeln!(f, "cursor:         {}", self.cursor)?;
+        writeln!(f, "pruned cursor:  {}", self.pruned_cursor)?;
+        writeln!(f, "pending:        {}", self.pending)?;
+        writeln!(f, "qdrant:         {}", self.url)?;
+        let want = format!("size {} {}", self.want.0, self.want.1);
+        match &self.qdrant {
+            Err(e) => writeln!(f, "reachable:      no ({e})"),
+            Ok(None) => {
+                writeln!(f, "reachable:      yes")?;
+                writeln!(f, "collection:     {:?} missing (the sync creates it: {want})", self.collection)
+            }
+            Ok(Some(shape)) => {
+                writeln!(f, "reachable:      yes")?;
+                let points = shape.points_count.map_or("?".to_string(), |n| n.to_string());
+                match &shape.vector {
+                    Some((size, distance)) if *size == self.want.0 as u64 && *distance == self.want.1 => writeln!(
+                        f,
+                        "collection:     {:?} size {size} {distance}, {points} points",
+                        self.collection
+                    ),
+                    Some((size, distance)) => writeln!(
+                        f,
+                        "collection:     {:?} size {size} {distance} DOES NOT MATCH the config ({want}); \
+                         use another collection name, or delete this one yourself",
+                        self.collection
+                    ),
+                    None => writeln!(
+                        f,
+                        "collection:     {:?} uses named vectors, which the sync cannot fill; use another collection name",
+                        self.collection
+                    ),
+                }
+            }
+        }
+    }
+}
+
+/// Embeds `text` and returns the `limit` nearest blocks; `None` when the text has no terms.
+pub fn search(
+    client: &QdrantClient,
+    embedder: &dyn Embedder,
+    collection: &str,
+    text: &str,
+    limit: usize,
+) -> Result<Option<Vec<Hit>>, QdrantError> {
+    let Some(vector) = embedder.embed_text(text) else { return Ok(None) };
+    Ok(Some(client.query(collection, &vector, limit, &mut |_| {})?))
+}
+
+/// One line per hit: score, height, UTC time, snapshot, pruned.
+pub fn format_hit(hit: &Hit) -> String {
+    let p = &hit.payload;
+    let height = p.get("height").and_then(|v| v.as_i64()).map_or("?".to_string(), |h| h.to_string());
+    let time = p.get("time_ns").and_then(|v| v.as_i64()).map_or("?".to_string(), |t| civil_from_ns(t).rfc3339());
+    let snapshot = p.get("snapshot").and_then(|v| v.as_str()).unwrap_or("?");
+    let pruned = if p.get("pruned").and_then(|v| v.as_bool()).unwrap_or(false) { " (pruned)" } else { "" };
+    format!("{:.4}  height {height}  {time}  {snapshot}{pruned}", hit.score)
+}

@@ -1,0 +1,417 @@
+//! The sync itself: ensure the collection, then move blocks past the durable
+//! cursor into Qdrant in batches, advancing the cursor only after Qdrant
+//! acknowledged (`wait=true`), and send pruned flags as the snapshotter sets them.
+//!
+//! Point IDs: UUIDv5 of the block hash (see [`point_id`]), so a replay
+//! overwrites the same points instead of adding new ones.
+//!
+//! Pruned flags: a block is upserted with `pruned` as it is at that moment.
+//! The snapshotter prunes later (after the retention), so a second cursor,
+//! `qdrant:<collection>:pruned`, holds the highest height up to which every
+//! block is pruned and Qdrant has been told so. Each pass sends
+//! `{"pruned": true}` (set payload) for the leading run of pruned blocks after
+//! it, up to the sync cursor. Pruning goes oldest first, so that run is the
+//! whole pruned set; a catch-up of already pruned blocks advances both cursors
+//! together and sends no extra request.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value, json};
+
+use super::backoff::Backoff;
+use super::chain::{Block, ChainDb, ChainError};
+use super::config::SyncConfig;
+use super::embed::Embedder;
+use super::qdrant::{CollectionShape, Point, PointId, QdrantClient, QdrantError};
+use super::stats::SyncStats;
+use crate::runtime::notify;
+
+/// The namespace of block point IDs: UUIDv5(URL namespace, "urn:ghostbridge:chain-block").
+pub fn point_namespace() -> uuid::Uuid {
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, b"urn:ghostbridge:chain-block")
+}
+
+/// A block's point ID: UUIDv5 of its 32 hash bytes in [`point_namespace`].
+pub fn point_id(block: &Block) -> PointId {
+    PointId::Uuid(uuid::Uuid::new_v5(&point_namespace(), &block.hash))
+}
+
+/// A block's payload.
+pub fn payload(block: &Block) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("height".into(), json!(block.height));
+    m.insert("time_ns".into(), json!(block.time_ns));
+    m.insert("snapshot".into(), json!(block.snapshot));
+    m.insert("hash".into(), json!(hex::encode(block.hash)));
+    m.insert("prev_hash".into(), json!(hex::encode(block.prev_hash)));
+    m.insert("pruned".into(), json!(block.pruned));
+    m
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    #[error(transparent)]
+    Qdrant(#[from] QdrantError),
+    #[error(
+        "collection {collection:?} at {url} has vectors of size {found_size} with distance {found_distance}, \
+         but the config asks for size {want_size} with distance {want_distance}. The sync never deletes a collection: \
+         set `collection` to a new name (the sync creates it and fills it from the chain), or, if its points may go, \
+         delete it yourself (curl -X DELETE {url}/collections/{collection}) and start the sync again"
+    )]
+    ShapeMismatch {
+        collection: String,
+        url: String,
+        found_size: u64,
+        found_distance: String,
+        want_size: usize,
+        want_distance: String,
+    },
+    #[error(
+        "collection {collection:?} at {url} uses named vectors; the sync writes one unnamed vector per point. \
+         Set `collection` to a new name (the sync creates it)"
+    )]
+    NamedVectors { collection: String, url: String },
+    #[error("the embedder makes vectors of size {embedder}, but `dimension` is {config}")]
+    EmbedderDimension { embedder: usize, config: usize },
+}
+
+impl SyncError {
+    /// Errors worth retrying (Qdrant down, slow, 5xx).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, SyncError::Qdrant(e) if e.is_transient())
+    }
+}
+
+/// What [`Syncer::ensure_collection`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ensured {
+    Existing,
+    /// Created now; the cursors were reset so that every block is sent.
+    Created,
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassReport {
+    pub upserted: u64,
+    pub requests: u64,
+    pub pruned_flags: u64,
+    pub cursor: i64,
+}
+
+/// Called with the new cursor each time Qdrant acknowledged a batch.
+pub type AckHook = Box<dyn FnMut(i64) + Send>;
+
+pub struct Syncer {
+    cfg: SyncConfig,
+    chain: ChainDb,
+    client: QdrantClient,
+    embedder: Box<dyn Embedder + Send>,
+    consumer: String,
+    pruned_consumer: String,
+    stats: SyncStats,
+    ack_hook: Option<AckHook>,
+}
+
+/// The cursor names of a collection.
+pub fn consumer_names(collection: &str) -> (String, String) {
+    (format!("qdrant:{collection}"), format!("qdrant:{collection}:pruned"))
+}
+
+/// Nanoseconds since the epoch, now.
+fn now_ns() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+}
+
+impl Syncer {
+    /// `cfg` must be validated; opens the chain database read-write (cursors only).
+    pub fn new(cfg: SyncConfig, client: QdrantClient, embedder: Box<dyn Embedder + Send>) -> Result<Self, SyncError> {
+        if embedder.dimension() != cfg.dimension {
+            return Err(SyncError::EmbedderDimension { embedder: embedder.dimension(), config: cfg.dimension });
+        }
+        let chain = ChainDb::open(&cfg.database)?;
+        let (consumer, pruned_consumer) = consumer_names(&cfg.collection);
+        let mut stats = SyncStats::default();
+        stats.cursor = chain.cursor(&consumer)?;
+        Ok(Syncer { cfg, chain, client, embedder, consumer, pruned_consumer, stats, ack_hook: None })
+    }
+
+    pub fn set_ack_hook(&mut self, hook: AckHook) {
+        self.ack_hook = Some(hook);
+    }
+
+    pub fn stats(&self) -> &SyncStats {
+        &self.stats
+    }
+
+    pub fn config(&self) -> &SyncConfig {
+        &self.cfg
+    }
+
+    /// Runs one request, counting its latency and any error.
+    fn call<T>(
+        stats: &mut SyncStats,
+        f: impl FnOnce(&mut dyn FnMut(Duration)) -> Result<T, QdrantError>,
+    ) -> Result<T, QdrantError> {
+        let mut took = Duration::ZERO;
+        let result = f(&mut |d| took = d);
+        stats.observe_request(took);
+        if result.is_err() {
+            stats.errors_total += 1;
+        }
+        result
+    }
+
+    /// Creates the collection if missing; refuses one of another shape.
+    pub fn ensure_collection(&mut self) -> Result<Ensured, SyncError> {
+        let (client, name) = (&self.client, self.cfg.collection.as_str());
+        let found = Self::call(&mut self.stats, |o| client.collection(name, o))?;
+        match found {
+            Some(shape) => self.check_shape(&shape).map(|_| Ensured::Existing),
+            None => {
+                let (size, distance) = (self.cfg.dimension, self.cfg.distance);
+                let created = Self::call(&mut self.stats, |o| client.create_collection(name, size, distance, o))?;
+                if !created {
+                    let shape = Self::call(&mut self.stats, |o| client.collection(name, o))?;
+                    if let Some(shape) = shape {
+                        self.check_shape(&shape)?;
+                    }
+                    return Ok(Ensured::Existing);
+                }
+                let cursor = self.chain.cursor(&self.consumer)?;
+                if cursor >= 0 {
+                    eprintln!(
+                        "collection {name:?} was missing at {} and has been created; sending every block again (the cursor was at {cursor})",
+                        self.client.url()
+                    );
+                }
+                self.chain.set_cursors(&[(&self.consumer, -1), (&self.pruned_consumer, -1)])?;
+                self.stats.cursor = -1;
+                Ok(Ensured::Created)
+            }
+        }
+    }
+
+    fn check_shape(&self, shape: &CollectionShape) -> Result<(), SyncError> {
+        let collection = self.cfg.collection.clone();
+        let url = self.client.url().to_string();
+        match &shape.vector {
+            None => Err(SyncError::NamedVectors { collection, url }),
+            Some((size, distance))
+                if *size == self.cfg.dimension as u64 && distance == self.cfg.distance.as_str() =>
+            {
+                Ok(())
+            }
+            Some((size, distance)) => Err(SyncError::ShapeMismatch {
+                collection,
+                url,
+                found_size: *size,
+                found_distance: distance.clone(),
+                want_size: self.cfg.dimension,
+                want_distance: self.cfg.distance.to_string(),
+            }),
+        }
+    }
+
+    /// Sends everything pending, batch by batch, then the pruned flags. On an
+    /// error the cursor stays after the last acknowledged batch.
+    pub fn sync_pending(&mut self) -> Result<PassReport, SyncError> {
+        let mut report = PassReport::default();
+        let result = self.sync_blocks(&mut report).and_then(|_| self.sync_pruned(&mut report));
+        report.cursor = self.stats.cursor;
+        self.refresh_gauges()?;
+        result.map(|_| report)
+    }
+
+    fn sync_blocks(&mut self, report: &mut PassReport) -> Result<(), SyncError> {
+        loop {
+            let cursor = self.chain.cursor(&self.consumer)?;
+            let blocks = self.chain.blocks_after(cursor, self.cfg.batch)?;
+            let Some(last) = blocks.last().map(|b| b.height) else { return Ok(()) };
+            let points: Vec<Point> = blocks
+                .iter()
+                .map(|b| Point { id: point_id(b), vector: self.embedder.embed_block(b), payload: payload(b) })
+                .collect();
+            let (client, name) = (&self.client, self.cfg.collection.as_str());
+            Self::call(&mut self.stats, |o| client.upsert(name, &points, o))?;
+            // Acknowledged. If the pruned cursor had caught up, carry it along the
+            // leading run of blocks that were already pruned when sent.
+            let mut pruned_cursor = self.chain.cursor(&self.pruned_consumer)?;
+            if pruned_cursor >= cursor {
+                for b in blocks.iter().take_while(|b| b.pruned) {
+                    pruned_cursor = pruned_cursor.max(b.height);
+                }
+            }
+            self.chain.set_cursors(&[(&self.consumer, last), (&self.pruned_consumer, pruned_cursor)])?;
+            self.stats.cursor = last;
+            self.stats.synced_total += blocks.len() as u64;
+            report.upserted += blocks.len() as u64;
+            report.requests += 1;
+            if let Some(hook) = self.ack_hook.as_mut() {
+                hook(last);
+            }
+        }
+    }
+
+    fn sync_pruned(&mut self, report: &mut PassReport) -> Result<(), SyncError> {
+        loop {
+            let pruned_cursor = self.chain.cursor(&self.pruned_consumer)?;
+            let cursor = self.chain.cursor(&self.consumer)?;
+            let blocks = self.chain.blocks_between(pruned_cursor, cursor, self.cfg.batch)?;
+            let run: Vec<&Block> = blocks.iter().take_while(|b| b.pruned).collect();
+            let Some(last) = run.last().map(|b| b.height) else { return Ok(()) };
+            let ids: Vec<PointId> = run.iter().map(|b| point_id(b)).collect();
+            let mut flag = Map::new();
+            flag.insert("pruned".into(), Value::Bool(true));
+            let (client, name) = (&self.client, self.cfg.collection.as_str());
+            Self::call(&mut self.stats, |o| client.set_payload(name, &ids, flag, o))?;
+            self.chain.set_cursors(&[(&self.pruned_consumer, last)])?;
+            self.stats.pruned_updates_total += ids.len() as u64;
+            report.pruned_flags += ids.len() as u64;
+            report.requests += 1;
+            if run.len() < blocks.len() {
+                return Ok(());
+            }
+        }
+    }
+
+    fn refresh_gauges(&mut self) -> Result<(), ChainError> {
+        let cursor = self.chain.cursor(&self.consumer)?;
+        self.stats.cursor = cursor;
+        self.stats.pending = self.chain.count_after(cursor)?;
+        self.stats.lag_seconds = match self.chain.first_time_after(cursor)? {
+            Some(t) => (now_ns().saturating_sub(t)).max(0) as f64 / 1e9,
+            None => 0.0,
+        };
+        Ok(())
+    }
+
+    fn write_metrics(&self) {
+        if let Some(dir) = &self.cfg.metrics_dir
+            && let Err(e) = self.stats.write(dir)
+        {
+            eprintln!("cannot write metrics into {}: {e}", dir.display());
+        }
+    }
+
+    /// `once`: ensure the collection, send everything pending, return.
+    pub fn once(&mut self) -> Result<PassReport, SyncError> {
+        self.ensure_collection()?;
+        let report = self.sync_pending();
+        self.stats.up = report.as_ref().map(|_| true).unwrap_or_else(|e| !e.is_transient());
+        self.write_metrics();
+        report
+    }
+
+    /// The daemon loop: every `interval` (absolute deadlines), send what is
+    /// pending. Transient failures back off exponentially up to `max_backoff`
+    /// and log only when Qdrant goes down or comes back. Returns when `stop`
+    /// is set, or with an error that retrying cannot fix.
+    pub fn run(&mut self, stop: &AtomicBool) -> Result<(), SyncError> {
+        let interval = self.cfg.interval.as_duration();
+        let mut backoff = Backoff::new(Duration::from_millis(250).min(interval), self.cfg.max_backoff.as_duration());
+        let mut ensured = false;
+        let mut down_since: Option<Instant> = None;
+        let mut first = true;
+        let mut next_tick = Instant::now();
+        let mut watchdog = Watchdog::new();
+        notify::watchdog();
+        while !stop.load(Ordering::Relaxed) {
+            watchdog.tick();
+            let result = (|| {
+                if !ensured {
+                    self.ensure_collection()?;
+                    ensured = true;
+                }
+                self.sync_pending()
+            })();
+            match result {
+                Ok(report) => {
+                    self.stats.up = true;
+                    if let Some(since) = down_since.take() {
+                        eprintln!(
+                            "Qdrant at {} is reachable again after {:.1}s; cursor at {}, {} blocks pending",
+                            self.client.url(),
+                            since.elapsed().as_secs_f64(),
+                            report.cursor,
+                            self.stats.pending
+                        );
+                    } else if first {
+                        eprintln!(
+                            "syncing into collection {:?} at {}; cursor at {}",
+                            self.cfg.collection,
+                            self.client.url(),
+                            report.cursor
+                        );
+                    }
+                    first = false;
+                    backoff.reset();
+                    self.write_metrics();
+                    notify::status(&format!("cursor {}, {} pending", report.cursor, self.stats.pending));
+                    next_tick += interval;
+                    let now = Instant::now();
+                    if next_tick < now {
+                        next_tick = now;
+                    }
+                    sleep_until(next_tick, stop, &mut watchdog);
+                }
+                Err(e) if e.is_transient() => {
+                    self.stats.up = false;
+                    let delay = backoff.next_delay();
+                    if down_since.is_none() {
+                        eprintln!(
+                            "{e}; nothing is lost: retrying with exponential back-off (at most every {})",
+                            self.cfg.max_backoff
+                        );
+                        notify::status(&format!("Qdrant unreachable, cursor {}", self.stats.cursor));
+                        down_since = Some(Instant::now());
+                    }
+                    first = false;
+                    self.write_metrics();
+                    sleep_until(Instant::now() + delay, stop, &mut watchdog);
+                    next_tick = Instant::now();
+                }
+                Err(e) => {
+                    self.write_metrics();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Pings systemd's watchdog at the rate it asks for (no-op without one).
+struct Watchdog {
+    every: Option<Duration>,
+    last: Instant,
+}
+
+impl Watchdog {
+    fn new() -> Self {
+        Watchdog { every: notify::watchdog_interval(), last: Instant::now() }
+    }
+    fn tick(&mut self) {
+        if let Some(every) = self.every
+            && self.last.elapsed() >= every
+        {
+            notify::watchdog();
+            self.last = Instant::now();
+        }
+    }
+}
+
+/// Sleeps until `deadline`, waking every 100 ms to honour `stop` and the watchdog.
+fn sleep_until(deadline: Instant, stop: &AtomicBool, watchdog: &mut Watchdog) {
+    loop {
+        watchdog.tick();
+        let now = Instant::now();
+        if now >= deadline || stop.load(Ordering::Relaxed) {
+            return;
+        }
+        std::thread::sleep((deadline - now).min(Duration::from_millis(100)));
+    }
+}
