@@ -2,6 +2,7 @@
 //! Logic lives in `ghostbridge::vectors`; this is the command line.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
@@ -109,8 +110,18 @@ fn install_signal_handlers() -> Result<()> {
     Ok(())
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    match execute(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ghostbridge-qdrant-sync: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn execute(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Run(common) => {
             install_signal_handlers()?;
@@ -132,7 +143,7 @@ fn main() -> Result<()> {
             let st = status(&cfg, &client(&cfg)?)?;
             print!("{st}");
             if !st.healthy() {
-                std::process::exit(1);
+                return Ok(ExitCode::FAILURE);
             }
         }
         Command::Search { common, text, limit } => {
@@ -145,5 +156,5 @@ fn main() -> Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
