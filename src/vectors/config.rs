@@ -221,6 +221,14 @@ mod tests {
     }
 
     #[test]
+    fn the_example_in_the_repository_is_valid() {
+        let text = include_str!("../../examples/qdrant-sync.json");
+        let c = SyncConfig::from_json(text, Path::new("examples/qdrant-sync.json")).unwrap();
+        c.validate().unwrap();
+        assert_eq!((c.collection.as_str(), c.batch, c.distance), ("ghostbridge-blocks", 100, Distance::Cosine));
+    }
+
+    #[test]
     fn refuses_unknown_keys_and_bad_values() {
         let err = SyncConfig::from_json(r#"{"database": "/x.db", "colection": "a"}"#, Path::new("c.json"))
             .unwrap_err()
