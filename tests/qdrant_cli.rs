@@ -100,6 +100,7 @@ fn once_status_and_search_with_flag_overrides() {
     chain.append(4);
     let out = Command::new(BIN).arg("status").args(flags).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
+    println!("$ ghostbridge-qdrant-sync status\n{text}");
     assert!(out.status.success(), "{text}");
     for needle in ["cursor:         29\n", "pending:        4\n", "reachable:      yes\n", "size 384 Cosine, 30 points"] {
         assert!(text.contains(needle), "{needle:?} missing:\n{text}");
@@ -109,6 +110,7 @@ fn once_status_and_search_with_flag_overrides() {
     let name = probe.payloads(&collection)[&0].1["snapshot"].as_str().unwrap().to_string();
     let out = Command::new(BIN).args(["search", "-n", "3"]).args(flags).arg(&name).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
+    println!("$ ghostbridge-qdrant-sync search -n 3 {name}\n{text}");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
