@@ -102,7 +102,8 @@ fn once_status_and_search_with_flag_overrides() {
     let text = String::from_utf8_lossy(&out.stdout);
     println!("$ ghostbridge-qdrant-sync status\n{text}");
     assert!(out.status.success(), "{text}");
-    for needle in ["cursor:         29\n", "pending:        4\n", "reachable:      yes\n", "size 384 Cosine, 30 points"] {
+    for needle in ["cursor:         29\n", "pending:        4\n", "reachable:      yes\n", "size 384 Cosine, 30 points"]
+    {
         assert!(text.contains(needle), "{needle:?} missing:\n{text}");
     }
 
@@ -137,7 +138,12 @@ fn bad_configs_and_unreachable_qdrant_are_reported() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown field `colection`"), "{err}");
 
-    let out = Command::new(BIN).args(["status", "--db"]).arg(&chain.path).args(["--url", "http://127.0.0.1:9"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["status", "--db"])
+        .arg(&chain.path)
+        .args(["--url", "http://127.0.0.1:9"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("reachable:      no"));
 

@@ -135,7 +135,9 @@ fn existing_collection_of_another_shape_stops_the_sync_with_a_fix() {
     let err = syncer(&cfg).once().unwrap_err();
     assert!(matches!(err, SyncError::ShapeMismatch { .. }) && !err.is_transient(), "{err:?}");
     let msg = err.to_string();
-    for needle in ["size 16 with distance Dot", "size 8 with distance Cosine", "new name", "never deletes", "curl -X DELETE"] {
+    for needle in
+        ["size 16 with distance Dot", "size 8 with distance Cosine", "new name", "never deletes", "curl -X DELETE"]
+    {
         assert!(msg.contains(needle), "{needle:?} missing from: {msg}");
     }
     assert!(msg.contains(&cfg.collection), "{msg}");

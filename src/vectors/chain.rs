@@ -31,7 +31,9 @@ pub enum ChainError {
     Schema { path: PathBuf, source: schema::SchemaError },
     #[error("chain database: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("chain database: block {height} has a {column} of {len} bytes, expected 32; run `ghostbridge-snapshotter verify`")]
+    #[error(
+        "chain database: block {height} has a {column} of {len} bytes, expected 32; run `ghostbridge-snapshotter verify`"
+    )]
     BadHash { height: i64, column: &'static str, len: usize },
 }
 
@@ -143,11 +145,7 @@ impl ChainDb {
     pub fn first_time_after(&self, after: i64) -> Result<Option<i64>, ChainError> {
         Ok(self
             .conn
-            .query_row(
-                "SELECT time_ns FROM blocks WHERE height > ?1 ORDER BY height LIMIT 1",
-                [after],
-                |r| r.get(0),
-            )
+            .query_row("SELECT time_ns FROM blocks WHERE height > ?1 ORDER BY height LIMIT 1", [after], |r| r.get(0))
             .optional()?)
     }
 }

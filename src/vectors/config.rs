@@ -179,9 +179,7 @@ pub fn validate_collection_name(name: &str) -> Result<(), String> {
         return Err(format!("collection {name:?} must be 1 to 255 characters long"));
     }
     if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))) {
-        return Err(format!(
-            "collection {name:?} contains {c:?}; use only letters, digits, '-', '_' and '.'"
-        ));
+        return Err(format!("collection {name:?} contains {c:?}; use only letters, digits, '-', '_' and '.'"));
     }
     Ok(())
 }
@@ -245,7 +243,8 @@ mod tests {
             (r#""url": "https://q:6333""#, "plain http only"),
             (r#""url": "127.0.0.1:6333""#, "must start with http://"),
         ] {
-            let c = SyncConfig::from_json(&format!(r#"{{"database": "/x.db", {patch}}}"#), Path::new("c.json")).unwrap();
+            let c =
+                SyncConfig::from_json(&format!(r#"{{"database": "/x.db", {patch}}}"#), Path::new("c.json")).unwrap();
             let err = c.validate().unwrap_err().to_string();
             assert!(err.contains(needle), "{patch}: {err}");
         }

@@ -166,7 +166,10 @@ mod tests {
                 "hash:abab",
             ]
         );
-        assert_eq!(FeatureHashEmbedder::text_tokens("Overlay hour:05"), ["snapshot:overlay", "word:overlay", "hour:05"]);
+        assert_eq!(
+            FeatureHashEmbedder::text_tokens("Overlay hour:05"),
+            ["snapshot:overlay", "word:overlay", "hour:05"]
+        );
     }
 
     #[test]
@@ -184,7 +187,7 @@ mod tests {
     }
 
     // The same numbers come out of the documented algorithm written independently
-// with Python's hashlib (see docs-qdrant.md, "Embedding").
+    // with Python's hashlib (see docs-qdrant.md, "Embedding").
     const EXPECTED_BLOCK_VECTOR: &str = "[(9, 0.25), (12, 0.25), (25, -0.25), (36, -0.25), (90, -0.25), \
         (108, 0.25), (159, -0.25), (168, -0.25), (195, -0.25), (270, 0.25), (290, 0.25), (322, -0.25), \
         (327, 0.25), (329, -0.25), (361, 0.25), (368, -0.25)]";

@@ -178,10 +178,11 @@ impl QdrantClient {
             path: path.clone(),
             reason: "no result.config.params.vectors".into(),
         })?;
-        let vector = match (vectors.get("size").and_then(Value::as_u64), vectors.get("distance").and_then(Value::as_str)) {
-            (Some(size), Some(distance)) => Some((size, distance.to_string())),
-            _ => None,
-        };
+        let vector =
+            match (vectors.get("size").and_then(Value::as_u64), vectors.get("distance").and_then(Value::as_str)) {
+                (Some(size), Some(distance)) => Some((size, distance.to_string())),
+                _ => None,
+            };
         let points_count = v.pointer("/result/points_count").and_then(Value::as_u64);
         Ok(Some(CollectionShape { vector, points_count }))
     }
@@ -205,10 +206,8 @@ impl QdrantClient {
 
     /// `PUT /collections/{name}/points?wait=true`: returns once Qdrant applied it.
     pub fn upsert(&self, name: &str, points: &[Point], observe: Observe<'_>) -> Result<(), QdrantError> {
-        let points: Vec<Value> = points
-            .iter()
-            .map(|p| json!({ "id": p.id.to_json(), "vector": p.vector, "payload": p.payload }))
-            .collect();
+        let points: Vec<Value> =
+            points.iter().map(|p| json!({ "id": p.id.to_json(), "vector": p.vector, "payload": p.payload })).collect();
         let path = format!("/collections/{name}/points?wait=true");
         let v = self.request("PUT", &path, Some(&json!({ "points": points })), false, observe)?;
         expect_completed(v, "PUT", path)
@@ -232,19 +231,27 @@ impl QdrantClient {
     pub fn count(&self, name: &str, observe: Observe<'_>) -> Result<u64, QdrantError> {
         let path = format!("/collections/{name}/points/count");
         let v = self.request("POST", &path, Some(&json!({ "exact": true })), false, observe)?;
-        v.as_ref().and_then(|v| v.pointer("/result/count")).and_then(Value::as_u64).ok_or_else(|| {
-            QdrantError::BadAnswer { method: "POST", path, reason: "no result.count".into() }
-        })
+        v.as_ref()
+            .and_then(|v| v.pointer("/result/count"))
+            .and_then(Value::as_u64)
+            .ok_or_else(|| QdrantError::BadAnswer { method: "POST", path, reason: "no result.count".into() })
     }
 
     /// `POST /collections/{name}/points/query`: the `limit` nearest points, with payload.
-    pub fn query(&self, name: &str, vector: &[f32], limit: usize, observe: Observe<'_>) -> Result<Vec<Hit>, QdrantError> {
+    pub fn query(
+        &self,
+        name: &str,
+        vector: &[f32],
+        limit: usize,
+        observe: Observe<'_>,
+    ) -> Result<Vec<Hit>, QdrantError> {
         let path = format!("/collections/{name}/points/query");
         let body = json!({ "query": vector, "limit": limit.max(1), "with_payload": true });
         let v = self.request("POST", &path, Some(&body), false, observe)?;
-        let points = v.as_ref().and_then(|v| v.pointer("/result/points")).and_then(Value::as_array).ok_or_else(
-            || QdrantError::BadAnswer { method: "POST", path: path.clone(), reason: "no result.points".into() },
-        )?;
+        let points =
+            v.as_ref().and_then(|v| v.pointer("/result/points")).and_then(Value::as_array).ok_or_else(|| {
+                QdrantError::BadAnswer { method: "POST", path: path.clone(), reason: "no result.points".into() }
+            })?;
         Ok(points
             .iter()
             .map(|p| Hit {

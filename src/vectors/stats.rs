@@ -50,13 +50,41 @@ impl SyncStats {
 
     pub fn families(&self) -> Vec<Family> {
         vec![
-            Family::gauge("ghostbridge_qdrant_pending_blocks", "Blocks in the chain not yet acknowledged by Qdrant.", self.pending as f64),
-            Family::counter("ghostbridge_qdrant_synced_blocks_total", "Blocks acknowledged by Qdrant since the sync started.", self.synced_total as f64),
-            Family::counter("ghostbridge_qdrant_pruned_updates_total", "Pruned flags sent to Qdrant since the sync started.", self.pruned_updates_total as f64),
-            Family::gauge("ghostbridge_qdrant_cursor_height", "Highest block height acknowledged by Qdrant.", self.cursor as f64),
-            Family::gauge("ghostbridge_qdrant_lag_seconds", "Age of the oldest block not yet in Qdrant (0 when caught up).", self.lag_seconds),
-            Family::counter("ghostbridge_qdrant_errors_total", "Failed requests to Qdrant since the sync started.", self.errors_total as f64),
-            Family::gauge("ghostbridge_qdrant_up", "1 when the last attempt reached Qdrant.", if self.up { 1.0 } else { 0.0 }),
+            Family::gauge(
+                "ghostbridge_qdrant_pending_blocks",
+                "Blocks in the chain not yet acknowledged by Qdrant.",
+                self.pending as f64,
+            ),
+            Family::counter(
+                "ghostbridge_qdrant_synced_blocks_total",
+                "Blocks acknowledged by Qdrant since the sync started.",
+                self.synced_total as f64,
+            ),
+            Family::counter(
+                "ghostbridge_qdrant_pruned_updates_total",
+                "Pruned flags sent to Qdrant since the sync started.",
+                self.pruned_updates_total as f64,
+            ),
+            Family::gauge(
+                "ghostbridge_qdrant_cursor_height",
+                "Highest block height acknowledged by Qdrant.",
+                self.cursor as f64,
+            ),
+            Family::gauge(
+                "ghostbridge_qdrant_lag_seconds",
+                "Age of the oldest block not yet in Qdrant (0 when caught up).",
+                self.lag_seconds,
+            ),
+            Family::counter(
+                "ghostbridge_qdrant_errors_total",
+                "Failed requests to Qdrant since the sync started.",
+                self.errors_total as f64,
+            ),
+            Family::gauge(
+                "ghostbridge_qdrant_up",
+                "1 when the last attempt reached Qdrant.",
+                if self.up { 1.0 } else { 0.0 },
+            ),
             self.latency.family("ghostbridge_qdrant_request_duration_seconds", "Duration of requests to Qdrant."),
         ]
     }

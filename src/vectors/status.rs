@@ -76,11 +76,9 @@ impl fmt::Display for Status {
                 writeln!(f, "reachable:      yes")?;
                 let points = shape.points_count.map_or("?".to_string(), |n| n.to_string());
                 match &shape.vector {
-                    Some((size, distance)) if *size == self.want.0 as u64 && *distance == self.want.1 => writeln!(
-                        f,
-                        "collection:     {:?} size {size} {distance}, {points} points",
-                        self.collection
-                    ),
+                    Some((size, distance)) if *size == self.want.0 as u64 && *distance == self.want.1 => {
+                        writeln!(f, "collection:     {:?} size {size} {distance}, {points} points", self.collection)
+                    }
                     Some((size, distance)) => writeln!(
                         f,
                         "collection:     {:?} size {size} {distance} DOES NOT MATCH the config ({want}); \

@@ -134,8 +134,7 @@ impl Syncer {
         }
         let chain = ChainDb::open(&cfg.database)?;
         let (consumer, pruned_consumer) = consumer_names(&cfg.collection);
-        let mut stats = SyncStats::default();
-        stats.cursor = chain.cursor(&consumer)?;
+        let stats = SyncStats { cursor: chain.cursor(&consumer)?, ..SyncStats::default() };
         Ok(Syncer { cfg, chain, client, embedder, consumer, pruned_consumer, stats, ack_hook: None })
     }
 
@@ -200,9 +199,7 @@ impl Syncer {
         let url = self.client.url().to_string();
         match &shape.vector {
             None => Err(SyncError::NamedVectors { collection, url }),
-            Some((size, distance))
-                if *size == self.cfg.dimension as u64 && distance == self.cfg.distance.as_str() =>
-            {
+            Some((size, distance)) if *size == self.cfg.dimension as u64 && distance == self.cfg.distance.as_str() => {
                 Ok(())
             }
             Some((size, distance)) => Err(SyncError::ShapeMismatch {

@@ -84,9 +84,7 @@ impl Chain {
     }
 
     pub fn cursor(&self, consumer: &str) -> Option<i64> {
-        self.conn
-            .query_row("SELECT height FROM cursors WHERE consumer = ?1", [consumer], |r| r.get(0))
-            .ok()
+        self.conn.query_row("SELECT height FROM cursors WHERE consumer = ?1", [consumer], |r| r.get(0)).ok()
     }
 
     pub fn delete_cursors(&self) {

@@ -75,7 +75,13 @@ impl OpenApi {
     }
 
     /// `Err(reason)` when the request is not valid under the description.
-    pub fn check(&self, method: &str, path: &str, query: &[(String, String)], body: Option<&[u8]>) -> Result<String, String> {
+    pub fn check(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(String, String)],
+        body: Option<&[u8]>,
+    ) -> Result<String, String> {
         let (template, item) = self.route(path).ok_or_else(|| format!("no path {path} in the API"))?;
         let op = item
             .get(method.to_ascii_lowercase())
@@ -95,7 +101,11 @@ impl OpenApi {
                     _ => return Err(format!("query parameter {name}={value:?} is not a boolean")),
                 },
                 Some("integer") => {
-                    json!(value.parse::<i64>().map_err(|_| format!("query parameter {name}={value:?} is not an integer"))?)
+                    json!(
+                        value
+                            .parse::<i64>()
+                            .map_err(|_| format!("query parameter {name}={value:?} is not an integer"))?
+                    )
                 }
                 _ => json!(value),
             };
@@ -110,8 +120,7 @@ impl OpenApi {
         match (body_schema, body) {
             (None, Some(b)) if !b.is_empty() => Err(format!("{method} {template} takes no body")),
             (Some(schema), Some(b)) if !b.is_empty() => {
-                let instance: Value =
-                    serde_json::from_slice(b).map_err(|e| format!("the body is not JSON: {e}"))?;
+                let instance: Value = serde_json::from_slice(b).map_err(|e| format!("the body is not JSON: {e}"))?;
                 self.validate(&format!("{method} {template} body"), schema, &instance)?;
                 Ok(template.to_string())
             }
@@ -198,7 +207,10 @@ pub fn convert(schema: &mut Value) {
             m.remove("format");
         }
     }
-    if m.get("type") == Some(&json!("object")) && m.contains_key("properties") && !m.contains_key("additionalProperties") {
+    if m.get("type") == Some(&json!("object"))
+        && m.contains_key("properties")
+        && !m.contains_key("additionalProperties")
+    {
         m.insert("additionalProperties".into(), json!(false));
     }
     if m.remove("nullable") == Some(json!(true)) {
@@ -212,7 +224,7 @@ pub fn convert(schema: &mut Value) {
             if let Some(Value::Array(e)) = m.get_mut("enum") {
                 e.push(Value::Null);
             }
-        } else if let Some(Value::Array(list)) = m.get_mut("anyOf").or_else(|| None) {
+        } else if let Some(Value::Array(list)) = m.get_mut("anyOf") {
             list.push(json!({"type": "null"}));
         } else if m.contains_key("$ref") || m.contains_key("oneOf") {
             let inner: Map<String, Value> = std::mem::take(m);

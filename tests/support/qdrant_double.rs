@@ -52,8 +52,11 @@ struct Faults {
 struct Collection {
     size: u64,
     distance: String,
-    points: BTreeMap<String, (Value, Vec<f64>, Map<String, Value>)>,
+    /// By the ID's JSON text: the ID, the vector, the payload.
+    points: BTreeMap<String, StoredPoint>,
 }
+
+type StoredPoint = (Value, Vec<f64>, Map<String, Value>);
 
 #[derive(Default)]
 struct State {
@@ -65,8 +68,11 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     faults: Mutex<Faults>,
-    upstream: Option<(String, Option<String>, ureq::Agent)>,
+    upstream: Option<Upstream>,
 }
+
+/// A real Qdrant: base URL, API key, client.
+type Upstream = (String, Option<String>, ureq::Agent);
 
 pub struct QdrantDouble {
     addr: SocketAddr,
@@ -221,10 +227,18 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
         .and_then(Value::as_array)
         .map(|ps| ps.iter().filter_map(|p| p.pointer("/payload/height").and_then(Value::as_i64)).collect())
         .unwrap_or_default();
-    let mut seen = Seen { method: method.clone(), path: path.to_string(), query: query.clone(), api_key: api_key.clone(), status: 0, heights };
+    let mut seen = Seen {
+        method: method.clone(),
+        path: path.to_string(),
+        query: query.clone(),
+        api_key: api_key.clone(),
+        status: 0,
+        heights,
+    };
 
     let mut check = spec().check(&method, path, &query, Some(&body));
-    if check.is_ok() && !body.is_empty() && !content_type.as_deref().is_some_and(|c| c.starts_with("application/json")) {
+    if check.is_ok() && !body.is_empty() && !content_type.as_deref().is_some_and(|c| c.starts_with("application/json"))
+    {
         check = Err(format!("a JSON body with content-type {content_type:?}"));
     }
     if let Err(reason) = check {
@@ -268,7 +282,7 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
     respond(request, status, &answer);
 }
 
-fn forward(up: &(String, Option<String>, ureq::Agent), method: &str, url: &str, body: &[u8]) -> (u16, Value) {
+fn forward(up: &Upstream, method: &str, url: &str, body: &[u8]) -> (u16, Value) {
     let (base, key, agent) = up;
     let target = format!("{base}{url}");
     let req = ureq::http::Request::builder().method(method).uri(&target).header("content-type", "application/json");
@@ -299,11 +313,14 @@ fn apply(st: &mut State, method: &str, path: &str, body: Option<Value>) -> (u16,
     match (method, segs.as_slice()) {
         ("GET", ["collections", name]) => match st.collections.get(*name) {
             None => not_found(name),
-            Some(c) => (200, ok(json!({
-                "status": "green", "optimizer_status": "ok", "segments_count": 1,
-                "points_count": c.points.len(), "indexed_vectors_count": 0, "payload_schema": {},
-                "config": { "params": { "vectors": { "size": c.size, "distance": c.distance } } }
-            }))),
+            Some(c) => (
+                200,
+                ok(json!({
+                    "status": "green", "optimizer_status": "ok", "segments_count": 1,
+                    "points_count": c.points.len(), "indexed_vectors_count": 0, "payload_schema": {},
+                    "config": { "params": { "vectors": { "size": c.size, "distance": c.distance } } }
+                })),
+            ),
         },
         ("PUT", ["collections", name]) => {
             if st.collections.contains_key(*name) {
@@ -312,11 +329,14 @@ fn apply(st: &mut State, method: &str, path: &str, body: Option<Value>) -> (u16,
             let Some(vectors) = body.get("vectors").filter(|v| v.get("size").is_some()) else {
                 return (400, error("the double supports one unnamed vector per collection"));
             };
-            st.collections.insert(name.to_string(), Collection {
-                size: vectors["size"].as_u64().unwrap_or(0),
-                distance: vectors["distance"].as_str().unwrap_or("").to_string(),
-                points: BTreeMap::new(),
-            });
+            st.collections.insert(
+                name.to_string(),
+                Collection {
+                    size: vectors["size"].as_u64().unwrap_or(0),
+                    distance: vectors["distance"].as_str().unwrap_or("").to_string(),
+                    points: BTreeMap::new(),
+                },
+            );
             (200, ok(json!(true)))
         }
         ("DELETE", ["collections", name]) => (200, ok(json!(st.collections.remove(*name).is_some()))),
@@ -327,13 +347,22 @@ fn apply(st: &mut State, method: &str, path: &str, body: Option<Value>) -> (u16,
                 return (400, error("the double supports the list form of upsert only"));
             };
             for p in points {
-                let vector: Vec<f64> = p["vector"].as_array().map(|v| v.iter().filter_map(Value::as_f64).collect()).unwrap_or_default();
+                let vector: Vec<f64> =
+                    p["vector"].as_array().map(|v| v.iter().filter_map(Value::as_f64).collect()).unwrap_or_default();
                 if vector.len() as u64 != c.size {
-                    return (400, error(&format!("Wrong input: Vector dimension error: expected dim: {}, got {}", c.size, vector.len())));
+                    return (
+                        400,
+                        error(&format!(
+                            "Wrong input: Vector dimension error: expected dim: {}, got {}",
+                            c.size,
+                            vector.len()
+                        )),
+                    );
                 }
             }
             for p in points {
-                let vector = p["vector"].as_array().map(|v| v.iter().filter_map(Value::as_f64).collect()).unwrap_or_default();
+                let vector =
+                    p["vector"].as_array().map(|v| v.iter().filter_map(Value::as_f64).collect()).unwrap_or_default();
                 let payload = p.get("payload").and_then(Value::as_object).cloned().unwrap_or_default();
                 c.points.insert(p["id"].to_string(), (p["id"].clone(), vector, payload));
             }
@@ -367,13 +396,11 @@ fn apply(st: &mut State, method: &str, path: &str, body: Option<Value>) -> (u16,
         }
         ("POST", ["collections", name, "points", "query"]) => {
             let c = &st.collections[*name];
-            let q: Vec<f64> = body["query"].as_array().map(|v| v.iter().filter_map(Value::as_f64).collect()).unwrap_or_default();
+            let q: Vec<f64> =
+                body["query"].as_array().map(|v| v.iter().filter_map(Value::as_f64).collect()).unwrap_or_default();
             let limit = body.get("limit").and_then(Value::as_u64).unwrap_or(10) as usize;
-            let mut scored: Vec<(f64, &Value, &Map<String, Value>)> = c
-                .points
-                .values()
-                .map(|(id, v, payload)| (score(&c.distance, &q, v), id, payload))
-                .collect();
+            let mut scored: Vec<(f64, &Value, &Map<String, Value>)> =
+                c.points.values().map(|(id, v, payload)| (score(&c.distance, &q, v), id, payload)).collect();
             let higher_is_better = matches!(c.distance.as_str(), "Cosine" | "Dot");
             scored.sort_by(|a, b| if higher_is_better { b.0.total_cmp(&a.0) } else { a.0.total_cmp(&b.0) });
             let points: Vec<Value> = scored
