@@ -290,3 +290,59 @@ fn point_ids_are_stable_uuids_of_the_hash() {
     assert_eq!(point_id(&blocks[0]), point_id(&blocks[0].clone()));
     assert_ne!(point_id(&blocks[0]), point_id(&blocks[1]));
 }
+
+#[test]
+fn run_recreates_a_collection_deleted_under_it_and_restarts_a_replaced_chain() {
+    let double = QdrantDouble::start();
+    let mut probe = Probe::new(&double);
+    let mut chain = Chain::new();
+    chain.append(30);
+    let cfg = config(&chain, &double, "vanished");
+    probe.owns(&cfg.collection);
+    let consumer = consumer_names(&cfg.collection).0;
+    let stop = Arc::new(AtomicBool::new(false));
+    let runner = {
+        let (cfg, stop) = (cfg.clone(), stop.clone());
+        std::thread::spawn(move || syncer(&cfg).run(&stop))
+    };
+    assert!(wait_for(Duration::from_secs(10), || chain.cursor(&consumer) == Some(29)));
+    probe.delete(&cfg.collection);
+    chain.append(10);
+    assert!(wait_for(Duration::from_secs(10), || probe.exists(&cfg.collection) && probe.count(&cfg.collection) == 40));
+    stop.store(true, Ordering::Relaxed);
+    runner.join().unwrap().unwrap();
+    assert_all_blocks(&probe, &chain, &cfg.collection, 40);
+
+    // A replaced database: the cursor is beyond the new chain's head.
+    let mut fresh = Chain::new();
+    fresh.append(12);
+    let mut cfg2 = cfg.clone();
+    cfg2.database = fresh.path.clone();
+    syncer(&cfg2).once().unwrap();
+    let pruned = consumer_names(&cfg.collection).1;
+    let mut db = ghostbridge::vectors::chain::ChainDb::open(&fresh.path).unwrap();
+    db.set_cursors(&[(consumer.as_str(), 500), (pruned.as_str(), 500)]).unwrap();
+    fresh.append(3);
+    let report = syncer(&cfg2).once().unwrap();
+    assert_eq!((report.upserted, report.cursor), (15, 14));
+    assert!(double.invalid().is_empty(), "{:#?}", double.invalid());
+}
+
+#[test]
+fn the_checking_proxy_forwards_to_an_upstream_qdrant() {
+    // The path the tests take with QDRANT_URL set, with a second double as the upstream.
+    let upstream = QdrantDouble::start();
+    let proxy = QdrantDouble::start_proxy(&upstream.url(), None);
+    assert!(proxy.is_proxy());
+    let mut chain = Chain::new();
+    chain.append(25);
+    let cfg = config(&chain, &proxy, "proxy");
+    proxy.fail(2, 1, 502);
+    assert!(syncer(&cfg).once().unwrap_err().is_transient());
+    let report = syncer(&cfg).once().unwrap();
+    assert_eq!(report.cursor, 24);
+    assert_eq!(Probe::new(&upstream).count(&cfg.collection), 25);
+    assert_eq!(Probe::new(&proxy).count(&cfg.collection), 25);
+    assert_eq!(upstream.acknowledged_upserts().concat(), (0..25).collect::<Vec<_>>());
+    assert!(proxy.invalid().is_empty() && upstream.invalid().is_empty(), "{:#?}", proxy.invalid());
+}

@@ -62,6 +62,11 @@ pub enum QdrantError {
 }
 
 impl QdrantError {
+    /// True when Qdrant says the collection (or the path) does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, QdrantError::Refused { status: 404, .. })
+    }
+
     /// True for failures that may pass by themselves: retry with back-off.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -199,7 +204,9 @@ impl QdrantClient {
         let body = json!({ "vectors": { "size": size, "distance": distance.as_str() } });
         match self.request("PUT", &format!("/collections/{name}"), Some(&body), false, observe) {
             Ok(_) => Ok(true),
+            // Created meanwhile by someone else: 409 (older servers: 400 "already exists").
             Err(QdrantError::Refused { status: 409, .. }) => Ok(false),
+            Err(QdrantError::Refused { status: 400, message, .. }) if message.contains("already exists") => Ok(false),
             Err(e) => Err(e),
         }
     }

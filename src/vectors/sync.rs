@@ -224,6 +224,16 @@ impl Syncer {
     }
 
     fn sync_blocks(&mut self, report: &mut PassReport) -> Result<(), SyncError> {
+        let cursor = self.chain.cursor(&self.consumer)?;
+        let head = self.chain.head()?.unwrap_or(-1);
+        if cursor > head {
+            // The snapshotter never removes blocks: the database was replaced.
+            eprintln!(
+                "the cursor ({cursor}) is beyond the chain head ({head}): the chain database was replaced; \
+                 sending the new chain from genesis"
+            );
+            self.chain.set_cursors(&[(&self.consumer, -1), (&self.pruned_consumer, -1)])?;
+        }
         loop {
             let cursor = self.chain.cursor(&self.consumer)?;
             let blocks = self.chain.blocks_after(cursor, self.cfg.batch)?;
@@ -354,6 +364,12 @@ impl Syncer {
                         next_tick = now;
                     }
                     sleep_until(next_tick, stop, &mut watchdog);
+                }
+                Err(SyncError::Qdrant(e)) if ensured && e.is_not_found() => {
+                    // Deleted under our feet: create it again (and resend everything).
+                    eprintln!("{e}; the collection is gone, creating it again");
+                    ensured = false;
+                    sleep_until(Instant::now() + backoff.next_delay(), stop, &mut watchdog);
                 }
                 Err(e) if e.is_transient() => {
                     self.stats.up = false;

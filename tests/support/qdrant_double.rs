@@ -86,15 +86,25 @@ pub fn real_qdrant_url() -> Option<String> {
 }
 
 impl QdrantDouble {
+    /// The in-memory double, or a checking proxy to `QDRANT_URL` when it is set.
     pub fn start() -> QdrantDouble {
-        let upstream = real_qdrant_url().map(|url| {
-            let agent: ureq::Agent = ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_global(Some(Duration::from_secs(30)))
-                .build()
-                .into();
-            (url, std::env::var("QDRANT_API_KEY").ok(), agent)
-        });
+        match real_qdrant_url() {
+            Some(url) => Self::start_proxy(&url, std::env::var("QDRANT_API_KEY").ok()),
+            None => Self::start_with(None),
+        }
+    }
+
+    /// A checking, fault-injecting proxy in front of the Qdrant at `url`.
+    pub fn start_proxy(url: &str, api_key: Option<String>) -> QdrantDouble {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        Self::start_with(Some((url.trim_end_matches('/').to_string(), api_key, agent)))
+    }
+
+    fn start_with(upstream: Option<Upstream>) -> QdrantDouble {
         let shared = Arc::new(Shared { state: Mutex::default(), faults: Mutex::default(), upstream });
         let server = tiny_http::Server::http("127.0.0.1:0").expect("bind the double");
         let addr = server.server_addr().to_ip().expect("an IP address");
