@@ -7,7 +7,7 @@
 //!    `snapshot:<name>`, `word:<w>` for every word of the name (maximal runs of
 //!    ASCII letters and digits, lower-cased), `height/60:<h div 60>`,
 //!    `height/3600:<h div 3600>`, `date:<YYYY-MM-DD>`, `hour:<HH>`,
-//!    `weekday:<0..6, 0 = Monday>`, `minute:<YYYY-MM-DDTHH:MM>` (all UTC, from
+//!    `weekday:<0..6, 0 = Monday>`, `minute:<YYYY-MM-DDtHH:MM>` (all UTC, from
 //!    `time_ns`), `pruned:<true|false>`, `hash:<first byte, 2 hex digits>`,
 //!    `hash:<first two bytes, 4 hex digits>`. The snapshot name is lower-cased.
 //!    For a search text, each whitespace-separated term, lower-cased: a term that
@@ -58,7 +58,7 @@ impl FeatureHashEmbedder {
         tokens.push(format!("date:{}", c.date()));
         tokens.push(format!("hour:{:02}", c.hour));
         tokens.push(format!("weekday:{}", c.weekday));
-        tokens.push(format!("minute:{}T{:02}:{:02}", c.date(), c.hour, c.minute));
+        tokens.push(format!("minute:{}t{:02}:{:02}", c.date(), c.hour, c.minute));
         tokens.push(format!("pruned:{}", block.pruned));
         tokens.push(format!("hash:{}", hex::encode(&block.hash[..1])));
         tokens.push(format!("hash:{}", hex::encode(&block.hash[..2])));
@@ -160,7 +160,7 @@ mod tests {
                 "date:2026-11-24",
                 "hour:05",
                 "weekday:1",
-                "minute:2026-11-24T05:19",
+                "minute:2026-11-24t05:19",
                 "pruned:false",
                 "hash:ab",
                 "hash:abab",
@@ -188,9 +188,7 @@ mod tests {
 
     // The same numbers come out of the documented algorithm written independently
     // with Python's hashlib (see docs-qdrant.md, "Embedding").
-    const EXPECTED_BLOCK_VECTOR: &str = "[(9, 0.25), (12, 0.25), (25, -0.25), (36, -0.25), (90, -0.25), \
-        (108, 0.25), (159, -0.25), (168, -0.25), (195, -0.25), (270, 0.25), (290, 0.25), (322, -0.25), \
-        (327, 0.25), (329, -0.25), (361, 0.25), (368, -0.25)]";
+    const EXPECTED_BLOCK_VECTOR: &str = "[(9, 0.25), (12, 0.25), (25, -0.25), (36, -0.25), (108, 0.25), (159, -0.25), (168, -0.25), (195, -0.25), (270, 0.25), (290, 0.25), (322, -0.25), (327, 0.25), (329, -0.25), (354, 0.25), (361, 0.25), (368, -0.25)]";
 
     #[test]
     fn changes_move_the_vector_and_text_finds_its_block() {
@@ -202,6 +200,12 @@ mod tests {
         let q = e.embed_text("overlay-2026-11-24t05-19-54").unwrap();
         let dot: f32 = a.iter().zip(&q).map(|(x, y)| x * y).sum();
         assert!(dot > 0.3, "{dot}");
+        // Feature terms match whatever their case: 1/4 = one of the 16 tokens
+        // (at 384 dimensions they all have buckets of their own).
+        let e = FeatureHashEmbedder::new(384);
+        let q = e.embed_text("MINUTE:2026-11-24T05:19").unwrap();
+        let dot: f32 = e.embed_block(&block()).iter().zip(&q).map(|(x, y)| x * y).sum();
+        assert!((dot - 0.25).abs() < 1e-6, "{dot}");
         assert!(e.embed_text("   ").is_none());
         assert_eq!(FeatureHashEmbedder::new(1).embed_block(&block()).len(), 1);
     }
