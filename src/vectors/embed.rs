@@ -209,4 +209,28 @@ mod tests {
         assert!(e.embed_text("   ").is_none());
         assert_eq!(FeatureHashEmbedder::new(1).embed_block(&block()).len(), 1);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_block_gives_a_unit_vector(
+            height in 0i64..i64::MAX,
+            time_ns in proptest::num::i64::ANY,
+            snapshot in ".{0,40}",
+            hash in proptest::array::uniform32(proptest::num::u8::ANY),
+            pruned in proptest::bool::ANY,
+            dimension in 1usize..600,
+            text in ".{0,40}",
+        ) {
+            let e = FeatureHashEmbedder::new(dimension);
+            let b = Block { height, time_ns, snapshot, prev_hash: [0; 32], hash, pruned };
+            let v = e.embed_block(&b);
+            proptest::prop_assert_eq!(v.len(), dimension);
+            let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            proptest::prop_assert!((norm - 1.0).abs() < 1e-5, "norm {}", norm);
+            proptest::prop_assert_eq!(&v, &e.embed_block(&b));
+            if let Some(q) = e.embed_text(&text) {
+                proptest::prop_assert!(q.iter().all(|x| x.is_finite()));
+            }
+        }
+    }
 }
