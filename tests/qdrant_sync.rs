@@ -269,6 +269,7 @@ fn api_key_from_the_file_is_sent_as_a_header() {
     // Without the key: refused, and that is not something to retry.
     let err = syncer(&cfg).once().unwrap_err();
     assert!(!err.is_transient() && err.to_string().contains("401"), "{err}");
+    assert!(err.to_string().contains("set api_key_file"), "{err}");
 
     cfg.api_key_file = Some(key_file);
     let before = double.seen().len();

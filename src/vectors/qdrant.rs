@@ -51,7 +51,7 @@ pub struct Hit {
 
 #[derive(Debug, thiserror::Error)]
 pub enum QdrantError {
-    #[error("Qdrant at {url} is unreachable: {reason}")]
+    #[error("Qdrant at {url} is unreachable: {reason} (check that Qdrant runs and that `url` points at it)")]
     Unreachable { url: String, reason: String },
     #[error("Qdrant answered {method} {path} with HTTP {status}: {message}")]
     Server { method: &'static str, path: String, status: u16, message: String },
@@ -163,6 +163,12 @@ impl QdrantClient {
             },
             404 if allow_404 => Ok(None),
             500..=599 => Err(QdrantError::Server { method, path, status, message: message() }),
+            401 | 403 => Err(QdrantError::Refused {
+                method,
+                path,
+                status,
+                message: format!("{} (set api_key_file to a file holding Qdrant's API key)", message()),
+            }),
             _ => Err(QdrantError::Refused { method, path, status, message: message() }),
         }
     }
