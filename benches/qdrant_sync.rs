@@ -9,14 +9,14 @@
 //!    `run` syncs with `interval = 1s`; lag = time from the block's insert to
 //!    Qdrant's acknowledgement.
 //!
-//! The server is the Qdrant test double from `tests/support` (HTTP on
+//! The server is the Qdrant test double from `tests/qdrant_support` (HTTP on
 //! 127.0.0.1, every request checked against Qdrant's OpenAPI description),
 //! because no Qdrant server runs on the development machine. With
 //! `QDRANT_URL` set, the double forwards to that real Qdrant instead.
 //! `GB_BENCH_QUICK=1` skips the 86,400-block baseline; `GB_BENCH_STEADY_SECS`
 //! sets the steady-state duration (default 30).
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/qdrant_support/mod.rs"]
 mod support;
 
 use std::sync::atomic::{AtomicBool, Ordering};

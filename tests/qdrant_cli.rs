@@ -2,6 +2,7 @@
 //! (one log line when Qdrant goes down, one when it is back), SIGTERM, the
 //! metrics file; `once` with flag overrides; `status`; `search`; bad configs.
 
+#[path = "qdrant_support/mod.rs"]
 mod support;
 
 use std::io::Read;

@@ -1,6 +1,7 @@
 //! The Qdrant test double refuses what Qdrant's OpenAPI description does not
 //! allow, so that "the sync sent no invalid request" means something.
 
+#[path = "qdrant_support/mod.rs"]
 mod support;
 
 use serde_json::json;

@@ -3,6 +3,7 @@
 //! `QDRANT_URL` is set: batches, cursor durability, idempotent replay, shape
 //! mismatch, 5xx storms, outages, slow answers, pruned flags, API key.
 
+#[path = "qdrant_support/mod.rs"]
 mod support;
 
 use std::sync::Arc;
