@@ -1,0 +1,200 @@
+//! Converging: read, plan, write the plan in one guarded transaction (re-read
+//! and retry on conflict or a lost connection, bounded), wait until
+//! ovs-vswitchd has applied it, then sync flows and turn uplink offloads off.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::config::Config;
+use super::error::{OvsError, Result};
+use super::ethtool::{self, OffloadReport};
+use super::flows::{self, Ofctl};
+use super::jsonrpc::{Connection, DbAddr};
+use super::plan::{self, Change};
+use super::schema::{self, DATABASE};
+use super::state;
+
+/// Tunables of a run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub ofctl: Ofctl,
+    /// Attempts of the read-plan-write cycle before giving up on conflicts.
+    pub max_attempts: u32,
+    /// How long to wait for ovs-vswitchd to apply a committed change.
+    pub vswitchd_timeout: Duration,
+    /// How long to keep reconnecting when the database goes away mid-run.
+    pub reconnect_for: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            ofctl: Ofctl::default(),
+            max_attempts: 5,
+            vswitchd_timeout: Duration::from_secs(15),
+            reconnect_for: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What one run changed.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub changes: Vec<Change>,
+    /// Write transactions committed (0 when already in sync).
+    pub transactions: u32,
+    /// Bridges whose flows were replaced.
+    pub flows_replaced: Vec<String>,
+    pub offload: Vec<OffloadReport>,
+    /// Problems ovs-vswitchd reported for our interfaces (Interface.error), and offloads refused.
+    pub warnings: Vec<String>,
+}
+
+/// Connects and checks the schema.
+pub fn connect(addr: &DbAddr) -> Result<Connection> {
+    let mut conn = Connection::connect(addr)?;
+    schema::check(&mut conn)?;
+    Ok(conn)
+}
+
+/// Every system port (uplink included) must exist before anything is written.
+pub fn check_nics(config: &Config) -> Result<()> {
+    for b in &config.bridges {
+        for p in b.desired_ports() {
+            if p.kind == super::config::PortKind::System && !ethtool::interface_exists(&p.name) {
+                return Err(OvsError::MissingNic { bridge: b.name.clone(), port: p.name });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn is_transient(e: &OvsError) -> bool {
+    matches!(e, OvsError::Closed { .. } | OvsError::Io { .. } | OvsError::Connect { .. })
+}
+
+/// Brings OVS to the state `config` describes.
+pub fn apply(addr: &DbAddr, config: &Config, opts: &Options) -> Result<Report> {
+    check_nics(config)?;
+    let mut conn = connect(addr)?;
+    let mut report = Report::default();
+    let mut attempt = 0;
+    let mut down_since: Option<Instant> = None;
+    loop {
+        attempt += 1;
+        match converge_once(&mut conn, config, opts, &mut report) {
+            Ok(()) => break,
+            Err(OvsError::Conflict { .. }) if attempt < opts.max_attempts => continue,
+            Err(OvsError::Conflict { .. }) => return Err(OvsError::Conflict { attempts: attempt }),
+            Err(e) if is_transient(&e) => {
+                // The server went away; whatever it committed is re-read after reconnecting.
+                let since = *down_since.get_or_insert_with(Instant::now);
+                conn = loop {
+                    match connect(addr) {
+                        Ok(c) => break c,
+                        Err(e2) if is_transient(&e2) && since.elapsed() < opts.reconnect_for => {
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                        Err(_) => return Err(e),
+                    }
+                };
+                attempt = 0;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+
+    // Flows and offload need ovs-vswitchd to have the bridges; `converge_once` waited for that.
+    for b in &config.bridges {
+        if opts.ofctl.sync(&b.name, &flows::desired(b))? {
+            report.flows_replaced.push(b.name.clone());
+        }
+    }
+    for b in &config.bridges {
+        if let Some(up) = &b.uplink {
+            let r = ethtool::disable_offloads(up)?;
+            if !r.refused.is_empty() {
+                report.warnings.push(format!("{up}: the driver kept these offloads on: {}", r.refused.join(", ")));
+            }
+            report.offload.push(r);
+        }
+    }
+    let snap = state::read(&mut conn)?;
+    for b in &config.bridges {
+        for p in b.desired_ports() {
+            if let Some(err) = snap.interfaces.values().find(|i| i.name == p.name).and_then(|i| i.error.clone()) {
+                report.warnings.push(format!("interface {} on bridge {}: ovs-vswitchd reports: {err}", p.name, b.name));
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// One read-plan-write cycle. `Conflict` means the guards tripped and nothing was written.
+fn converge_once(conn: &mut Connection, config: &Config, opts: &Options, report: &mut Report) -> Result<()> {
+    let snap = state::read(conn)?;
+    let plan = plan::plan(config, &snap)?;
+    if plan.is_empty() {
+        // Still make sure ovs-vswitchd caught up with earlier writes before touching flows.
+        if snap.ovs_uuid.is_some() && snap.cur_cfg < snap.next_cfg {
+            wait_for_vswitchd(conn, snap.next_cfg, opts.vswitchd_timeout)?;
+        }
+        return Ok(());
+    }
+    let mut ops: Vec<Value> = vec![json!(DATABASE)];
+    ops.extend(snap.guards.iter().cloned());
+    let n_guards = snap.guards.len();
+    ops.extend(plan.ops.iter().cloned());
+    let mut cfg_select = None;
+    if let Some(u) = &snap.ovs_uuid {
+        let w = json!([["_uuid", "==", ["uuid", u]]]);
+        ops.push(json!({"op": "mutate", "table": "Open_vSwitch", "where": w, "mutations": [["next_cfg", "+=", 1]]}));
+        cfg_select = Some(ops.len() - 1);
+        ops.push(json!({"op": "select", "table": "Open_vSwitch", "where": w, "columns": ["next_cfg"]}));
+    }
+    ops.push(json!({"op": "comment", "comment": format!("ghostbridge-ovs: {} change(s)", plan.changes.len())}));
+
+    let result = conn.call("transact", Value::Array(ops))?;
+    let results = result.as_array().ok_or_else(|| OvsError::Protocol(format!("transact answer is not an array: {result}")))?;
+    for (i, r) in results.iter().enumerate() {
+        if let Some(err) = r.get("error").and_then(Value::as_str) {
+            if i < n_guards && err == "timed out" {
+                return Err(OvsError::Conflict { attempts: 1 });
+            }
+            let details = r.get("details").and_then(Value::as_str).unwrap_or("");
+            return Err(OvsError::TransactFailed(format!("{err}: {details}")));
+        }
+    }
+    report.transactions += 1;
+    report.changes.extend(plan.changes);
+    if let Some(i) = cfg_select {
+        // `i` is the index in `ops` (database name first), so the select's result is at `i`.
+        let want = results
+            .get(i)
+            .and_then(|r| r.get("rows"))
+            .and_then(|rows| rows.get(0))
+            .and_then(|row| row.get("next_cfg"))
+            .and_then(Value::as_i64)
+            .unwrap_or(snap.next_cfg + 1);
+        wait_for_vswitchd(conn, want, opts.vswitchd_timeout)?;
+    }
+    Ok(())
+}
+
+/// Polls `cur_cfg` until ovs-vswitchd has applied configuration `want`.
+pub fn wait_for_vswitchd(conn: &mut Connection, want: i64, timeout: Duration) -> Result<()> {
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let cur = state::read_cur_cfg(conn)?;
+        if cur >= want {
+            return Ok(());
+        }
+        if start.elapsed() >= timeout {
+            return Err(OvsError::VswitchdTimeout { secs: timeout.as_secs(), cur, want });
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,157 @@
+//! OpenFlow rules per bridge: the generated rules (drop broadcast and multicast
+//! arriving on the uplink, NORMAL forwarding otherwise) plus `extra_flows`,
+//! compared with `ovs-ofctl dump-flows` and replaced atomically with
+//! `ovs-ofctl --bundle replace-flows` only when they differ.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use super::config::BridgeSpec;
+use super::error::{OvsError, Result};
+
+/// Priority of the rules that drop broadcast / multicast from the uplink.
+pub const DROP_BROADCAST_PRIORITY: u16 = 1001;
+pub const DROP_MULTICAST_PRIORITY: u16 = 1000;
+
+/// How to run `ovs-ofctl`.
+#[derive(Debug, Clone)]
+pub struct Ofctl {
+    pub program: PathBuf,
+    /// `OVS_RUNDIR` for the child (where `<bridge>.mgmt` sockets live); `None` = inherit.
+    pub rundir: Option<PathBuf>,
+}
+
+impl Default for Ofctl {
+    fn default() -> Self {
+        Ofctl { program: PathBuf::from("ovs-ofctl"), rundir: None }
+    }
+}
+
+impl Ofctl {
+    fn run(&self, args: &[&str]) -> Result<Output> {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(args);
+        if let Some(d) = &self.rundir {
+            cmd.env("OVS_RUNDIR", d);
+        }
+        cmd.output().map_err(|source| OvsError::Spawn { program: self.program.display().to_string(), source })
+    }
+
+    /// The bridge's flows, normalized and sorted.
+    pub fn dump(&self, bridge: &str) -> Result<Vec<String>> {
+        let out = self.run(&["dump-flows", "--names", "--no-stats", bridge])?;
+        if !out.status.success() {
+            return Err(OvsError::Flows {
+                bridge: bridge.to_string(),
+                msg: format!(
+                    "ovs-ofctl dump-flows failed: {}. Is ovs-vswitchd running and does the bridge exist?",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            });
+        }
+        let mut flows: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().filter_map(normalize).collect();
+        flows.sort();
+        Ok(flows)
+    }
+
+    /// Replaces all flows of `bridge` with `flows` in one OpenFlow 1.4 bundle.
+    pub fn replace(&self, bridge: &str, flows: &[String]) -> Result<()> {
+        let err = |msg: String| OvsError::Flows { bridge: bridge.to_string(), msg };
+        let mut file = tempfile::NamedTempFile::new().map_err(|e| err(format!("cannot create a temporary flow file: {e}")))?;
+        for f in flows {
+            writeln!(file, "{f}").map_err(|e| err(format!("cannot write the temporary flow file: {e}")))?;
+        }
+        file.flush().map_err(|e| err(format!("cannot write the temporary flow file: {e}")))?;
+        let path = file.path().to_string_lossy().to_string();
+        let out = self.run(&["--bundle", "replace-flows", bridge, &path])?;
+        if !out.status.success() {
+            return Err(err(format!(
+                "ovs-ofctl --bundle replace-flows failed, the old flows stay in place: {}. Check extra_flows for syntax errors",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Makes the bridge's flows equal `desired`; returns whether anything was written.
+    pub fn sync(&self, bridge: &str, desired: &[String]) -> Result<bool> {
+        if self.dump(bridge)? == normalized(desired) {
+            return Ok(false);
+        }
+        self.replace(bridge, desired)?;
+        Ok(true)
+    }
+}
+
+/// The flows a bridge should have, in ovs-ofctl syntax.
+pub fn desired(spec: &BridgeSpec) -> Vec<String> {
+    let mut flows = Vec::new();
+    if spec.drop_uplink_broadcast
+        && let Some(up) = &spec.uplink
+    {
+        flows.push(format!("priority={DROP_BROADCAST_PRIORITY},in_port={up},dl_dst=ff:ff:ff:ff:ff:ff,actions=drop"));
+        flows.push(format!(
+            "priority={DROP_MULTICAST_PRIORITY},in_port={up},dl_dst=01:00:00:00:00:00/01:00:00:00:00:00,actions=drop"
+        ));
+    }
+    flows.push("priority=0,actions=NORMAL".to_string());
+    flows.extend(spec.extra_flows.iter().cloned());
+    flows
+}
+
+/// Normalized, sorted form of flow strings, comparable with [`Ofctl::dump`].
+pub fn normalized(flows: &[String]) -> Vec<String> {
+    let mut v: Vec<String> = flows.iter().filter_map(|f| normalize(f)).collect();
+    v.sort();
+    v
+}
+
+/// One flow line in a canonical form: match fields sorted, defaults dropped,
+/// `actions=` text kept as written. Header lines of a dump give `None`.
+pub fn normalize(line: &str) -> Option<String> {
+    let line = line.trim();
+    let at = line.find("actions=")?;
+    let (matches, actions) = line.split_at(at);
+    let actions = actions.trim_start_matches("actions=").trim();
+    let mut fields: Vec<String> = matches
+        .split([',', ' '])
+        .map(str::trim)
+        .filter(|f| !f.is_empty() && *f != "cookie=0x0" && *f != "cookie=0" && *f != "table=0")
+        .map(str::to_string)
+        .collect();
+    if !fields.iter().any(|f| f.starts_with("priority=")) {
+        fields.push("priority=32768".to_string());
+    }
+    fields.sort();
+    Some(format!("{} actions={actions}", fields.join(",")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dump_and_written_forms_normalize_alike() {
+        assert_eq!(
+            normalize(" priority=1001,in_port=eth0,dl_dst=ff:ff:ff:ff:ff:ff actions=drop"),
+            normalize("dl_dst=ff:ff:ff:ff:ff:ff,priority=1001,in_port=eth0,actions=drop"),
+        );
+        assert_eq!(normalize(" priority=0 actions=NORMAL"), normalize("priority=0,actions=NORMAL"));
+        assert_eq!(normalize("table=0,ip,actions=drop"), normalize(" ip actions=drop"));
+        assert_ne!(normalize("priority=1,actions=drop"), normalize("priority=2,actions=drop"));
+        assert_eq!(normalize("NXST_FLOW reply (xid=0x4):"), None);
+    }
+
+    #[test]
+    fn generated_rules_drop_uplink_broadcast_only_when_asked() {
+        let mut spec: BridgeSpec = serde_json::from_str(r#"{"name":"br0","uplink":"eth0"}"#).unwrap();
+        let f = desired(&spec);
+        assert_eq!(f.len(), 3);
+        assert!(f[0].contains("in_port=eth0,dl_dst=ff:ff:ff:ff:ff:ff,actions=drop"));
+        assert!(f[1].contains("dl_dst=01:00:00:00:00:00/01:00:00:00:00:00"));
+        spec.drop_uplink_broadcast = false;
+        spec.extra_flows = vec!["priority=10,arp,actions=NORMAL".into()];
+        assert_eq!(desired(&spec), vec!["priority=0,actions=NORMAL", "priority=10,arp,actions=NORMAL"]);
+    }
+}

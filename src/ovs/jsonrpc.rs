@@ -1,0 +1,253 @@
+//! A minimal OVSDB JSON-RPC 1.0 client (RFC 7047 section 4) over a unix or TCP
+//! stream socket: request/response matching by id, answering the server's
+//! `echo`, and queueing `update` notifications for monitors.
+
+use std::collections::VecDeque;
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::error::{OvsError, Result};
+
+/// Where the database listens: `unix:/path` or `tcp:host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbAddr {
+    Unix(String),
+    Tcp(String),
+}
+
+impl DbAddr {
+    pub fn parse(s: &str) -> Result<DbAddr> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(OvsError::BadAddress(s.to_string()));
+            }
+            Ok(DbAddr::Unix(path.to_string()))
+        } else if let Some(hp) = s.strip_prefix("tcp:") {
+            match hp.rsplit_once(':') {
+                Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => Ok(DbAddr::Tcp(hp.to_string())),
+                _ => Err(OvsError::BadAddress(s.to_string())),
+            }
+        } else {
+            Err(OvsError::BadAddress(s.to_string()))
+        }
+    }
+}
+
+impl std::fmt::Display for DbAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DbAddr::Unix(p) => write!(f, "unix:{p}"),
+            DbAddr::Tcp(hp) => write!(f, "tcp:{hp}"),
+        }
+    }
+}
+
+enum Stream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Stream {
+    fn set_read_timeout(&self, t: Option<Duration>) -> std::io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.set_read_timeout(t),
+            Stream::Tcp(s) => s.set_read_timeout(t),
+        }
+    }
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.read(buf),
+            Stream::Tcp(s) => s.read(buf),
+        }
+    }
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.write_all(buf),
+            Stream::Tcp(s) => s.write_all(buf),
+        }
+    }
+}
+
+/// How long a single request may wait for its answer.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One connection to an OVSDB server.
+pub struct Connection {
+    addr: DbAddr,
+    stream: Stream,
+    buf: Vec<u8>,
+    next_id: u64,
+    notifications: VecDeque<Value>,
+}
+
+impl Connection {
+    pub fn connect(addr: &DbAddr) -> Result<Connection> {
+        let stream = match addr {
+            DbAddr::Unix(p) => UnixStream::connect(p).map(Stream::Unix),
+            DbAddr::Tcp(hp) => TcpStream::connect(hp.as_str()).map(|s| {
+                let _ = s.set_nodelay(true);
+                Stream::Tcp(s)
+            }),
+        }
+        .map_err(|source| OvsError::Connect { addr: addr.to_string(), source })?;
+        Ok(Connection { addr: addr.clone(), stream, buf: Vec::with_capacity(64 * 1024), next_id: 0, notifications: VecDeque::new() })
+    }
+
+    pub fn addr(&self) -> &DbAddr {
+        &self.addr
+    }
+
+    fn io_err(&self, source: std::io::Error) -> OvsError {
+        OvsError::Io { addr: self.addr.to_string(), source }
+    }
+
+    fn send(&mut self, msg: &Value) -> Result<()> {
+        let bytes = serde_json::to_vec(msg).map_err(|e| OvsError::Protocol(e.to_string()))?;
+        self.stream.write_all(&bytes).map_err(|e| self.io_err(e))
+    }
+
+    /// Sends a request and waits for its response, returning `result` or the RPC error.
+    pub fn call(&mut self, method: &str, params: Value) -> Result<Value> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(&json!({"method": method, "params": params, "id": id}))?;
+        let deadline = Instant::now() + CALL_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(OvsError::Timeout { addr: self.addr.to_string(), secs: CALL_TIMEOUT.as_secs() });
+            }
+            let Some(msg) = self.receive(left)? else { continue };
+            if msg.get("id").and_then(Value::as_u64) == Some(id) && msg.get("method").is_none() {
+                let error = msg.get("error").cloned().unwrap_or(Value::Null);
+                if !error.is_null() {
+                    return Err(OvsError::Rpc { method: method.to_string(), error: error.to_string() });
+                }
+                return Ok(msg.get("result").cloned().unwrap_or(Value::Null));
+            }
+            self.dispatch(msg)?;
+        }
+    }
+
+    /// Waits up to `timeout` for the next notification (e.g. a monitor `update`).
+    pub fn next_notification(&mut self, timeout: Duration) -> Result<Option<Value>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(n) = self.notifications.pop_front() {
+                return Ok(Some(n));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            match self.receive(left)? {
+                Some(msg) => self.dispatch(msg)?,
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// Handles a message that is not the awaited response.
+    fn dispatch(&mut self, msg: Value) -> Result<()> {
+        match msg.get("method").and_then(Value::as_str) {
+            Some("echo") => {
+                let params = msg.get("params").cloned().unwrap_or(json!([]));
+                let id = msg.get("id").cloned().unwrap_or(Value::Null);
+                self.send(&json!({"result": params, "error": null, "id": id}))
+            }
+            Some(_) => {
+                self.notifications.push_back(msg);
+                Ok(())
+            }
+            None => Ok(()), // a stale response to an abandoned request
+        }
+    }
+
+    /// Reads until one complete JSON value is buffered, or `timeout` passes (`None`).
+    fn receive(&mut self, timeout: Duration) -> Result<Option<Value>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(end) = frame_end(&self.buf) {
+                let frame: Vec<u8> = self.buf.drain(..end).collect();
+                let value = serde_json::from_slice(&frame).map_err(|e| OvsError::Protocol(e.to_string()))?;
+                return Ok(Some(value));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            self.stream.set_read_timeout(Some(left.max(Duration::from_millis(1)))).map_err(|e| self.io_err(e))?;
+            let mut chunk = [0u8; 64 * 1024];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Err(OvsError::Closed { addr: self.addr.to_string() }),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
+                Err(e) => return Err(self.io_err(e)),
+            }
+        }
+    }
+}
+
+/// Finds where the first complete top-level JSON object or array in `buf` ends.
+/// OVSDB JSON-RPC has no framing besides the JSON syntax itself.
+pub fn frame_end(buf: &[u8]) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut started = false;
+    for (i, &b) in buf.iter().enumerate() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                started = true;
+            }
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                if started && depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_split_on_json_boundaries() {
+        let s = br#"{"a":"}\"{","b":[1,{"c":2}]}{"next":1}"#;
+        let end = frame_end(s).unwrap();
+        assert_eq!(&s[..end], br#"{"a":"}\"{","b":[1,{"c":2}]}"#);
+        assert_eq!(frame_end(&s[end..]), Some(s.len() - end));
+        assert_eq!(frame_end(br#"{"a":[1,2"#), None);
+        assert_eq!(frame_end(b"  \n"), None);
+    }
+
+    #[test]
+    fn parses_addresses() {
+        assert_eq!(DbAddr::parse("unix:/run/db.sock").unwrap(), DbAddr::Unix("/run/db.sock".into()));
+        assert_eq!(DbAddr::parse("tcp:127.0.0.1:6640").unwrap(), DbAddr::Tcp("127.0.0.1:6640".into()));
+        assert!(DbAddr::parse("/run/db.sock").is_err());
+        assert!(DbAddr::parse("tcp:host").is_err());
+        assert!(DbAddr::parse("unix:").is_err());
+    }
+}
