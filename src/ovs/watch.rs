@@ -2,6 +2,7 @@
 //! tables the reconciler owns wakes it on any change; a periodic re-check also
 //! catches what OVSDB does not see (flows, offloads, an ovs-vswitchd restart).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -39,11 +40,19 @@ pub fn wait_for_change(conn: &mut Connection, period: Duration, settle: Duration
     Ok(true)
 }
 
-/// Runs forever: `on_result` is told the outcome of every apply (log it, notify systemd).
-/// Connection failures are retried with backoff; they are reported through `on_result`.
-pub fn run(addr: &DbAddr, config: &Config, opts: &Options, period: Duration, mut on_result: impl FnMut(&Result<Report>)) {
+/// Runs until `stop` is set: `on_result` is told the outcome of every apply (log it,
+/// notify systemd). Connection failures are retried with backoff and reported through
+/// `on_result`. `stop` is checked at least every `period`.
+pub fn run(
+    addr: &DbAddr,
+    config: &Config,
+    opts: &Options,
+    period: Duration,
+    stop: &AtomicBool,
+    mut on_result: impl FnMut(&Result<Report>),
+) {
     let mut backoff = Duration::from_millis(100);
-    loop {
+    while !stop.load(Ordering::Relaxed) {
         let mut mon = match monitor(addr) {
             Ok(m) => m,
             Err(e) => {
@@ -56,8 +65,9 @@ pub fn run(addr: &DbAddr, config: &Config, opts: &Options, period: Duration, mut
         // Subscribe first, then apply: nothing that happens in between is missed.
         let r = apply::apply(addr, config, opts);
         on_result(&r);
-        loop {
+        while !stop.load(Ordering::Relaxed) {
             match wait_for_change(&mut mon, period, Duration::from_millis(10)) {
+                Ok(false) if stop.load(Ordering::Relaxed) => return,
                 Ok(_) => {
                     let r = apply::apply(addr, config, opts);
                     if r.is_ok() {

@@ -1,0 +1,203 @@
+//! The reconciler against a real ovsdb-server + ovs-vswitchd (userspace datapath):
+//! converge, idempotence checked on the database side, changes, ownership, errors.
+
+mod ovs_support;
+
+use ghostbridge::ovs::{self, OvsError};
+use ovs_support::{Ovs, root_or_skip};
+use serde_json::json;
+
+#[test]
+fn converges_from_empty_and_reapply_writes_nothing() {
+    if !root_or_skip("OVS converge and idempotent re-apply") {
+        return;
+    }
+    let ovs = Ovs::start("conv");
+    ovs.veth("gbup0", "gbup0-p");
+    ovs.veth("gbvm0", "gbvm0-p");
+    let config = ovs.config(json!([
+        {"name": "gbbr0", "datapath_type": "netdev", "uplink": "gbup0", "ports": ["gbvm0"],
+         "internal_ports": ["gbbr0-mgmt"], "drop_uplink_broadcast": true, "extra_flows": ["priority=10,arp,actions=NORMAL"]},
+        {"name": "gbbr1", "datapath_type": "netdev", "uplink": null, "ports": [], "internal_ports": [],
+         "drop_uplink_broadcast": false, "extra_flows": []}
+    ]));
+    let first = ovs::apply(&ovs.addr(), &config, &ovs.options()).unwrap();
+    assert_eq!(first.transactions, 1, "everything in one transaction: {:?}", first.changes);
+    assert_eq!(first.changes.len(), 2);
+    // gbbr1 wants only NORMAL forwarding, which a new bridge already has: not rewritten.
+    assert_eq!(first.flows_replaced, vec!["gbbr0"]);
+
+    let mut brs = ovs.bridges();
+    brs.sort();
+    assert_eq!(brs, vec!["gbbr0", "gbbr1"]);
+    assert_eq!(ovs.ports("gbbr0"), vec!["gbbr0-mgmt", "gbup0", "gbvm0"]);
+    assert_eq!(ovs.vsctl(&["get", "Interface", "gbbr0-mgmt", "type"]).trim(), "internal");
+    assert_eq!(ovs.vsctl(&["get", "Bridge", "gbbr0", "datapath_type"]).trim(), "netdev");
+    assert_eq!(ovs.vsctl(&["br-get-external-id", "gbbr0", "ghostbridge-managed"]).trim(), "true");
+    let flows = ovs.ofctl_out(&["dump-flows", "--names", "--no-stats", "gbbr0"]);
+    assert!(flows.contains("priority=1001,in_port=gbup0,dl_dst=ff:ff:ff:ff:ff:ff actions=drop"), "{flows}");
+    assert!(flows.contains("in_port=gbup0,dl_dst=01:00:00:00:00:00/01:00:00:00:00:00 actions=drop"), "{flows}");
+    assert!(flows.contains("priority=10,arp actions=NORMAL"), "{flows}");
+    // Offloads on the uplink are off, as ethtool sees them.
+    let k = ovs_support::ok(std::process::Command::new("ethtool").args(["-k", "gbup0"]));
+    for feature in ["tcp-segmentation-offload: off", "generic-segmentation-offload: off", "generic-receive-offload: off",
+        "rx-vlan-offload: off", "tx-vlan-offload: off"] {
+        assert!(k.contains(feature), "{feature} in\n{k}");
+    }
+    assert!(first.offload[0].turned_off.iter().any(|f| f == "tx-tcp-segmentation"), "{:?}", first.offload);
+
+    // Re-apply: nothing is written, as the database itself records.
+    let commits = ovs.reconciler_commits();
+    assert_eq!(commits, 1);
+    let next_cfg = ovs.next_cfg();
+    let versions = (ovs.row_versions("Bridge"), ovs.row_versions("Port"));
+    assert_eq!(versions.1.len(), 5);
+    let again = ovs::apply(&ovs.addr(), &config, &ovs.options()).unwrap();
+    assert_eq!(again.transactions, 0);
+    assert!(again.changes.is_empty() && again.flows_replaced.is_empty(), "{again:?}");
+    assert!(again.offload[0].turned_off.is_empty());
+    assert_eq!(ovs.reconciler_commits(), commits, "the database file records no new transaction");
+    assert_eq!(ovs.next_cfg(), next_cfg);
+    assert_eq!((ovs.row_versions("Bridge"), ovs.row_versions("Port")), versions, "no Bridge or Port row was rewritten");
+
+    let status = ovs::status::status(&ovs.addr(), &config, &ovs.options()).unwrap();
+    assert!(status.drift.is_empty(), "{}", status.text);
+}
+
+#[test]
+fn changes_ports_removes_bridges_and_leaves_hand_made_ones_alone() {
+    if !root_or_skip("OVS changes and ownership") {
+        return;
+    }
+    let ovs = Ovs::start("chg");
+    ovs.veth("gbca", "gbca-p");
+    ovs.veth("gbcb", "gbcb-p");
+    // A bridge made by hand, with a port of its own.
+    ovs.vsctl(&["add-br", "gbhand", "--", "set", "bridge", "gbhand", "datapath_type=netdev", "--", "add-port", "gbhand",
+        "gbhand-i", "--", "set", "interface", "gbhand-i", "type=internal"]);
+    let hand_before = ovs.vsctl(&["--columns=_uuid,name,ports,external_ids", "list", "Bridge", "gbhand"]);
+
+    let v1 = ovs.config(json!([
+        {"name": "gbc0", "datapath_type": "netdev", "ports": ["gbca"], "internal_ports": ["gbc0-x"]},
+        {"name": "gbc1", "datapath_type": "netdev"}
+    ]));
+    ovs::apply(&ovs.addr(), &v1, &ovs.options()).unwrap();
+    assert_eq!(ovs.ports("gbc0"), vec!["gbc0-x", "gbca"]);
+
+    // Someone adds a port by hand to a managed bridge: it is left alone.
+    ovs.vsctl(&["add-port", "gbc0", "gbc0-own", "--", "set", "interface", "gbc0-own", "type=internal"]);
+
+    // Change: swap the system port, make the internal port a system one... and drop gbc1.
+    let v2 = ovs.config(json!([
+        {"name": "gbc0", "datapath_type": "netdev", "ports": ["gbcb"], "internal_ports": []}
+    ]));
+    let r = ovs::apply(&ovs.addr(), &v2, &ovs.options()).unwrap();
+    assert_eq!(r.transactions, 1);
+    let text: Vec<String> = r.changes.iter().map(|c| c.to_string()).collect();
+    assert!(text.iter().any(|c| c.contains("- bridge gbc1")), "{text:?}");
+    assert!(text.iter().any(|c| c.contains("+ port gbcb")), "{text:?}");
+    assert!(text.iter().any(|c| c.contains("- port gbca")), "{text:?}");
+    assert!(text.iter().any(|c| c.contains("- port gbc0-x")), "{text:?}");
+    assert_eq!(ovs.ports("gbc0"), vec!["gbc0-own", "gbcb"]);
+    let mut brs = ovs.bridges();
+    brs.sort();
+    assert_eq!(brs, vec!["gbc0", "gbhand"]);
+    assert_eq!(ovs.vsctl(&["--columns=_uuid,name,ports,external_ids", "list", "Bridge", "gbhand"]), hand_before);
+
+    // Datapath change is an update of the same bridge.
+    let v3 = ovs.config(json!([{"name": "gbc0", "datapath_type": "system", "ports": ["gbcb"]}]));
+    let r = ovs::status::status(&ovs.addr(), &v3, &ovs.options()).unwrap();
+    assert!(r.drift.iter().any(|d| d.contains("datapath_type netdev -> system")), "{:?}", r.drift);
+
+    // Naming the hand-made bridge in the config is refused, and nothing is written.
+    let commits = ovs.reconciler_commits();
+    let v4 = ovs.config(json!([
+        {"name": "gbc0", "datapath_type": "netdev", "ports": ["gbcb"]},
+        {"name": "gbhand", "datapath_type": "netdev"}
+    ]));
+    let e = ovs::apply(&ovs.addr(), &v4, &ovs.options()).unwrap_err();
+    assert!(matches!(e, OvsError::Unowned(ref b) if b == "gbhand"), "{e}");
+    assert!(e.to_string().contains("br-set-external-id gbhand ghostbridge-managed true"), "{e}");
+    // A port held by the hand-made bridge cannot be taken either.
+    let v5 = ovs.config(json!([{"name": "gbc0", "datapath_type": "netdev", "ports": ["gbcb"], "internal_ports": ["gbhand-i"]}]));
+    let e = ovs::apply(&ovs.addr(), &v5, &ovs.options()).unwrap_err();
+    assert!(matches!(e, OvsError::PortElsewhere { .. }), "{e}");
+    assert_eq!(ovs.reconciler_commits(), commits);
+    assert_eq!(ovs.vsctl(&["--columns=_uuid,name,ports,external_ids", "list", "Bridge", "gbhand"]), hand_before);
+}
+
+#[test]
+fn moves_a_port_between_managed_bridges_in_one_transaction() {
+    if !root_or_skip("OVS port move") {
+        return;
+    }
+    let ovs = Ovs::start("mv");
+    let v1 = ovs.config(json!([
+        {"name": "gbm0", "datapath_type": "netdev", "internal_ports": ["gbm-p"]},
+        {"name": "gbm1", "datapath_type": "netdev"}
+    ]));
+    ovs::apply(&ovs.addr(), &v1, &ovs.options()).unwrap();
+    let v2 = ovs.config(json!([
+        {"name": "gbm0", "datapath_type": "netdev"},
+        {"name": "gbm1", "datapath_type": "netdev", "internal_ports": ["gbm-p"]}
+    ]));
+    let r = ovs::apply(&ovs.addr(), &v2, &ovs.options()).unwrap();
+    assert_eq!(r.transactions, 1);
+    assert_eq!(ovs.ports("gbm0"), Vec::<String>::new());
+    assert_eq!(ovs.ports("gbm1"), vec!["gbm-p"]);
+    assert_eq!(ovs::apply(&ovs.addr(), &v2, &ovs.options()).unwrap().transactions, 0);
+}
+
+#[test]
+fn missing_nic_is_an_error_before_anything_is_written() {
+    if !root_or_skip("OVS missing NIC") {
+        return;
+    }
+    let ovs = Ovs::start("nic");
+    ovs.veth("gbnic0", "gbnic0-p");
+    let config = ovs.config(json!([
+        {"name": "gbn0", "datapath_type": "netdev", "uplink": "gbnic0", "ports": ["gbnic-gone"]},
+        {"name": "gbn1", "datapath_type": "netdev"}
+    ]));
+    let before = ovs.vsctl(&["show"]);
+    let e = ovs::apply(&ovs.addr(), &config, &ovs.options()).unwrap_err();
+    assert!(matches!(e, OvsError::MissingNic { ref port, .. } if port == "gbnic-gone"), "{e}");
+    assert!(e.to_string().contains("nothing was changed"), "{e}");
+    assert_eq!(ovs.reconciler_commits(), 0);
+    assert!(ovs.bridges().is_empty());
+    assert_eq!(ovs.vsctl(&["show"]), before);
+    // The uplink's offloads were not touched either.
+    let k = ovs_support::ok(std::process::Command::new("ethtool").args(["-k", "gbnic0"]));
+    assert!(k.contains("tcp-segmentation-offload: on"), "{k}");
+}
+
+#[test]
+fn missing_socket_and_wrong_schema_are_clear_errors() {
+    if !root_or_skip("OVS connection errors") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("db.sock");
+    let config = ghostbridge::ovs::Config::parse(r#"{"bridges":[]}"#, "t").unwrap();
+    let addr = ovs::DbAddr::parse(&format!("unix:{}", sock.display())).unwrap();
+    let e = ovs::apply(&addr, &config, &ovs::Options::default()).unwrap_err();
+    assert!(matches!(e, OvsError::Connect { .. }), "{e}");
+    assert!(e.to_string().contains("Is ovsdb-server running"), "{e}");
+
+    // A server with another database (OVS's own Local_Config schema) is a schema mismatch.
+    let db = dir.path().join("local.db");
+    ovs_support::ok(std::process::Command::new("ovsdb-tool").arg("create").arg(&db).arg("/usr/share/openvswitch/local-config.ovsschema"));
+    let mut server = std::process::Command::new("ovsdb-server")
+        .arg(&db)
+        .arg(format!("--remote=punix:{}", sock.display()))
+        .arg(format!("--unixctl={}", dir.path().join("ctl").display()))
+        .arg("--log-file=/dev/null")
+        .spawn()
+        .unwrap();
+    ovs_support::wait_for(|| sock.exists(), "ovsdb-server socket");
+    let e = ovs::apply(&addr, &config, &ovs::Options::default()).unwrap_err();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(matches!(e, OvsError::SchemaMismatch { .. }), "{e}");
+    assert!(e.to_string().contains("Open_vSwitch schema"), "{e}");
+}
