@@ -77,28 +77,24 @@ fn is_transient(e: &OvsError) -> bool {
 /// Brings OVS to the state `config` describes.
 pub fn apply(addr: &DbAddr, config: &Config, opts: &Options) -> Result<Report> {
     check_nics(config)?;
-    let mut conn = connect(addr)?;
+    let mut down_since: Option<Instant> = None;
+    // A socket that is not there fails at once; a connection that drops (a restart) is retried.
+    let mut conn = match connect(addr) {
+        Err(OvsError::Io { .. } | OvsError::Closed { .. }) => reconnect(addr, &mut down_since, opts.reconnect_for)?,
+        other => other?,
+    };
     let mut report = Report::default();
     let mut attempt = 0;
-    let mut down_since: Option<Instant> = None;
     loop {
         attempt += 1;
         match converge_once(&mut conn, config, opts, &mut report) {
             Ok(()) => break,
             Err(OvsError::Conflict { .. }) if attempt < opts.max_attempts => continue,
             Err(OvsError::Conflict { .. }) => return Err(OvsError::Conflict { attempts: attempt }),
-            Err(e) if is_transient(&e) => {
+            Err(OvsError::Closed { .. } | OvsError::Io { .. } | OvsError::Connect { .. }) => {
                 // The server went away; whatever it committed is re-read after reconnecting.
-                let since = *down_since.get_or_insert_with(Instant::now);
-                conn = loop {
-                    match connect(addr) {
-                        Ok(c) => break c,
-                        Err(e2) if is_transient(&e2) && since.elapsed() < opts.reconnect_for => {
-                            std::thread::sleep(Duration::from_millis(50));
-                        }
-                        Err(_) => return Err(e),
-                    }
-                };
+                down_since.get_or_insert_with(Instant::now);
+                conn = reconnect(addr, &mut down_since, opts.reconnect_for)?;
                 attempt = 0;
             }
             Err(e) => return Err(e),
@@ -129,6 +125,27 @@ pub fn apply(addr: &DbAddr, config: &Config, opts: &Options) -> Result<Report> {
         }
     }
     Ok(report)
+}
+
+/// Connects, retrying while the database is unreachable for less than `grace`
+/// (counted from `down_since`, which a failed first attempt starts).
+fn reconnect(addr: &DbAddr, down_since: &mut Option<Instant>, grace: Duration) -> Result<Connection> {
+    loop {
+        match connect(addr) {
+            Ok(c) => {
+                *down_since = None;
+                return Ok(c);
+            }
+            Err(e) if is_transient(&e) => {
+                let since = *down_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= grace {
+                    return Err(e);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// One read-plan-write cycle. `Conflict` means the guards tripped and nothing was written.
