@@ -25,12 +25,11 @@ pub fn status(addr: &DbAddr, config: &Config, opts: &Options) -> super::error::R
     let mut out = String::new();
     let mut drift = Vec::new();
 
+    let version = snap.ovs_version.as_deref().map(|v| format!("Open vSwitch {v}, ")).unwrap_or_default();
     let _ = writeln!(
         out,
-        "database  {addr}  (Open vSwitch {}, config generation {} applied / {} requested)",
-        snap.ovs_version.as_deref().unwrap_or("unknown"),
-        snap.cur_cfg,
-        snap.next_cfg
+        "database  {addr}  ({version}config generation {} applied / {} requested)",
+        snap.cur_cfg, snap.next_cfg
     );
     if snap.cur_cfg < snap.next_cfg {
         let _ = writeln!(out, "          ovs-vswitchd has not caught up with the database yet");

@@ -1,0 +1,89 @@
+//! The `ghostbridge-ovs` command line: apply, status (exit 1 on drift, readable
+//! output) and error messages, against a private Open vSwitch.
+
+mod ovs_support;
+
+use std::process::{Command, Output};
+
+use ovs_support::{Ovs, root_or_skip};
+use serde_json::json;
+
+fn cli(ovs: &Ovs, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ghostbridge-ovs")).args(args).env("OVS_RUNDIR", ovs.dir.path()).output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn apply_status_and_errors_from_the_command_line() {
+    if !root_or_skip("ghostbridge-ovs CLI") {
+        return;
+    }
+    let ovs = Ovs::start("cli");
+    ovs.veth("gbclu", "gbclu-p");
+    let metrics = ovs.dir.path().join("metrics");
+    std::fs::create_dir(&metrics).unwrap();
+    let config = json!({
+        "db": format!("unix:{}", ovs.sock().display()),
+        "metrics_dir": metrics,
+        "bridges": [
+            {"name": "gbcl0", "datapath_type": "netdev", "uplink": "gbclu", "ports": [], "internal_ports": ["gbcl0-m"],
+             "drop_uplink_broadcast": true, "extra_flows": []},
+            {"name": "gbcl1", "datapath_type": "netdev", "uplink": null, "ports": [], "internal_ports": [],
+             "drop_uplink_broadcast": false, "extra_flows": []}
+        ]
+    });
+    let path = ovs.dir.path().join("ovs.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let p = path.to_str().unwrap();
+
+    // Before: status shows what apply would do, exit 1.
+    let o = cli(&ovs, &["status", "--config", p]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("bridge gbcl0  MISSING"), "{}", text(&o));
+    assert!(text(&o).contains("+ bridge gbcl0 (datapath netdev) with ports gbcl0, gbcl0-m, gbclu"), "{}", text(&o));
+
+    let o = cli(&ovs, &["apply", "--config", p]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("+ bridge gbcl1"), "{}", text(&o));
+    let prom = std::fs::read_to_string(metrics.join("ghostbridge_ovs.prom")).unwrap();
+    assert!(prom.contains("ghostbridge_ovs_changes_total 2"), "{prom}");
+    assert!(prom.contains("ghostbridge_ovs_last_apply_success 1"), "{prom}");
+
+    let o = cli(&ovs, &["apply", "--config", p]);
+    assert!(o.status.success() && text(&o).contains("in sync: nothing written"), "{}", text(&o));
+
+    let o = cli(&ovs, &["status", "--config", p]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("bridge gbcl0  managed  datapath netdev"), "{t}");
+    assert!(t.contains("uplink"), "{t}");
+    assert!(t.contains("flows: 3 in place"), "{t}");
+    assert!(t.contains("offload on gbclu: off"), "{t}");
+    assert!(t.contains("in sync with the config"), "{t}");
+
+    // Drift made by someone else: a port deleted, a flow removed, an offload turned back on.
+    ovs.vsctl(&["del-port", "gbcl0", "gbcl0-m"]);
+    ovs.ofctl_out(&["del-flows", "gbcl0", "dl_dst=ff:ff:ff:ff:ff:ff"]);
+    ovs_support::ok(Command::new("ethtool").args(["-K", "gbclu", "tso", "on"]));
+    let o = cli(&ovs, &["status", "--config", p]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("+ port gbcl0-m (internal) on bridge gbcl0"), "{t}");
+    assert!(t.contains("flow missing on gbcl0: dl_dst=ff:ff:ff:ff:ff:ff,in_port=gbclu,priority=1001 actions=drop"), "{t}");
+    assert!(t.contains("offloads still on on uplink gbclu: tx-tcp"), "{t}");
+    let o = cli(&ovs, &["apply", "--config", p]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(cli(&ovs, &["status", "--config", p]).status.code(), Some(0));
+
+    // Errors say what and what to do.
+    let o = cli(&ovs, &["apply", "--config", p, "--db", "unix:/nonexistent/db.sock"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("Is ovsdb-server running"), "{}", text(&o));
+    std::fs::write(&path, r#"{"bridges":[{"name":"gbcl0","uplink":"gbclu","prots":[]}]}"#).unwrap();
+    let o = cli(&ovs, &["apply", "--config", p]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("unknown field `prots`"), "{}", text(&o));
+}
