@@ -102,8 +102,8 @@ pub fn apply(addr: &DbAddr, config: &Config, opts: &Options) -> Result<Report> {
     }
 
     // Flows and offload need ovs-vswitchd to have the bridges; `converge_once` waited for that.
-    for b in &config.bridges {
-        if opts.ofctl.sync(&b.name, &flows::desired(b))? {
+    for (b, replaced) in config.bridges.iter().zip(sync_flows(&opts.ofctl, config)) {
+        if replaced? {
             report.flows_replaced.push(b.name.clone());
         }
     }
@@ -125,6 +125,48 @@ pub fn apply(addr: &DbAddr, config: &Config, opts: &Options) -> Result<Report> {
         }
     }
     Ok(report)
+}
+
+/// How many `ovs-ofctl` processes run at once when checking flows.
+const FLOW_WORKERS: usize = 8;
+
+/// Syncs every bridge's flows, several bridges at a time; results in config order.
+fn sync_flows(ofctl: &Ofctl, config: &Config) -> Vec<Result<bool>> {
+    let n = config.bridges.len();
+    let workers = FLOW_WORKERS.min(n.max(1));
+    let mut results: Vec<Option<Result<bool>>> = (0..n).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                scope.spawn(move || {
+                    (w..n)
+                        .step_by(workers)
+                        .map(|i| {
+                            let b = &config.bridges[i];
+                            (i, ofctl.sync(&b.name, &flows::desired(b)))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for h in handles {
+            match h.join() {
+                Ok(done) => {
+                    for (i, r) in done {
+                        results[i] = Some(r);
+                    }
+                }
+                Err(_) => {} // a panicking worker leaves its bridges as errors below
+            }
+        }
+    });
+    results
+        .into_iter()
+        .zip(&config.bridges)
+        .map(|(r, b)| {
+            r.unwrap_or_else(|| Err(OvsError::Flows { bridge: b.name.clone(), msg: "flow check did not complete".into() }))
+        })
+        .collect()
 }
 
 /// Connects, retrying while the database is unreachable for less than `grace`
