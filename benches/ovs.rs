@@ -59,15 +59,23 @@ fn script_for(ovs: &Ovs, config: &Config) -> String {
             );
         }
         for p in b.uplink.iter().chain(&b.ports) {
-            s += &format!("ovs-vsctl {db} add-port {} {p} -- set port {p} external_ids:ghostbridge-managed=true\n", b.name);
+            s += &format!(
+                "ovs-vsctl {db} add-port {} {p} -- set port {p} external_ids:ghostbridge-managed=true\n",
+                b.name
+            );
         }
         if let (true, Some(up)) = (b.drop_uplink_broadcast, &b.uplink) {
-            s += &format!("ovs-ofctl add-flow {} 'priority=1001,in_port={up},dl_dst=ff:ff:ff:ff:ff:ff,actions=drop'\n", b.name);
+            s += &format!(
+                "ovs-ofctl add-flow {} 'priority=1001,in_port={up},dl_dst=ff:ff:ff:ff:ff:ff,actions=drop'\n",
+                b.name
+            );
             s += &format!(
                 "ovs-ofctl add-flow {} 'priority=1000,in_port={up},dl_dst=01:00:00:00:00:00/01:00:00:00:00:00,actions=drop'\n",
                 b.name
             );
-            s += &format!("ethtool -K {up} tso off gso off gro off lro off rxvlan off txvlan off sg off tx off rx off 2>/dev/null || true\n");
+            s += &format!(
+                "ethtool -K {up} tso off gso off gro off lro off rxvlan off txvlan off sg off tx off rx off 2>/dev/null || true\n"
+            );
         }
     }
     s
@@ -78,7 +86,11 @@ fn reset(ovs: &Ovs, config: &Config) {
     assert!(ovs.bridges().is_empty());
     for b in &config.bridges {
         if let Some(up) = &b.uplink {
-            let _ = Command::new("ethtool").args(["-K", up, "tx", "on", "sg", "on", "tso", "on", "gso", "on", "gro", "on"]).output();
+            let _ = Command::new("ethtool")
+                .args([
+                    "-K", up, "tx", "on", "sg", "on", "tso", "on", "gso", "on", "gro", "on",
+                ])
+                .output();
         }
     }
 }
@@ -108,9 +120,17 @@ fn converge(ovs: &Ovs, name: &str, config: &Config, runs: usize) -> Row {
         script.push(t.elapsed());
         // The script's result is what apply would have built: nothing left to change.
         let again = ovs::apply(&ovs.addr(), config, &ovs.options()).unwrap();
-        assert_eq!(again.transactions, 0, "script result differs: {:?}", again.changes);
+        assert_eq!(
+            again.transactions, 0,
+            "script result differs: {:?}",
+            again.changes
+        );
     }
-    Row { case: name.to_string(), ours: median(ours), script: Some(median(script)) }
+    Row {
+        case: name.to_string(),
+        ours: median(ours),
+        script: Some(median(script)),
+    }
 }
 
 fn noop(ovs: &Ovs, name: &str, config: &Config, runs: usize) -> Row {
@@ -122,7 +142,11 @@ fn noop(ovs: &Ovs, name: &str, config: &Config, runs: usize) -> Row {
         ours.push(t.elapsed());
         assert!(r.transactions == 0 && r.flows_replaced.is_empty());
     }
-    Row { case: name.to_string(), ours: median(ours), script: None }
+    Row {
+        case: name.to_string(),
+        ours: median(ours),
+        script: None,
+    }
 }
 
 fn main() {
@@ -138,7 +162,12 @@ fn main() {
     let mut rows = vec![converge(&ovs, "converge 2 bridges from empty", &two, 10)];
     rows.push(noop(&ovs, "no-op re-apply, 2 bridges", &two, 50));
     reset(&ovs, &two);
-    rows.push(converge(&ovs, "converge 50 bridges x 8 ports from empty", &big, 3));
+    rows.push(converge(
+        &ovs,
+        "converge 50 bridges x 8 ports from empty",
+        &big,
+        3,
+    ));
     rows.push(noop(&ovs, "no-op re-apply, 50 bridges x 8 ports", &big, 10));
     reset(&ovs, &big);
 

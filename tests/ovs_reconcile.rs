@@ -22,7 +22,11 @@ fn converges_from_empty_and_reapply_writes_nothing() {
          "drop_uplink_broadcast": false, "extra_flows": []}
     ]));
     let first = ovs::apply(&ovs.addr(), &config, &ovs.options()).unwrap();
-    assert_eq!(first.transactions, 1, "everything in one transaction: {:?}", first.changes);
+    assert_eq!(
+        first.transactions, 1,
+        "everything in one transaction: {:?}",
+        first.changes
+    );
     assert_eq!(first.changes.len(), 2);
     // gbbr1 wants only NORMAL forwarding, which a new bridge already has: not rewritten.
     assert_eq!(first.flows_replaced, vec!["gbbr0"]);
@@ -31,20 +35,50 @@ fn converges_from_empty_and_reapply_writes_nothing() {
     brs.sort();
     assert_eq!(brs, vec!["gbbr0", "gbbr1"]);
     assert_eq!(ovs.ports("gbbr0"), vec!["gbbr0-mgmt", "gbup0", "gbvm0"]);
-    assert_eq!(ovs.vsctl(&["get", "Interface", "gbbr0-mgmt", "type"]).trim(), "internal");
-    assert_eq!(ovs.vsctl(&["get", "Bridge", "gbbr0", "datapath_type"]).trim(), "netdev");
-    assert_eq!(ovs.vsctl(&["br-get-external-id", "gbbr0", "ghostbridge-managed"]).trim(), "true");
+    assert_eq!(
+        ovs.vsctl(&["get", "Interface", "gbbr0-mgmt", "type"])
+            .trim(),
+        "internal"
+    );
+    assert_eq!(
+        ovs.vsctl(&["get", "Bridge", "gbbr0", "datapath_type"])
+            .trim(),
+        "netdev"
+    );
+    assert_eq!(
+        ovs.vsctl(&["br-get-external-id", "gbbr0", "ghostbridge-managed"])
+            .trim(),
+        "true"
+    );
     let flows = ovs.ofctl_out(&["dump-flows", "--names", "--no-stats", "gbbr0"]);
-    assert!(flows.contains("priority=1001,in_port=gbup0,dl_dst=ff:ff:ff:ff:ff:ff actions=drop"), "{flows}");
-    assert!(flows.contains("in_port=gbup0,dl_dst=01:00:00:00:00:00/01:00:00:00:00:00 actions=drop"), "{flows}");
+    assert!(
+        flows.contains("priority=1001,in_port=gbup0,dl_dst=ff:ff:ff:ff:ff:ff actions=drop"),
+        "{flows}"
+    );
+    assert!(
+        flows.contains("in_port=gbup0,dl_dst=01:00:00:00:00:00/01:00:00:00:00:00 actions=drop"),
+        "{flows}"
+    );
     assert!(flows.contains("priority=10,arp actions=NORMAL"), "{flows}");
     // Offloads on the uplink are off, as ethtool sees them.
     let k = ovs_support::ok(std::process::Command::new("ethtool").args(["-k", "gbup0"]));
-    for feature in ["tcp-segmentation-offload: off", "generic-segmentation-offload: off", "generic-receive-offload: off",
-        "rx-vlan-offload: off", "tx-vlan-offload: off"] {
+    for feature in [
+        "tcp-segmentation-offload: off",
+        "generic-segmentation-offload: off",
+        "generic-receive-offload: off",
+        "rx-vlan-offload: off",
+        "tx-vlan-offload: off",
+    ] {
         assert!(k.contains(feature), "{feature} in\n{k}");
     }
-    assert!(first.offload[0].turned_off.iter().any(|f| f == "tx-tcp-segmentation"), "{:?}", first.offload);
+    assert!(
+        first.offload[0]
+            .turned_off
+            .iter()
+            .any(|f| f == "tx-tcp-segmentation"),
+        "{:?}",
+        first.offload
+    );
 
     // Re-apply: nothing is written, as the database itself records.
     let commits = ovs.reconciler_commits();
@@ -54,11 +88,22 @@ fn converges_from_empty_and_reapply_writes_nothing() {
     assert_eq!(versions.1.len(), 5);
     let again = ovs::apply(&ovs.addr(), &config, &ovs.options()).unwrap();
     assert_eq!(again.transactions, 0);
-    assert!(again.changes.is_empty() && again.flows_replaced.is_empty(), "{again:?}");
+    assert!(
+        again.changes.is_empty() && again.flows_replaced.is_empty(),
+        "{again:?}"
+    );
     assert!(again.offload[0].turned_off.is_empty());
-    assert_eq!(ovs.reconciler_commits(), commits, "the database file records no new transaction");
+    assert_eq!(
+        ovs.reconciler_commits(),
+        commits,
+        "the database file records no new transaction"
+    );
     assert_eq!(ovs.next_cfg(), next_cfg);
-    assert_eq!((ovs.row_versions("Bridge"), ovs.row_versions("Port")), versions, "no Bridge or Port row was rewritten");
+    assert_eq!(
+        (ovs.row_versions("Bridge"), ovs.row_versions("Port")),
+        versions,
+        "no Bridge or Port row was rewritten"
+    );
 
     let status = ovs::status::status(&ovs.addr(), &config, &ovs.options()).unwrap();
     assert!(status.drift.is_empty(), "{}", status.text);
@@ -73,9 +118,30 @@ fn changes_ports_removes_bridges_and_leaves_hand_made_ones_alone() {
     ovs.veth("gbca", "gbca-p");
     ovs.veth("gbcb", "gbcb-p");
     // A bridge made by hand, with a port of its own.
-    ovs.vsctl(&["add-br", "gbhand", "--", "set", "bridge", "gbhand", "datapath_type=netdev", "--", "add-port", "gbhand",
-        "gbhand-i", "--", "set", "interface", "gbhand-i", "type=internal"]);
-    let hand_before = ovs.vsctl(&["--columns=_uuid,name,ports,external_ids", "list", "Bridge", "gbhand"]);
+    ovs.vsctl(&[
+        "add-br",
+        "gbhand",
+        "--",
+        "set",
+        "bridge",
+        "gbhand",
+        "datapath_type=netdev",
+        "--",
+        "add-port",
+        "gbhand",
+        "gbhand-i",
+        "--",
+        "set",
+        "interface",
+        "gbhand-i",
+        "type=internal",
+    ]);
+    let hand_before = ovs.vsctl(&[
+        "--columns=_uuid,name,ports,external_ids",
+        "list",
+        "Bridge",
+        "gbhand",
+    ]);
 
     let v1 = ovs.config(json!([
         {"name": "gbc0", "datapath_type": "netdev", "ports": ["gbca"], "internal_ports": ["gbc0-x"]},
@@ -85,7 +151,16 @@ fn changes_ports_removes_bridges_and_leaves_hand_made_ones_alone() {
     assert_eq!(ovs.ports("gbc0"), vec!["gbc0-x", "gbca"]);
 
     // Someone adds a port by hand to a managed bridge: it is left alone.
-    ovs.vsctl(&["add-port", "gbc0", "gbc0-own", "--", "set", "interface", "gbc0-own", "type=internal"]);
+    ovs.vsctl(&[
+        "add-port",
+        "gbc0",
+        "gbc0-own",
+        "--",
+        "set",
+        "interface",
+        "gbc0-own",
+        "type=internal",
+    ]);
 
     // Change: swap the system port, make the internal port a system one... and drop gbc1.
     let v2 = ovs.config(json!([
@@ -102,12 +177,26 @@ fn changes_ports_removes_bridges_and_leaves_hand_made_ones_alone() {
     let mut brs = ovs.bridges();
     brs.sort();
     assert_eq!(brs, vec!["gbc0", "gbhand"]);
-    assert_eq!(ovs.vsctl(&["--columns=_uuid,name,ports,external_ids", "list", "Bridge", "gbhand"]), hand_before);
+    assert_eq!(
+        ovs.vsctl(&[
+            "--columns=_uuid,name,ports,external_ids",
+            "list",
+            "Bridge",
+            "gbhand"
+        ]),
+        hand_before
+    );
 
     // Datapath change is an update of the same bridge.
     let v3 = ovs.config(json!([{"name": "gbc0", "datapath_type": "system", "ports": ["gbcb"]}]));
     let r = ovs::status::status(&ovs.addr(), &v3, &ovs.options()).unwrap();
-    assert!(r.drift.iter().any(|d| d.contains("datapath_type netdev -> system")), "{:?}", r.drift);
+    assert!(
+        r.drift
+            .iter()
+            .any(|d| d.contains("datapath_type netdev -> system")),
+        "{:?}",
+        r.drift
+    );
 
     // Naming the hand-made bridge in the config is refused, and nothing is written.
     let commits = ovs.reconciler_commits();
@@ -116,14 +205,29 @@ fn changes_ports_removes_bridges_and_leaves_hand_made_ones_alone() {
         {"name": "gbhand", "datapath_type": "netdev"}
     ]));
     let e = ovs::apply(&ovs.addr(), &v4, &ovs.options()).unwrap_err();
-    assert!(matches!(e, OvsError::Unowned(ref b) if b == "gbhand"), "{e}");
-    assert!(e.to_string().contains("br-set-external-id gbhand ghostbridge-managed true"), "{e}");
+    assert!(
+        matches!(e, OvsError::Unowned(ref b) if b == "gbhand"),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .contains("br-set-external-id gbhand ghostbridge-managed true"),
+        "{e}"
+    );
     // A port held by the hand-made bridge cannot be taken either.
     let v5 = ovs.config(json!([{"name": "gbc0", "datapath_type": "netdev", "ports": ["gbcb"], "internal_ports": ["gbhand-i"]}]));
     let e = ovs::apply(&ovs.addr(), &v5, &ovs.options()).unwrap_err();
     assert!(matches!(e, OvsError::PortElsewhere { .. }), "{e}");
     assert_eq!(ovs.reconciler_commits(), commits);
-    assert_eq!(ovs.vsctl(&["--columns=_uuid,name,ports,external_ids", "list", "Bridge", "gbhand"]), hand_before);
+    assert_eq!(
+        ovs.vsctl(&[
+            "--columns=_uuid,name,ports,external_ids",
+            "list",
+            "Bridge",
+            "gbhand"
+        ]),
+        hand_before
+    );
 }
 
 #[test]
@@ -145,7 +249,12 @@ fn moves_a_port_between_managed_bridges_in_one_transaction() {
     assert_eq!(r.transactions, 1);
     assert_eq!(ovs.ports("gbm0"), Vec::<String>::new());
     assert_eq!(ovs.ports("gbm1"), vec!["gbm-p"]);
-    assert_eq!(ovs::apply(&ovs.addr(), &v2, &ovs.options()).unwrap().transactions, 0);
+    assert_eq!(
+        ovs::apply(&ovs.addr(), &v2, &ovs.options())
+            .unwrap()
+            .transactions,
+        0
+    );
 }
 
 #[test]
@@ -161,7 +270,10 @@ fn missing_nic_is_an_error_before_anything_is_written() {
     ]));
     let before = ovs.vsctl(&["show"]);
     let e = ovs::apply(&ovs.addr(), &config, &ovs.options()).unwrap_err();
-    assert!(matches!(e, OvsError::MissingNic { ref port, .. } if port == "gbnic-gone"), "{e}");
+    assert!(
+        matches!(e, OvsError::MissingNic { ref port, .. } if port == "gbnic-gone"),
+        "{e}"
+    );
     assert!(e.to_string().contains("nothing was changed"), "{e}");
     assert_eq!(ovs.reconciler_commits(), 0);
     assert!(ovs.bridges().is_empty());
@@ -186,7 +298,12 @@ fn missing_socket_and_wrong_schema_are_clear_errors() {
 
     // A server with another database (OVS's own Local_Config schema) is a schema mismatch.
     let db = dir.path().join("local.db");
-    ovs_support::ok(std::process::Command::new("ovsdb-tool").arg("create").arg(&db).arg("/usr/share/openvswitch/local-config.ovsschema"));
+    ovs_support::ok(
+        std::process::Command::new("ovsdb-tool")
+            .arg("create")
+            .arg(&db)
+            .arg("/usr/share/openvswitch/local-config.ovsschema"),
+    );
     let mut server = std::process::Command::new("ovsdb-server")
         .arg(&db)
         .arg(format!("--remote=punix:{}", sock.display()))

@@ -25,40 +25,71 @@ fn watch_restores_a_deleted_port_within_a_second() {
     let applied = Arc::new(AtomicUsize::new(0));
     let failures = Arc::new(AtomicUsize::new(0));
     let handle = {
-        let (addr, opts, stop, applied, failures) = (ovs.addr(), ovs.options(), stop.clone(), applied.clone(), failures.clone());
+        let (addr, opts, stop, applied, failures) = (
+            ovs.addr(),
+            ovs.options(),
+            stop.clone(),
+            applied.clone(),
+            failures.clone(),
+        );
         let config = config.clone();
         // The watcher thread must live in the test's network namespace too.
         let ns = std::fs::File::open("/proc/thread-self/ns/net").unwrap();
         std::thread::spawn(move || {
             use std::os::fd::AsRawFd;
             // SAFETY: entering the namespace the test thread is in, from a valid fd.
-            assert_eq!(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
-            watch::run(&addr, &config, &opts, Duration::from_millis(200), &stop, |r| match r {
-                Ok(_) => {
-                    applied.fetch_add(1, Ordering::SeqCst);
-                }
-                Err(e) => {
-                    eprintln!("watch: {e}");
-                    failures.fetch_add(1, Ordering::SeqCst);
-                }
-            });
+            assert_eq!(
+                unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
+                0
+            );
+            watch::run(
+                &addr,
+                &config,
+                &opts,
+                Duration::from_millis(200),
+                &stop,
+                |r| match r {
+                    Ok(_) => {
+                        applied.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(e) => {
+                        eprintln!("watch: {e}");
+                        failures.fetch_add(1, Ordering::SeqCst);
+                    }
+                },
+            );
         })
     };
-    ovs_support::wait_for(|| applied.load(Ordering::SeqCst) >= 1, "first apply of watch");
+    ovs_support::wait_for(
+        || applied.load(Ordering::SeqCst) >= 1,
+        "first apply of watch",
+    );
     assert_eq!(ovs.ports("gbw0"), vec!["gbw0-i", "gbwp"]);
 
     for victim in ["gbwp", "gbw0-i"] {
         ovs.vsctl(&["del-port", "gbw0", victim]);
         let t0 = Instant::now();
         while !ovs.ports("gbw0").iter().any(|p| p == victim) {
-            assert!(t0.elapsed() < Duration::from_secs(1), "{victim} not restored within 1 s");
+            assert!(
+                t0.elapsed() < Duration::from_secs(1),
+                "{victim} not restored within 1 s"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         eprintln!("{victim} restored after {:?}", t0.elapsed());
     }
     // A hand-made port on the managed bridge is not a reason to change anything.
     let commits = ovs.reconciler_commits();
-    ovs.vsctl(&["add-port", "gbw0", "gbw0-own", "--", "set", "interface", "gbw0-own", "type=internal"]);
+    ovs.vsctl(&[
+        "add-port",
+        "gbw0",
+        "gbw0-own",
+        "--",
+        "set",
+        "interface",
+        "gbw0-own",
+        "type=internal",
+    ]);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(ovs.reconciler_commits(), commits);
     assert_eq!(ovs.ports("gbw0"), vec!["gbw0-i", "gbw0-own", "gbwp"]);
@@ -75,8 +106,10 @@ fn ovsdb_restart_mid_apply_ends_consistent() {
     }
     let mut ovs = Ovs::start("rst");
     let bridges: Vec<serde_json::Value> = (0..20)
-        .map(|i| json!({"name": format!("gbr{i}"), "datapath_type": "netdev",
-                        "internal_ports": [format!("gbr{i}-a"), format!("gbr{i}-b")]}))
+        .map(|i| {
+            json!({"name": format!("gbr{i}"), "datapath_type": "netdev",
+                        "internal_ports": [format!("gbr{i}-a"), format!("gbr{i}-b")]})
+        })
         .collect();
     let config = ovs.config(json!(bridges));
     let mut outcomes = Vec::new();
@@ -86,7 +119,10 @@ fn ovsdb_restart_mid_apply_ends_consistent() {
         let worker = std::thread::spawn(move || {
             use std::os::fd::AsRawFd;
             // SAFETY: entering the test's namespace from a valid fd.
-            assert_eq!(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+            assert_eq!(
+                unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
+                0
+            );
             ovs::apply(&addr, &cfg, &opts)
         });
         std::thread::sleep(Duration::from_millis(delay_ms));
@@ -99,21 +135,33 @@ fn ovsdb_restart_mid_apply_ends_consistent() {
             Ok(r) => outcomes.push(format!("ok after {} transaction(s)", r.transactions)),
             Err(e) => {
                 let msg = e.to_string();
-                assert!(msg.contains("ovsdb-server") || msg.contains("Open vSwitch database"), "unclear error: {msg}");
+                assert!(
+                    msg.contains("ovsdb-server") || msg.contains("Open vSwitch database"),
+                    "unclear error: {msg}"
+                );
                 outcomes.push(format!("error: {msg}"));
             }
         }
         // Consistent: every managed bridge in the database is complete (one transaction, never half).
         for b in ovs.bridges() {
             let ports = ovs.ports(&b);
-            assert_eq!(ports, vec![format!("{b}-a"), format!("{b}-b")], "half-applied bridge {b}");
+            assert_eq!(
+                ports,
+                vec![format!("{b}-a"), format!("{b}-b")],
+                "half-applied bridge {b}"
+            );
         }
         let n = ovs.bridges().len();
         assert!(n == 0 || n == 20, "{n} bridges: the transaction was split");
         // A follow-up run converges, and the one after writes nothing.
         ovs::apply(&ovs.addr(), &config, &ovs.options()).unwrap();
         assert_eq!(ovs.bridges().len(), 20);
-        assert_eq!(ovs::apply(&ovs.addr(), &config, &ovs.options()).unwrap().transactions, 0);
+        assert_eq!(
+            ovs::apply(&ovs.addr(), &config, &ovs.options())
+                .unwrap()
+                .transactions,
+            0
+        );
         // Start the next round from empty.
         ovs::apply(&ovs.addr(), &ovs.config(json!([])), &ovs.options()).unwrap();
         assert!(ovs.bridges().is_empty());

@@ -77,7 +77,11 @@ fn describe(r: &Report) -> String {
     }
     for o in &r.offload {
         if !o.turned_off.is_empty() {
-            lines.push(format!("~ offloads turned off on {}: {}", o.iface, o.turned_off.join(", ")));
+            lines.push(format!(
+                "~ offloads turned off on {}: {}",
+                o.iface,
+                o.turned_off.join(", ")
+            ));
         }
     }
     for w in &r.warnings {
@@ -115,7 +119,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let (config, addr) = common.load()?;
             let s = ovs::status::status(&addr, &config, &opts).context("status failed")?;
             print!("{}", s.text);
-            Ok(if s.drift.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if s.drift.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Watch { common, interval } => {
             let (config, addr) = common.load()?;
@@ -135,7 +143,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 notify::watchdog();
                 match r {
                     Ok(report) => {
-                        if !report.changes.is_empty() || !report.flows_replaced.is_empty() || !report.warnings.is_empty() {
+                        if !report.changes.is_empty()
+                            || !report.flows_replaced.is_empty()
+                            || !report.warnings.is_empty()
+                        {
                             println!("{}", describe(report));
                         }
                         if !ready {

@@ -63,7 +63,10 @@ pub fn check_nics(config: &Config) -> Result<()> {
     for b in &config.bridges {
         for p in b.desired_ports() {
             if p.kind == super::config::PortKind::System && !ethtool::interface_exists(&p.name) {
-                return Err(OvsError::MissingNic { bridge: b.name.clone(), port: p.name });
+                return Err(OvsError::MissingNic {
+                    bridge: b.name.clone(),
+                    port: p.name,
+                });
             }
         }
     }
@@ -71,7 +74,10 @@ pub fn check_nics(config: &Config) -> Result<()> {
 }
 
 fn is_transient(e: &OvsError) -> bool {
-    matches!(e, OvsError::Closed { .. } | OvsError::Io { .. } | OvsError::Connect { .. })
+    matches!(
+        e,
+        OvsError::Closed { .. } | OvsError::Io { .. } | OvsError::Connect { .. }
+    )
 }
 
 /// Brings OVS to the state `config` describes.
@@ -80,7 +86,9 @@ pub fn apply(addr: &DbAddr, config: &Config, opts: &Options) -> Result<Report> {
     let mut down_since: Option<Instant> = None;
     // A socket that is not there fails at once; a connection that drops (a restart) is retried.
     let mut conn = match connect(addr) {
-        Err(OvsError::Io { .. } | OvsError::Closed { .. }) => reconnect(addr, &mut down_since, opts.reconnect_for)?,
+        Err(OvsError::Io { .. } | OvsError::Closed { .. }) => {
+            reconnect(addr, &mut down_since, opts.reconnect_for)?
+        }
         other => other?,
     };
     let mut report = Report::default();
@@ -111,7 +119,10 @@ pub fn apply(addr: &DbAddr, config: &Config, opts: &Options) -> Result<Report> {
         if let Some(up) = &b.uplink {
             let r = ethtool::disable_offloads(up)?;
             if !r.refused.is_empty() {
-                report.warnings.push(format!("{up}: the driver kept these offloads on: {}", r.refused.join(", ")));
+                report.warnings.push(format!(
+                    "{up}: the driver kept these offloads on: {}",
+                    r.refused.join(", ")
+                ));
             }
             report.offload.push(r);
         }
@@ -119,8 +130,16 @@ pub fn apply(addr: &DbAddr, config: &Config, opts: &Options) -> Result<Report> {
     let snap = state::read(&mut conn)?;
     for b in &config.bridges {
         for p in b.desired_ports() {
-            if let Some(err) = snap.interfaces.values().find(|i| i.name == p.name).and_then(|i| i.error.clone()) {
-                report.warnings.push(format!("interface {} on bridge {}: ovs-vswitchd reports: {err}", p.name, b.name));
+            if let Some(err) = snap
+                .interfaces
+                .values()
+                .find(|i| i.name == p.name)
+                .and_then(|i| i.error.clone())
+            {
+                report.warnings.push(format!(
+                    "interface {} on bridge {}: ovs-vswitchd reports: {err}",
+                    p.name, b.name
+                ));
             }
         }
     }
@@ -149,14 +168,10 @@ fn sync_flows(ofctl: &Ofctl, config: &Config) -> Vec<Result<bool>> {
                 })
             })
             .collect();
-        for h in handles {
-            match h.join() {
-                Ok(done) => {
-                    for (i, r) in done {
-                        results[i] = Some(r);
-                    }
-                }
-                Err(_) => {} // a panicking worker leaves its bridges as errors below
+        // A panicking worker leaves its bridges as errors below.
+        for done in handles.into_iter().filter_map(|h| h.join().ok()) {
+            for (i, r) in done {
+                results[i] = Some(r);
             }
         }
     });
@@ -164,14 +179,23 @@ fn sync_flows(ofctl: &Ofctl, config: &Config) -> Vec<Result<bool>> {
         .into_iter()
         .zip(&config.bridges)
         .map(|(r, b)| {
-            r.unwrap_or_else(|| Err(OvsError::Flows { bridge: b.name.clone(), msg: "flow check did not complete".into() }))
+            r.unwrap_or_else(|| {
+                Err(OvsError::Flows {
+                    bridge: b.name.clone(),
+                    msg: "flow check did not complete".into(),
+                })
+            })
         })
         .collect()
 }
 
 /// Connects, retrying while the database is unreachable for less than `grace`
 /// (counted from `down_since`, which a failed first attempt starts).
-fn reconnect(addr: &DbAddr, down_since: &mut Option<Instant>, grace: Duration) -> Result<Connection> {
+fn reconnect(
+    addr: &DbAddr,
+    down_since: &mut Option<Instant>,
+    grace: Duration,
+) -> Result<Connection> {
     loop {
         match connect(addr) {
             Ok(c) => {
@@ -191,7 +215,12 @@ fn reconnect(addr: &DbAddr, down_since: &mut Option<Instant>, grace: Duration) -
 }
 
 /// One read-plan-write cycle. `Conflict` means the guards tripped and nothing was written.
-fn converge_once(conn: &mut Connection, config: &Config, opts: &Options, report: &mut Report) -> Result<()> {
+fn converge_once(
+    conn: &mut Connection,
+    config: &Config,
+    opts: &Options,
+    report: &mut Report,
+) -> Result<()> {
     let snap = state::read(conn)?;
     let plan = plan::plan(config, &snap)?;
     if plan.is_empty() {
@@ -210,12 +239,16 @@ fn converge_once(conn: &mut Connection, config: &Config, opts: &Options, report:
         let w = json!([["_uuid", "==", ["uuid", u]]]);
         ops.push(json!({"op": "mutate", "table": "Open_vSwitch", "where": w, "mutations": [["next_cfg", "+=", 1]]}));
         cfg_select = Some(ops.len() - 1);
-        ops.push(json!({"op": "select", "table": "Open_vSwitch", "where": w, "columns": ["next_cfg"]}));
+        ops.push(
+            json!({"op": "select", "table": "Open_vSwitch", "where": w, "columns": ["next_cfg"]}),
+        );
     }
     ops.push(json!({"op": "comment", "comment": format!("ghostbridge-ovs: {} change(s)", plan.changes.len())}));
 
     let result = conn.call("transact", Value::Array(ops))?;
-    let results = result.as_array().ok_or_else(|| OvsError::Protocol(format!("transact answer is not an array: {result}")))?;
+    let results = result
+        .as_array()
+        .ok_or_else(|| OvsError::Protocol(format!("transact answer is not an array: {result}")))?;
     for (i, r) in results.iter().enumerate() {
         if let Some(err) = r.get("error").and_then(Value::as_str) {
             if i < n_guards && err == "timed out" {
@@ -251,7 +284,11 @@ pub fn wait_for_vswitchd(conn: &mut Connection, want: i64, timeout: Duration) ->
             return Ok(());
         }
         if start.elapsed() >= timeout {
-            return Err(OvsError::VswitchdTimeout { secs: timeout.as_secs(), cur, want });
+            return Err(OvsError::VswitchdTimeout {
+                secs: timeout.as_secs(),
+                cur,
+                want,
+            });
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(20));

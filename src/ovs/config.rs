@@ -112,12 +112,28 @@ pub struct PortSpec {
 impl BridgeSpec {
     /// All ports in a fixed order: the bridge's own internal port, internal ports, uplink, system ports.
     pub fn desired_ports(&self) -> Vec<PortSpec> {
-        let mut out = vec![PortSpec { name: self.name.clone(), kind: PortKind::Internal, uplink: false }];
-        out.extend(self.internal_ports.iter().map(|p| PortSpec { name: p.clone(), kind: PortKind::Internal, uplink: false }));
+        let mut out = vec![PortSpec {
+            name: self.name.clone(),
+            kind: PortKind::Internal,
+            uplink: false,
+        }];
+        out.extend(self.internal_ports.iter().map(|p| PortSpec {
+            name: p.clone(),
+            kind: PortKind::Internal,
+            uplink: false,
+        }));
         if let Some(u) = &self.uplink {
-            out.push(PortSpec { name: u.clone(), kind: PortKind::System, uplink: true });
+            out.push(PortSpec {
+                name: u.clone(),
+                kind: PortKind::System,
+                uplink: true,
+            });
         }
-        out.extend(self.ports.iter().map(|p| PortSpec { name: p.clone(), kind: PortKind::System, uplink: false }));
+        out.extend(self.ports.iter().map(|p| PortSpec {
+            name: p.clone(),
+            kind: PortKind::System,
+            uplink: false,
+        }));
         out
     }
 }
@@ -125,7 +141,10 @@ impl BridgeSpec {
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).map_err(|source| OvsError::ConfigRead { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| OvsError::ConfigRead {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Config::parse(&text, &path.display().to_string())
     }
 
@@ -135,7 +154,10 @@ impl Config {
             path: origin.to_string(),
             msg: format!("{e} (see examples/ovs.json for the format)"),
         })?;
-        config.validate().map_err(|msg| OvsError::Config { path: origin.to_string(), msg })?;
+        config.validate().map_err(|msg| OvsError::Config {
+            path: origin.to_string(),
+            msg,
+        })?;
         Ok(config)
     }
 
@@ -144,7 +166,10 @@ impl Config {
         // Every interface name (bridges and ports) must be unique across the config.
         let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
         for b in &self.bridges {
-            let names = std::iter::once(&b.name).chain(&b.internal_ports).chain(b.uplink.iter()).chain(&b.ports);
+            let names = std::iter::once(&b.name)
+                .chain(&b.internal_ports)
+                .chain(b.uplink.iter())
+                .chain(&b.ports);
             for n in names {
                 check_ifname(n).map_err(|e| format!("bridge {}: {e}", b.name))?;
                 if let Some(prev) = seen.insert(n, &b.name) {
@@ -156,7 +181,10 @@ impl Config {
             }
             for f in &b.extra_flows {
                 if f.contains('\n') || !f.contains("actions=") {
-                    return Err(format!("bridge {}: extra flow {f:?} must be one ovs-ofctl flow line with actions=", b.name));
+                    return Err(format!(
+                        "bridge {}: extra flow {f:?} must be one ovs-ofctl flow line with actions=",
+                        b.name
+                    ));
                 }
             }
         }
@@ -166,10 +194,19 @@ impl Config {
 
 fn check_ifname(n: &str) -> std::result::Result<(), String> {
     if n.is_empty() || n.len() > IFNAME_MAX {
-        return Err(format!("interface name {n:?} must be 1 to {IFNAME_MAX} bytes long"));
+        return Err(format!(
+            "interface name {n:?} must be 1 to {IFNAME_MAX} bytes long"
+        ));
     }
-    if n == "." || n == ".." || n.chars().any(|c| c == '/' || c == ':' || c == ',' || c == '=' || c.is_whitespace() || c.is_control()) {
-        return Err(format!("interface name {n:?} contains a character Linux or ovs-ofctl does not accept (/ : , = or space)"));
+    if n == "."
+        || n == ".."
+        || n.chars().any(|c| {
+            c == '/' || c == ':' || c == ',' || c == '=' || c.is_whitespace() || c.is_control()
+        })
+    {
+        return Err(format!(
+            "interface name {n:?} contains a character Linux or ovs-ofctl does not accept (/ : , = or space)"
+        ));
     }
     Ok(())
 }
@@ -180,7 +217,8 @@ mod tests {
 
     #[test]
     fn example_parses_and_defaults_apply() {
-        let c = Config::parse(include_str!("../../examples/ovs.json"), "examples/ovs.json").unwrap();
+        let c =
+            Config::parse(include_str!("../../examples/ovs.json"), "examples/ovs.json").unwrap();
         assert_eq!(c.bridges.len(), 2);
         let c = Config::parse(r#"{"bridges":[{"name":"br0"}]}"#, "t").unwrap();
         assert_eq!(c.db, DEFAULT_DB);
@@ -191,17 +229,28 @@ mod tests {
 
     #[test]
     fn rejects_unknown_keys_duplicates_and_bad_names() {
-        let e = Config::parse(r#"{"bridges":[{"name":"br0","uplnk":"eth0"}]}"#, "t").unwrap_err().to_string();
-        assert!(e.contains("unknown field `uplnk`"), "{e}");
-        let e = Config::parse(r#"{"bridges":[{"name":"br0","ports":["a"]},{"name":"br1","uplink":"a"}]}"#, "t")
+        let e = Config::parse(r#"{"bridges":[{"name":"br0","uplnk":"eth0"}]}"#, "t")
             .unwrap_err()
             .to_string();
+        assert!(e.contains("unknown field `uplnk`"), "{e}");
+        let e = Config::parse(
+            r#"{"bridges":[{"name":"br0","ports":["a"]},{"name":"br1","uplink":"a"}]}"#,
+            "t",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("appears twice"), "{e}");
-        let e = Config::parse(r#"{"bridges":[{"name":"a-very-long-bridge-name"}]}"#, "t").unwrap_err().to_string();
+        let e = Config::parse(r#"{"bridges":[{"name":"a-very-long-bridge-name"}]}"#, "t")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("1 to 15 bytes"), "{e}");
-        let e = Config::parse(r#"{"db":"/run/db.sock","bridges":[]}"#, "t").unwrap_err().to_string();
+        let e = Config::parse(r#"{"db":"/run/db.sock","bridges":[]}"#, "t")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unix:/path"), "{e}");
-        let e = Config::parse(r#"{"bridges":[{"name":"b","datapath_type":"dpdk"}]}"#, "t").unwrap_err().to_string();
+        let e = Config::parse(r#"{"bridges":[{"name":"b","datapath_type":"dpdk"}]}"#, "t")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown variant"), "{e}");
     }
 }

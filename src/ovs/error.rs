@@ -12,15 +12,27 @@ pub enum OvsError {
         "cannot connect to the Open vSwitch database at {addr}: {source}. \
          Is ovsdb-server running (systemctl status ovsdb) and is the address right (--db, or \"db\" in the config)?"
     )]
-    Connect { addr: String, source: std::io::Error },
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
 
-    #[error("the connection to the Open vSwitch database at {addr} failed: {source}. Check that ovsdb-server is still running, then run again")]
-    Io { addr: String, source: std::io::Error },
+    #[error(
+        "the connection to the Open vSwitch database at {addr} failed: {source}. Check that ovsdb-server is still running, then run again"
+    )]
+    Io {
+        addr: String,
+        source: std::io::Error,
+    },
 
-    #[error("the Open vSwitch database at {addr} closed the connection (was ovsdb-server restarted?); run again once it is back")]
+    #[error(
+        "the Open vSwitch database at {addr} closed the connection (was ovsdb-server restarted?); run again once it is back"
+    )]
     Closed { addr: String },
 
-    #[error("no answer from the Open vSwitch database at {addr} within {secs}s; check that ovsdb-server is not hung")]
+    #[error(
+        "no answer from the Open vSwitch database at {addr} within {secs}s; check that ovsdb-server is not hung"
+    )]
     Timeout { addr: String, secs: u64 },
 
     #[error("the Open vSwitch database sent something that is not valid OVSDB JSON-RPC: {0}")]
@@ -36,7 +48,10 @@ pub enum OvsError {
     SchemaMismatch { addr: String, detail: String },
 
     #[error("cannot read config {path}: {source}")]
-    ConfigRead { path: PathBuf, source: std::io::Error },
+    ConfigRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     #[error("config {path}: {msg}")]
     Config { path: String, msg: String },
@@ -57,7 +72,11 @@ pub enum OvsError {
         "port {port} is wanted on bridge {wanted} but is attached to bridge {actual}, which ghostbridge-ovs does not manage. \
          Remove it there (ovs-vsctl del-port {actual} {port}) or take it out of the config; nothing was changed"
     )]
-    PortElsewhere { port: String, wanted: String, actual: String },
+    PortElsewhere {
+        port: String,
+        wanted: String,
+        actual: String,
+    },
 
     #[error(
         "transaction conflict: another client changed the Open vSwitch database during each of {attempts} attempts; \
@@ -78,13 +97,19 @@ pub enum OvsError {
     Flows { bridge: String, msg: String },
 
     #[error("cannot run {program}: {source}. Is Open vSwitch installed and on PATH?")]
-    Spawn { program: String, source: std::io::Error },
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
 
     #[error("ethtool on {iface}: {msg}")]
     Ethtool { iface: String, msg: String },
 
     #[error("cannot write metrics to {path}: {source}")]
-    Metrics { path: PathBuf, source: std::io::Error },
+    Metrics {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, OvsError>;

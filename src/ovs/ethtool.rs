@@ -61,11 +61,15 @@ struct Ethtool {
 
 impl Ethtool {
     fn open(iface: &str) -> Result<Ethtool> {
-        let err = |msg: String| OvsError::Ethtool { iface: iface.to_string(), msg };
+        let err = |msg: String| OvsError::Ethtool {
+            iface: iface.to_string(),
+            msg,
+        };
         if iface.is_empty() || iface.len() >= libc::IFNAMSIZ {
             return Err(err("interface name length must be 1..15".into()));
         }
-        let ifname = CString::new(iface).map_err(|_| err("interface name contains a NUL byte".into()))?;
+        let ifname =
+            CString::new(iface).map_err(|_| err("interface name contains a NUL byte".into()))?;
         let fd = nix::sys::socket::socket(
             nix::sys::socket::AddressFamily::Inet,
             nix::sys::socket::SockType::Datagram,
@@ -73,7 +77,11 @@ impl Ethtool {
             None,
         )
         .map_err(|e| err(format!("cannot open a control socket: {e}")))?;
-        Ok(Ethtool { fd, ifname, iface: iface.to_string() })
+        Ok(Ethtool {
+            fd,
+            ifname,
+            iface: iface.to_string(),
+        })
     }
 
     /// Runs one SIOCETHTOOL request on `buf` (a u32/u64-aligned command buffer).
@@ -86,11 +94,24 @@ impl Ethtool {
         ifr.ifr_ifru.ifru_data = buf.as_mut_ptr().cast::<libc::c_char>();
         // SAFETY: the fd is a valid socket, ifr points at a live ifreq whose data pointer
         // refers to `buf`, which is sized by the caller for the command's reply.
-        let rc = unsafe { libc::ioctl(self.fd.as_raw_fd(), SIOCETHTOOL as _, &mut ifr as *mut libc::ifreq) };
+        let rc = unsafe {
+            libc::ioctl(
+                self.fd.as_raw_fd(),
+                SIOCETHTOOL as _,
+                &mut ifr as *mut libc::ifreq,
+            )
+        };
         if rc < 0 {
             let e = std::io::Error::last_os_error();
-            let hint = if e.raw_os_error() == Some(libc::ENODEV) { " (no such interface)" } else { "" };
-            return Err(OvsError::Ethtool { iface: self.iface.clone(), msg: format!("{what} failed: {e}{hint}") });
+            let hint = if e.raw_os_error() == Some(libc::ENODEV) {
+                " (no such interface)"
+            } else {
+                ""
+            };
+            return Err(OvsError::Ethtool {
+                iface: self.iface.clone(),
+                msg: format!("{what} failed: {e}{hint}"),
+            });
         }
         Ok(())
     }
@@ -176,7 +197,9 @@ fn as_bytes_mut(buf: &mut [u64]) -> &mut [u8] {
 }
 
 fn bit(words: &[[u32; 4]], i: usize, field: usize) -> bool {
-    words.get(i / 32).is_some_and(|w| w[field] & (1 << (i % 32)) != 0)
+    words
+        .get(i / 32)
+        .is_some_and(|w| w[field] & (1 << (i % 32)) != 0)
 }
 
 /// All features of `iface` with whether each can be changed and is active.
@@ -198,7 +221,11 @@ pub fn features(iface: &str) -> Result<Vec<Feature>> {
 
 /// Offloads that are on and could be turned off.
 pub fn pending(iface: &str) -> Result<Vec<String>> {
-    Ok(features(iface)?.into_iter().filter(|f| f.changeable && f.active && is_offload(&f.name)).map(|f| f.name).collect())
+    Ok(features(iface)?
+        .into_iter()
+        .filter(|f| f.changeable && f.active && is_offload(&f.name))
+        .map(|f| f.name)
+        .collect())
 }
 
 /// Turns every changeable offload of `iface` off; what the driver refuses is reported, not an error.
@@ -208,9 +235,14 @@ pub fn disable_offloads(iface: &str) -> Result<OffloadReport> {
     let names = e.names(count)?;
     let before = e.get(count)?;
     let targets: Vec<usize> = (0..count)
-        .filter(|&i| bit(&before, i, 0) && !bit(&before, i, 3) && bit(&before, i, 2) && is_offload(&names[i]))
+        .filter(|&i| {
+            bit(&before, i, 0) && !bit(&before, i, 3) && bit(&before, i, 2) && is_offload(&names[i])
+        })
         .collect();
-    let mut report = OffloadReport { iface: iface.to_string(), ..Default::default() };
+    let mut report = OffloadReport {
+        iface: iface.to_string(),
+        ..Default::default()
+    };
     if targets.is_empty() {
         return Ok(report);
     }
@@ -237,10 +269,24 @@ mod tests {
 
     #[test]
     fn offload_selection() {
-        for n in ["tx-tcp-segmentation", "tx-generic-segmentation", "rx-gro", "rx-lro", "rx-vlan-hw-parse", "tx-vlan-hw-insert", "hw-tc-offload"] {
+        for n in [
+            "tx-tcp-segmentation",
+            "tx-generic-segmentation",
+            "rx-gro",
+            "rx-lro",
+            "rx-vlan-hw-parse",
+            "tx-vlan-hw-insert",
+            "hw-tc-offload",
+        ] {
             assert!(is_offload(n), "{n}");
         }
-        for n in ["rx-vlan-filter", "tx-nocache-copy", "highdma", "loopback", "rx-fcs"] {
+        for n in [
+            "rx-vlan-filter",
+            "tx-nocache-copy",
+            "highdma",
+            "loopback",
+            "rx-fcs",
+        ] {
             assert!(!is_offload(n), "{n}");
         }
     }
@@ -248,7 +294,10 @@ mod tests {
     #[test]
     fn loopback_features_are_readable() {
         let f = features("lo").unwrap();
-        assert!(f.iter().any(|f| f.name == "tx-generic-segmentation"), "{f:?}");
+        assert!(
+            f.iter().any(|f| f.name == "tx-generic-segmentation"),
+            "{f:?}"
+        );
         assert!(!interface_exists("gb-no-such-if"));
         assert!(interface_exists("lo"));
     }

@@ -24,7 +24,10 @@ pub struct Ofctl {
 
 impl Default for Ofctl {
     fn default() -> Self {
-        Ofctl { program: PathBuf::from("ovs-ofctl"), rundir: None }
+        Ofctl {
+            program: PathBuf::from("ovs-ofctl"),
+            rundir: None,
+        }
     }
 }
 
@@ -35,7 +38,10 @@ impl Ofctl {
         if let Some(d) = &self.rundir {
             cmd.env("OVS_RUNDIR", d);
         }
-        cmd.output().map_err(|source| OvsError::Spawn { program: self.program.display().to_string(), source })
+        cmd.output().map_err(|source| OvsError::Spawn {
+            program: self.program.display().to_string(),
+            source,
+        })
     }
 
     /// The bridge's flows, normalized and sorted.
@@ -50,19 +56,28 @@ impl Ofctl {
                 ),
             });
         }
-        let mut flows: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().filter_map(normalize).collect();
+        let mut flows: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(normalize)
+            .collect();
         flows.sort();
         Ok(flows)
     }
 
     /// Replaces all flows of `bridge` with `flows` in one OpenFlow 1.4 bundle.
     pub fn replace(&self, bridge: &str, flows: &[String]) -> Result<()> {
-        let err = |msg: String| OvsError::Flows { bridge: bridge.to_string(), msg };
-        let mut file = tempfile::NamedTempFile::new().map_err(|e| err(format!("cannot create a temporary flow file: {e}")))?;
+        let err = |msg: String| OvsError::Flows {
+            bridge: bridge.to_string(),
+            msg,
+        };
+        let mut file = tempfile::NamedTempFile::new()
+            .map_err(|e| err(format!("cannot create a temporary flow file: {e}")))?;
         for f in flows {
-            writeln!(file, "{f}").map_err(|e| err(format!("cannot write the temporary flow file: {e}")))?;
+            writeln!(file, "{f}")
+                .map_err(|e| err(format!("cannot write the temporary flow file: {e}")))?;
         }
-        file.flush().map_err(|e| err(format!("cannot write the temporary flow file: {e}")))?;
+        file.flush()
+            .map_err(|e| err(format!("cannot write the temporary flow file: {e}")))?;
         let path = file.path().to_string_lossy().to_string();
         let out = self.run(&["--bundle", "replace-flows", bridge, &path])?;
         if !out.status.success() {
@@ -90,7 +105,9 @@ pub fn desired(spec: &BridgeSpec) -> Vec<String> {
     if spec.drop_uplink_broadcast
         && let Some(up) = &spec.uplink
     {
-        flows.push(format!("priority={DROP_BROADCAST_PRIORITY},in_port={up},dl_dst=ff:ff:ff:ff:ff:ff,actions=drop"));
+        flows.push(format!(
+            "priority={DROP_BROADCAST_PRIORITY},in_port={up},dl_dst=ff:ff:ff:ff:ff:ff,actions=drop"
+        ));
         flows.push(format!(
             "priority={DROP_MULTICAST_PRIORITY},in_port={up},dl_dst=01:00:00:00:00:00/01:00:00:00:00:00,actions=drop"
         ));
@@ -137,21 +154,37 @@ mod tests {
             normalize(" priority=1001,in_port=eth0,dl_dst=ff:ff:ff:ff:ff:ff actions=drop"),
             normalize("dl_dst=ff:ff:ff:ff:ff:ff,priority=1001,in_port=eth0,actions=drop"),
         );
-        assert_eq!(normalize(" priority=0 actions=NORMAL"), normalize("priority=0,actions=NORMAL"));
-        assert_eq!(normalize("table=0,ip,actions=drop"), normalize(" ip actions=drop"));
-        assert_ne!(normalize("priority=1,actions=drop"), normalize("priority=2,actions=drop"));
+        assert_eq!(
+            normalize(" priority=0 actions=NORMAL"),
+            normalize("priority=0,actions=NORMAL")
+        );
+        assert_eq!(
+            normalize("table=0,ip,actions=drop"),
+            normalize(" ip actions=drop")
+        );
+        assert_ne!(
+            normalize("priority=1,actions=drop"),
+            normalize("priority=2,actions=drop")
+        );
         assert_eq!(normalize("NXST_FLOW reply (xid=0x4):"), None);
     }
 
     #[test]
     fn generated_rules_drop_uplink_broadcast_only_when_asked() {
-        let mut spec: BridgeSpec = serde_json::from_str(r#"{"name":"br0","uplink":"eth0"}"#).unwrap();
+        let mut spec: BridgeSpec =
+            serde_json::from_str(r#"{"name":"br0","uplink":"eth0"}"#).unwrap();
         let f = desired(&spec);
         assert_eq!(f.len(), 3);
         assert!(f[0].contains("in_port=eth0,dl_dst=ff:ff:ff:ff:ff:ff,actions=drop"));
         assert!(f[1].contains("dl_dst=01:00:00:00:00:00/01:00:00:00:00:00"));
         spec.drop_uplink_broadcast = false;
         spec.extra_flows = vec!["priority=10,arp,actions=NORMAL".into()];
-        assert_eq!(desired(&spec), vec!["priority=0,actions=NORMAL", "priority=10,arp,actions=NORMAL"]);
+        assert_eq!(
+            desired(&spec),
+            vec![
+                "priority=0,actions=NORMAL",
+                "priority=10,arp,actions=NORMAL"
+            ]
+        );
     }
 }

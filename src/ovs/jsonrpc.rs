@@ -28,7 +28,9 @@ impl DbAddr {
             Ok(DbAddr::Unix(path.to_string()))
         } else if let Some(hp) = s.strip_prefix("tcp:") {
             match hp.rsplit_once(':') {
-                Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => Ok(DbAddr::Tcp(hp.to_string())),
+                Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => {
+                    Ok(DbAddr::Tcp(hp.to_string()))
+                }
                 _ => Err(OvsError::BadAddress(s.to_string())),
             }
         } else {
@@ -93,8 +95,17 @@ impl Connection {
                 Stream::Tcp(s)
             }),
         }
-        .map_err(|source| OvsError::Connect { addr: addr.to_string(), source })?;
-        Ok(Connection { addr: addr.clone(), stream, buf: Vec::with_capacity(64 * 1024), next_id: 0, notifications: VecDeque::new() })
+        .map_err(|source| OvsError::Connect {
+            addr: addr.to_string(),
+            source,
+        })?;
+        Ok(Connection {
+            addr: addr.clone(),
+            stream,
+            buf: Vec::with_capacity(64 * 1024),
+            next_id: 0,
+            notifications: VecDeque::new(),
+        })
     }
 
     pub fn addr(&self) -> &DbAddr {
@@ -102,7 +113,10 @@ impl Connection {
     }
 
     fn io_err(&self, source: std::io::Error) -> OvsError {
-        OvsError::Io { addr: self.addr.to_string(), source }
+        OvsError::Io {
+            addr: self.addr.to_string(),
+            source,
+        }
     }
 
     fn send(&mut self, msg: &Value) -> Result<()> {
@@ -119,13 +133,21 @@ impl Connection {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(OvsError::Timeout { addr: self.addr.to_string(), secs: CALL_TIMEOUT.as_secs() });
+                return Err(OvsError::Timeout {
+                    addr: self.addr.to_string(),
+                    secs: CALL_TIMEOUT.as_secs(),
+                });
             }
-            let Some(msg) = self.receive(left)? else { continue };
+            let Some(msg) = self.receive(left)? else {
+                continue;
+            };
             if msg.get("id").and_then(Value::as_u64) == Some(id) && msg.get("method").is_none() {
                 let error = msg.get("error").cloned().unwrap_or(Value::Null);
                 if !error.is_null() {
-                    return Err(OvsError::Rpc { method: method.to_string(), error: error.to_string() });
+                    return Err(OvsError::Rpc {
+                        method: method.to_string(),
+                        error: error.to_string(),
+                    });
                 }
                 return Ok(msg.get("result").cloned().unwrap_or(Value::Null));
             }
@@ -173,19 +195,30 @@ impl Connection {
         loop {
             if let Some(end) = frame_end(&self.buf) {
                 let frame: Vec<u8> = self.buf.drain(..end).collect();
-                let value = serde_json::from_slice(&frame).map_err(|e| OvsError::Protocol(e.to_string()))?;
+                let value = serde_json::from_slice(&frame)
+                    .map_err(|e| OvsError::Protocol(e.to_string()))?;
                 return Ok(Some(value));
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Ok(None);
             }
-            self.stream.set_read_timeout(Some(left.max(Duration::from_millis(1)))).map_err(|e| self.io_err(e))?;
+            self.stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .map_err(|e| self.io_err(e))?;
             let mut chunk = [0u8; 64 * 1024];
             match self.stream.read(&mut chunk) {
-                Ok(0) => return Err(OvsError::Closed { addr: self.addr.to_string() }),
+                Ok(0) => {
+                    return Err(OvsError::Closed {
+                        addr: self.addr.to_string(),
+                    });
+                }
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) => {}
                 Err(e) => return Err(self.io_err(e)),
             }
         }
@@ -244,8 +277,14 @@ mod tests {
 
     #[test]
     fn parses_addresses() {
-        assert_eq!(DbAddr::parse("unix:/run/db.sock").unwrap(), DbAddr::Unix("/run/db.sock".into()));
-        assert_eq!(DbAddr::parse("tcp:127.0.0.1:6640").unwrap(), DbAddr::Tcp("127.0.0.1:6640".into()));
+        assert_eq!(
+            DbAddr::parse("unix:/run/db.sock").unwrap(),
+            DbAddr::Unix("/run/db.sock".into())
+        );
+        assert_eq!(
+            DbAddr::parse("tcp:127.0.0.1:6640").unwrap(),
+            DbAddr::Tcp("127.0.0.1:6640".into())
+        );
         assert!(DbAddr::parse("/run/db.sock").is_err());
         assert!(DbAddr::parse("tcp:host").is_err());
         assert!(DbAddr::parse("unix:").is_err());

@@ -30,7 +30,9 @@ pub fn monitor(addr: &DbAddr) -> Result<Connection> {
 /// Waits until the database changes or `period` passes. Returns `true` on a change.
 /// Changes arriving in a burst (`settle`) are coalesced into one wake-up.
 pub fn wait_for_change(conn: &mut Connection, period: Duration, settle: Duration) -> Result<bool> {
-    let Some(_) = conn.next_notification(period)? else { return Ok(false) };
+    let Some(_) = conn.next_notification(period)? else {
+        return Ok(false);
+    };
     let until = Instant::now() + settle;
     while let Some(left) = until.checked_duration_since(Instant::now()) {
         if conn.next_notification(left)?.is_none() {

@@ -30,13 +30,17 @@ pub fn root_or_skip(what: &str) -> bool {
 }
 
 pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    out
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
 
 pub fn ok(cmd: &mut Command) -> String {
     let out = run(cmd);
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -64,7 +68,10 @@ pub struct Ovs {
 
 impl Ovs {
     pub fn start(name: &str) -> Ovs {
-        let dir = tempfile::Builder::new().prefix("gb-ovs-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("gb-ovs-")
+            .tempdir()
+            .unwrap();
         let netns = format!("gbt-{name}-{}", tag());
         ok(Command::new("ip").args(["netns", "add", &netns]));
         let original_ns = File::open("/proc/thread-self/ns/net").unwrap();
@@ -72,9 +79,19 @@ impl Ovs {
         // SAFETY: plain syscall on valid fds; only this thread changes namespace.
         let rc = unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWNET) };
         assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-        let mut ovs = Ovs { dir, netns, extra_netns: vec![], original_ns, ovsdb: None, vswitchd: None };
+        let mut ovs = Ovs {
+            dir,
+            netns,
+            extra_netns: vec![],
+            original_ns,
+            ovsdb: None,
+            vswitchd: None,
+        };
         ok(Command::new("ip").args(["link", "set", "lo", "up"]));
-        ok(Command::new("ovsdb-tool").arg("create").arg(ovs.db_file()).arg(SCHEMA));
+        ok(Command::new("ovsdb-tool")
+            .arg("create")
+            .arg(ovs.db_file())
+            .arg(SCHEMA));
         ovs.start_ovsdb();
         ovs.vsctl(&["--no-wait", "init"]);
         ovs.start_vswitchd();
@@ -91,15 +108,24 @@ impl Ovs {
         DbAddr::parse(&format!("unix:{}", self.sock().display())).unwrap()
     }
     pub fn ofctl(&self) -> Ofctl {
-        Ofctl { program: "ovs-ofctl".into(), rundir: Some(self.dir.path().to_path_buf()) }
+        Ofctl {
+            program: "ovs-ofctl".into(),
+            rundir: Some(self.dir.path().to_path_buf()),
+        }
     }
     pub fn options(&self) -> Options {
-        Options { ofctl: self.ofctl(), ..Options::default() }
+        Options {
+            ofctl: self.ofctl(),
+            ..Options::default()
+        }
     }
 
     fn envs(&self, cmd: &mut Command) {
         let d = self.dir.path();
-        cmd.env("OVS_RUNDIR", d).env("OVS_DBDIR", d).env("OVS_LOGDIR", d).env("OVS_SYSCONFDIR", d);
+        cmd.env("OVS_RUNDIR", d)
+            .env("OVS_DBDIR", d)
+            .env("OVS_LOGDIR", d)
+            .env("OVS_SYSCONFDIR", d);
     }
 
     pub fn start_ovsdb(&mut self) {
@@ -135,19 +161,26 @@ impl Ovs {
             .stderr(Stdio::null());
         self.envs(&mut cmd);
         self.vswitchd = Some(cmd.spawn().expect("spawn ovs-vswitchd"));
-        wait_for(|| self.dir.path().join("vswitchd.ctl").exists(), "ovs-vswitchd control socket");
+        wait_for(
+            || self.dir.path().join("vswitchd.ctl").exists(),
+            "ovs-vswitchd control socket",
+        );
     }
 
     pub fn vsctl_out(&self, args: &[&str]) -> String {
         let mut cmd = Command::new("ovs-vsctl");
-        cmd.arg(format!("--db=unix:{}", self.sock().display())).arg("--timeout=10").args(args);
+        cmd.arg(format!("--db=unix:{}", self.sock().display()))
+            .arg("--timeout=10")
+            .args(args);
         self.envs(&mut cmd);
         String::from_utf8_lossy(&run(&mut cmd).stdout).into_owned()
     }
 
     pub fn vsctl(&self, args: &[&str]) -> String {
         let mut cmd = Command::new("ovs-vsctl");
-        cmd.arg(format!("--db=unix:{}", self.sock().display())).arg("--timeout=10").args(args);
+        cmd.arg(format!("--db=unix:{}", self.sock().display()))
+            .arg("--timeout=10")
+            .args(args);
         self.envs(&mut cmd);
         ok(&mut cmd)
     }
@@ -183,29 +216,48 @@ impl Ovs {
     /// Committed transactions whose comment says they came from ghostbridge-ovs, read from the database file.
     pub fn reconciler_commits(&self) -> usize {
         let text = std::fs::read(self.db_file()).unwrap();
-        String::from_utf8_lossy(&text).matches("\"_comment\":\"ghostbridge-ovs").count()
+        String::from_utf8_lossy(&text)
+            .matches("\"_comment\":\"ghostbridge-ovs")
+            .count()
     }
 
     /// `_uuid` and `_version` of every row of `table`, read with ovsdb-client (sorted).
     pub fn row_versions(&self, table: &str) -> Vec<String> {
         let q = serde_json::json!(["Open_vSwitch", {"op": "select", "table": table, "where": [], "columns": ["_uuid", "_version"]}]);
-        let out = ok(Command::new("ovsdb-client").arg("transact").arg(format!("unix:{}", self.sock().display())).arg(q.to_string()));
+        let out = ok(Command::new("ovsdb-client")
+            .arg("transact")
+            .arg(format!("unix:{}", self.sock().display()))
+            .arg(q.to_string()));
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        let mut rows: Vec<String> = v[0]["rows"].as_array().unwrap().iter().map(|r| r.to_string()).collect();
+        let mut rows: Vec<String> = v[0]["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
         rows.sort();
         rows
     }
 
     pub fn next_cfg(&self) -> String {
-        self.vsctl(&["get", "Open_vSwitch", ".", "next_cfg"]).trim().to_string()
+        self.vsctl(&["get", "Open_vSwitch", ".", "next_cfg"])
+            .trim()
+            .to_string()
     }
 
     pub fn bridges(&self) -> Vec<String> {
-        self.vsctl(&["list-br"]).lines().map(str::to_string).collect()
+        self.vsctl(&["list-br"])
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 
     pub fn ports(&self, bridge: &str) -> Vec<String> {
-        let mut v: Vec<String> = self.vsctl(&["list-ports", bridge]).lines().map(str::to_string).collect();
+        let mut v: Vec<String> = self
+            .vsctl(&["list-ports", bridge])
+            .lines()
+            .map(str::to_string)
+            .collect();
         v.sort();
         v
     }
@@ -214,7 +266,10 @@ impl Ovs {
 pub fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < Duration::from_secs(10), "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
