@@ -318,3 +318,57 @@ fn missing_socket_and_wrong_schema_are_clear_errors() {
     assert!(matches!(e, OvsError::SchemaMismatch { .. }), "{e}");
     assert!(e.to_string().contains("Open_vSwitch schema"), "{e}");
 }
+
+#[test]
+fn a_concurrent_writer_makes_the_transaction_fail_without_writing() {
+    if !root_or_skip("OVS transaction conflict") {
+        return;
+    }
+    let ovs = Ovs::start("cfl");
+    let config = ovs
+        .config(json!([{"name": "gbk0", "datapath_type": "netdev", "internal_ports": ["gbk0-a"]}]));
+    let mut conn = ovs::apply::connect(&ovs.addr()).unwrap();
+    let snap = ovs::state::read(&mut conn).unwrap();
+    let plan = ovs::plan::plan(&config, &snap).unwrap();
+    assert!(!plan.is_empty());
+
+    // Another client creates the same bridge (by hand) between our read and our write.
+    ovs.vsctl(&[
+        "add-br",
+        "gbk0",
+        "--",
+        "set",
+        "bridge",
+        "gbk0",
+        "datapath_type=netdev",
+    ]);
+    let e = ovs::apply::commit(&mut conn, &snap, &plan).unwrap_err();
+    assert!(matches!(e, OvsError::Conflict { .. }), "{e}");
+    assert_eq!(ovs.reconciler_commits(), 0, "nothing was written");
+    assert_eq!(ovs.ports("gbk0"), Vec::<String>::new());
+    assert_eq!(ovs.vsctl_out(&["br-get-external-id", "gbk0"]).trim(), "");
+
+    // A fresh apply re-reads, sees the hand-made bridge and refuses to take it over.
+    let e = ovs::apply(&ovs.addr(), &config, &ovs.options()).unwrap_err();
+    assert!(matches!(e, OvsError::Unowned(_)), "{e}");
+
+    // A writer touching an unrelated column of a row we read also trips the guard.
+    ovs.vsctl(&["del-br", "gbk0"]);
+    ovs::apply(&ovs.addr(), &config, &ovs.options()).unwrap();
+    let changed =
+        ovs.config(json!([{"name": "gbk0", "datapath_type": "netdev", "internal_ports": []}]));
+    let snap = ovs::state::read(&mut conn).unwrap();
+    let plan = ovs::plan::plan(&changed, &snap).unwrap();
+    ovs.vsctl(&["br-set-external-id", "gbk0", "owner", "someone"]);
+    let e = ovs::apply::commit(&mut conn, &snap, &plan).unwrap_err();
+    assert!(matches!(e, OvsError::Conflict { .. }), "{e}");
+    assert_eq!(ovs.ports("gbk0"), vec!["gbk0-a"]);
+    // apply retries on its own: re-read, re-plan, commit.
+    let r = ovs::apply(&ovs.addr(), &changed, &ovs.options()).unwrap();
+    assert_eq!(r.transactions, 1);
+    assert_eq!(ovs.ports("gbk0"), Vec::<String>::new());
+    assert_eq!(
+        ovs.vsctl(&["br-get-external-id", "gbk0", "owner"]).trim(),
+        "someone"
+    );
+}

@@ -230,6 +230,23 @@ fn converge_once(
         }
         return Ok(());
     }
+    let want = commit(conn, &snap, &plan)?;
+    report.transactions += 1;
+    report.changes.extend(plan.changes);
+    if let Some(want) = want {
+        wait_for_vswitchd(conn, want, opts.vswitchd_timeout)?;
+    }
+    Ok(())
+}
+
+/// Writes `plan` in one transaction guarded by `snap`'s `wait`s, bumping
+/// `next_cfg` so ovs-vswitchd reconfigures. Returns the `next_cfg` to wait for.
+/// `Conflict` means another client changed what `snap` read: nothing was written.
+pub fn commit(
+    conn: &mut Connection,
+    snap: &state::Snapshot,
+    plan: &plan::Plan,
+) -> Result<Option<i64>> {
     let mut ops: Vec<Value> = vec![json!(DATABASE)];
     ops.extend(snap.guards.iter().cloned());
     let n_guards = snap.guards.len();
@@ -238,6 +255,7 @@ fn converge_once(
     if let Some(u) = &snap.ovs_uuid {
         let w = json!([["_uuid", "==", ["uuid", u]]]);
         ops.push(json!({"op": "mutate", "table": "Open_vSwitch", "where": w, "mutations": [["next_cfg", "+=", 1]]}));
+        // Result i belongs to ops[i + 1] (ops[0] is the database name): this is the select's.
         cfg_select = Some(ops.len() - 1);
         ops.push(
             json!({"op": "select", "table": "Open_vSwitch", "where": w, "columns": ["next_cfg"]}),
@@ -258,20 +276,15 @@ fn converge_once(
             return Err(OvsError::TransactFailed(format!("{err}: {details}")));
         }
     }
-    report.transactions += 1;
-    report.changes.extend(plan.changes);
-    if let Some(i) = cfg_select {
-        // `i` is the index in `ops` (database name first), so the select's result is at `i`.
-        let want = results
+    Ok(cfg_select.map(|i| {
+        results
             .get(i)
             .and_then(|r| r.get("rows"))
             .and_then(|rows| rows.get(0))
             .and_then(|row| row.get("next_cfg"))
             .and_then(Value::as_i64)
-            .unwrap_or(snap.next_cfg + 1);
-        wait_for_vswitchd(conn, want, opts.vswitchd_timeout)?;
-    }
-    Ok(())
+            .unwrap_or(snap.next_cfg + 1)
+    }))
 }
 
 /// Polls `cur_cfg` until ovs-vswitchd has applied configuration `want`.
