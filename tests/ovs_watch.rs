@@ -48,7 +48,7 @@ fn watch_restores_a_deleted_port_within_a_second() {
                 &opts,
                 Duration::from_millis(200),
                 &stop,
-                |r| match r {
+                |r, _| match r {
                     Ok(_) => {
                         applied.fetch_add(1, Ordering::SeqCst);
                     }

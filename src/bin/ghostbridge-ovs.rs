@@ -133,11 +133,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let mut totals = ovs::metrics::Totals::default();
             let mut ready = false;
-            let mut last = Instant::now();
             let stop = std::sync::atomic::AtomicBool::new(false);
-            ovs::watch::run(&addr, &config, &opts, period, &stop, |r| {
-                let took = last.elapsed();
-                last = Instant::now();
+            ovs::watch::run(&addr, &config, &opts, period, &stop, |r, took| {
                 totals.record(r.as_ref().map_err(|_| ()));
                 write_metrics(&config, &totals, took, r.is_ok());
                 notify::watchdog();

@@ -42,7 +42,7 @@ pub fn wait_for_change(conn: &mut Connection, period: Duration, settle: Duration
     Ok(true)
 }
 
-/// Runs until `stop` is set: `on_result` is told the outcome of every apply (log it,
+/// Runs until `stop` is set: `on_result` is told the outcome and duration of every apply (log it,
 /// notify systemd). Connection failures are retried with backoff and reported through
 /// `on_result`. `stop` is checked at least every `period`.
 pub fn run(
@@ -51,34 +51,36 @@ pub fn run(
     opts: &Options,
     period: Duration,
     stop: &AtomicBool,
-    mut on_result: impl FnMut(&Result<Report>),
+    mut on_result: impl FnMut(&Result<Report>, Duration),
 ) {
     let mut backoff = Duration::from_millis(100);
     while !stop.load(Ordering::Relaxed) {
         let mut mon = match monitor(addr) {
             Ok(m) => m,
             Err(e) => {
-                on_result(&Err(e));
+                on_result(&Err(e), Duration::ZERO);
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
             }
         };
         // Subscribe first, then apply: nothing that happens in between is missed.
+        let started = Instant::now();
         let r = apply::apply(addr, config, opts);
-        on_result(&r);
+        on_result(&r, started.elapsed());
         while !stop.load(Ordering::Relaxed) {
             match wait_for_change(&mut mon, period, Duration::from_millis(10)) {
                 Ok(false) if stop.load(Ordering::Relaxed) => return,
                 Ok(_) => {
+                    let started = Instant::now();
                     let r = apply::apply(addr, config, opts);
                     if r.is_ok() {
                         backoff = Duration::from_millis(100);
                     }
-                    on_result(&r);
+                    on_result(&r, started.elapsed());
                 }
                 Err(e) => {
-                    on_result(&Err(e));
+                    on_result(&Err(e), Duration::ZERO);
                     break;
                 }
             }
