@@ -105,14 +105,14 @@ pub fn status(addr: &DbAddr, config: &Config, opts: &Options) -> super::error::R
             if let Some(e) = ifaces.iter().find_map(|i| i.error.as_deref()) {
                 notes.push(format!("ERROR: {e}"));
             }
-            let _ = writeln!(
-                out,
+            let line = format!(
                 "  port {:<15} {:<9} ofport {:<6} {}",
                 p.name,
                 kind,
                 ofport,
                 notes.join("; ")
             );
+            let _ = writeln!(out, "{}", line.trim_end());
         }
         if let Some(spec) = spec {
             match opts.ofctl.dump(name) {
