@@ -372,3 +372,29 @@ fn a_concurrent_writer_makes_the_transaction_fail_without_writing() {
         "someone"
     );
 }
+
+#[test]
+fn an_uninitialised_database_gets_its_root_row() {
+    if !root_or_skip("OVS uninitialised database") {
+        return;
+    }
+    let ovs = Ovs::start_with("noinit", false);
+    assert_eq!(ovs.row_versions("Open_vSwitch").len(), 0);
+    let config = ovs
+        .config(json!([{"name": "gbi0", "datapath_type": "netdev", "internal_ports": ["gbi0-a"]}]));
+    let r = ovs::apply(&ovs.addr(), &config, &ovs.options()).unwrap();
+    assert_eq!(r.transactions, 1);
+    assert_eq!(ovs.row_versions("Open_vSwitch").len(), 1);
+    assert_eq!(ovs.ports("gbi0"), vec!["gbi0-a"]);
+    // ovs-vswitchd picked it up: the bridge answers OpenFlow.
+    assert!(
+        ovs.ofctl_out(&["dump-flows", "gbi0"])
+            .contains("actions=NORMAL")
+    );
+    assert_eq!(
+        ovs::apply(&ovs.addr(), &config, &ovs.options())
+            .unwrap()
+            .transactions,
+        0
+    );
+}

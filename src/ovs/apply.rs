@@ -276,6 +276,9 @@ pub fn commit(
             return Err(OvsError::TransactFailed(format!("{err}: {details}")));
         }
     }
+    if snap.ovs_uuid.is_none() {
+        return Ok(Some(plan::FIRST_CFG)); // the plan created the row with this next_cfg
+    }
     Ok(cfg_select.map(|i| {
         results
             .get(i)

@@ -136,6 +136,9 @@ impl Plan {
     }
 }
 
+/// `next_cfg` of an `Open_vSwitch` row this program creates.
+pub const FIRST_CFG: i64 = 1;
+
 fn mark() -> BTreeMap<String, String> {
     BTreeMap::from([(MANAGED_KEY.to_string(), MANAGED_VALUE.to_string())])
 }
@@ -266,9 +269,13 @@ pub fn plan(config: &Config, snap: &Snapshot) -> Result<Plan> {
     // Rows the Open_vSwitch row references but that no select returned cannot exist (referential integrity).
     if bridges_changed {
         match &snap.ovs_uuid {
-            Some(u) => b.ops.push(json!({"op": "update", "table": "Open_vSwitch", "where": where_uuid(u),
-                "row": {"bridges": atom::set(bridge_set)}})),
-            None => b.ops.push(json!({"op": "insert", "table": "Open_vSwitch", "row": {"bridges": atom::set(bridge_set)}})),
+            Some(u) => b.ops.push(
+                json!({"op": "update", "table": "Open_vSwitch", "where": where_uuid(u),
+                "row": {"bridges": atom::set(bridge_set)}}),
+            ),
+            // A database nobody initialised (`ovs-vsctl init`): create its root row.
+            None => b.ops.push(json!({"op": "insert", "table": "Open_vSwitch",
+                "row": {"bridges": atom::set(bridge_set), "next_cfg": FIRST_CFG}})),
         }
     }
     Ok(Plan {

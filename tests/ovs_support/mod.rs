@@ -68,6 +68,11 @@ pub struct Ovs {
 
 impl Ovs {
     pub fn start(name: &str) -> Ovs {
+        Ovs::start_with(name, true)
+    }
+
+    /// `init = false` leaves the database without its `Open_vSwitch` row.
+    pub fn start_with(name: &str, init: bool) -> Ovs {
         let dir = tempfile::Builder::new()
             .prefix("gb-ovs-")
             .tempdir()
@@ -93,7 +98,9 @@ impl Ovs {
             .arg(ovs.db_file())
             .arg(SCHEMA));
         ovs.start_ovsdb();
-        ovs.vsctl(&["--no-wait", "init"]);
+        if init {
+            ovs.vsctl(&["--no-wait", "init"]);
+        }
         ovs.start_vswitchd();
         ovs
     }
