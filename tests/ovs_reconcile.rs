@@ -398,3 +398,31 @@ fn an_uninitialised_database_gets_its_root_row() {
         0
     );
 }
+
+#[test]
+fn works_over_tcp_too() {
+    if !root_or_skip("OVS over TCP") {
+        return;
+    }
+    let ovs = Ovs::start("tcp");
+    let config = ovs
+        .config(json!([{"name": "gbt0", "datapath_type": "netdev", "internal_ports": ["gbt0-a"]}]));
+    let addr = ovs::DbAddr::parse("tcp:127.0.0.1:6640").unwrap();
+    ovs_support::wait_for(
+        || std::net::TcpStream::connect("127.0.0.1:6640").is_ok(),
+        "ovsdb-server TCP remote",
+    );
+    assert_eq!(
+        ovs::apply(&addr, &config, &ovs.options())
+            .unwrap()
+            .transactions,
+        1
+    );
+    assert_eq!(ovs.ports("gbt0"), vec!["gbt0-a"]);
+    assert_eq!(
+        ovs::apply(&addr, &config, &ovs.options())
+            .unwrap()
+            .transactions,
+        0
+    );
+}

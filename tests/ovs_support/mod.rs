@@ -141,6 +141,8 @@ impl Ovs {
         let mut cmd = Command::new("ovsdb-server");
         cmd.arg(self.db_file())
             .arg(format!("--remote=punix:{}", self.sock().display()))
+            // Each test has its own network namespace, so a fixed loopback port cannot collide.
+            .arg("--remote=ptcp:6640:127.0.0.1")
             .arg(format!("--unixctl={}", d.join("ovsdb.ctl").display()))
             .arg(format!("--log-file={}", d.join("ovsdb.log").display()))
             .stdout(Stdio::null())
