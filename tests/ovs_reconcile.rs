@@ -426,3 +426,24 @@ fn works_over_tcp_too() {
         0
     );
 }
+
+#[test]
+fn a_bad_extra_flow_keeps_the_old_flows() {
+    if !root_or_skip("OVS bad extra flow") {
+        return;
+    }
+    let ovs = Ovs::start("flw");
+    let good = ovs.config(json!([{"name": "gbf0", "datapath_type": "netdev",
+        "extra_flows": ["priority=10,arp,actions=NORMAL"]}]));
+    ovs::apply(&ovs.addr(), &good, &ovs.options()).unwrap();
+    let before = ovs.ofctl_out(&["dump-flows", "--no-stats", "gbf0"]);
+    let bad = ovs.config(json!([{"name": "gbf0", "datapath_type": "netdev",
+        "extra_flows": ["priority=10,arp,actions=NORMAL", "priority=20,no_such_field=1,actions=drop"]}]));
+    let e = ovs::apply(&ovs.addr(), &bad, &ovs.options()).unwrap_err();
+    assert!(matches!(e, OvsError::Flows { .. }), "{e}");
+    assert!(
+        e.to_string().contains("no_such_field") && e.to_string().contains("extra_flows"),
+        "{e}"
+    );
+    assert_eq!(ovs.ofctl_out(&["dump-flows", "--no-stats", "gbf0"]), before);
+}

@@ -5,6 +5,7 @@
 
 use std::io::Write as _;
 use std::path::PathBuf;
+use std::process::Stdio;
 use std::process::{Command, Output};
 
 use super::config::BridgeSpec;
@@ -32,21 +33,34 @@ impl Default for Ofctl {
 }
 
 impl Ofctl {
-    fn run(&self, args: &[&str]) -> Result<Output> {
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<Output> {
+        let spawn_err = |source| OvsError::Spawn {
+            program: self.program.display().to_string(),
+            source,
+        };
         let mut cmd = Command::new(&self.program);
-        cmd.args(args);
+        cmd.args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         if let Some(d) = &self.rundir {
             cmd.env("OVS_RUNDIR", d);
         }
-        cmd.output().map_err(|source| OvsError::Spawn {
-            program: self.program.display().to_string(),
-            source,
-        })
+        let mut child = cmd.spawn().map_err(spawn_err)?;
+        if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            // A write error (ovs-ofctl exited early) shows up in its exit status and stderr.
+            let _ = pipe.write_all(text.as_bytes());
+        }
+        child.wait_with_output().map_err(spawn_err)
     }
 
     /// The bridge's flows, normalized and sorted.
     pub fn dump(&self, bridge: &str) -> Result<Vec<String>> {
-        let out = self.run(&["dump-flows", "--names", "--no-stats", bridge])?;
+        let out = self.run(&["dump-flows", "--names", "--no-stats", bridge], None)?;
         if !out.status.success() {
             return Err(OvsError::Flows {
                 bridge: bridge.to_string(),
@@ -70,16 +84,13 @@ impl Ofctl {
             bridge: bridge.to_string(),
             msg,
         };
-        let mut file = tempfile::NamedTempFile::new()
-            .map_err(|e| err(format!("cannot create a temporary flow file: {e}")))?;
+        let mut text = String::new();
         for f in flows {
-            writeln!(file, "{f}")
-                .map_err(|e| err(format!("cannot write the temporary flow file: {e}")))?;
+            text.push_str(f);
+            text.push('\n');
         }
-        file.flush()
-            .map_err(|e| err(format!("cannot write the temporary flow file: {e}")))?;
-        let path = file.path().to_string_lossy().to_string();
-        let out = self.run(&["--bundle", "replace-flows", bridge, &path])?;
+        // The flows go in on stdin ("-"): no temporary file.
+        let out = self.run(&["--bundle", "replace-flows", bridge, "-"], Some(&text))?;
         if !out.status.success() {
             return Err(err(format!(
                 "ovs-ofctl --bundle replace-flows failed, the old flows stay in place: {}. Check extra_flows for syntax errors",
