@@ -20,6 +20,8 @@ const ETH_GSTRING_LEN: usize = 32;
 pub struct Feature {
     pub name: String,
     pub changeable: bool,
+    /// What was asked for (by us or anyone); the driver may keep a feature on regardless.
+    pub requested: bool,
     pub active: bool,
 }
 
@@ -213,17 +215,27 @@ pub fn features(iface: &str) -> Result<Vec<Feature>> {
         .enumerate()
         .map(|(i, name)| Feature {
             changeable: bit(&words, i, 0) && !bit(&words, i, 3),
+            requested: bit(&words, i, 1),
             active: bit(&words, i, 2),
             name,
         })
         .collect())
 }
 
-/// Offloads that are on and could be turned off.
+/// Offloads that are on and requested on: what [`disable_offloads`] would turn off.
 pub fn pending(iface: &str) -> Result<Vec<String>> {
     Ok(features(iface)?
         .into_iter()
-        .filter(|f| f.changeable && f.active && is_offload(&f.name))
+        .filter(|f| f.changeable && f.active && f.requested && is_offload(&f.name))
+        .map(|f| f.name)
+        .collect())
+}
+
+/// Offloads requested off that the driver keeps on (refused earlier; not drift).
+pub fn kept_on(iface: &str) -> Result<Vec<String>> {
+    Ok(features(iface)?
+        .into_iter()
+        .filter(|f| f.changeable && f.active && !f.requested && is_offload(&f.name))
         .map(|f| f.name)
         .collect())
 }
@@ -236,7 +248,12 @@ pub fn disable_offloads(iface: &str) -> Result<OffloadReport> {
     let before = e.get(count)?;
     let targets: Vec<usize> = (0..count)
         .filter(|&i| {
-            bit(&before, i, 0) && !bit(&before, i, 3) && bit(&before, i, 2) && is_offload(&names[i])
+            let (changeable, requested, active) = (
+                bit(&before, i, 0) && !bit(&before, i, 3),
+                bit(&before, i, 1),
+                bit(&before, i, 2),
+            );
+            changeable && requested && active && is_offload(&names[i])
         })
         .collect();
     let mut report = OffloadReport {

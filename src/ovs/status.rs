@@ -151,6 +151,15 @@ pub fn status(addr: &DbAddr, config: &Config, opts: &Options) -> super::error::R
                         let _ = writeln!(out, "  offload on {up}: cannot read ({e})");
                     }
                 }
+                if let Ok(kept) = ethtool::kept_on(up)
+                    && !kept.is_empty()
+                {
+                    let _ = writeln!(
+                        out,
+                        "  offload on {up}: the driver keeps on: {}",
+                        kept.join(", ")
+                    );
+                }
             }
         }
     }
