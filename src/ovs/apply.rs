@@ -2,6 +2,7 @@
 //! and retry on conflict or a lost connection, bounded), wait until
 //! ovs-vswitchd has applied it, then sync flows and turn uplink offloads off.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -93,10 +94,10 @@ pub fn apply(addr: &DbAddr, config: &Config, opts: &Options) -> Result<Report> {
     };
     let mut report = Report::default();
     let mut attempt = 0;
-    loop {
+    let unchanged = loop {
         attempt += 1;
         match converge_once(&mut conn, config, opts, &mut report) {
-            Ok(()) => break,
+            Ok(unchanged) => break unchanged,
             Err(OvsError::Conflict { .. }) if attempt < opts.max_attempts => continue,
             Err(OvsError::Conflict { .. }) => return Err(OvsError::Conflict { attempts: attempt }),
             Err(OvsError::Closed { .. } | OvsError::Io { .. } | OvsError::Connect { .. }) => {
@@ -107,7 +108,7 @@ pub fn apply(addr: &DbAddr, config: &Config, opts: &Options) -> Result<Report> {
             }
             Err(e) => return Err(e),
         }
-    }
+    };
 
     // Flows and offload need ovs-vswitchd to have the bridges; `converge_once` waited for that.
     for (b, replaced) in config.bridges.iter().zip(sync_flows(&opts.ofctl, config)) {
@@ -127,15 +128,19 @@ pub fn apply(addr: &DbAddr, config: &Config, opts: &Options) -> Result<Report> {
             report.offload.push(r);
         }
     }
-    let snap = state::read(&mut conn)?;
+    // Interface errors as ovs-vswitchd reports them (re-read only if something was written).
+    let snap = match unchanged {
+        Some(snap) => snap,
+        None => state::read(&mut conn)?,
+    };
+    let errors: HashMap<&str, &str> = snap
+        .interfaces
+        .values()
+        .filter_map(|i| Some((i.name.as_str(), i.error.as_deref()?)))
+        .collect();
     for b in &config.bridges {
         for p in b.desired_ports() {
-            if let Some(err) = snap
-                .interfaces
-                .values()
-                .find(|i| i.name == p.name)
-                .and_then(|i| i.error.clone())
-            {
+            if let Some(err) = errors.get(p.name.as_str()) {
                 report.warnings.push(format!(
                     "interface {} on bridge {}: ovs-vswitchd reports: {err}",
                     p.name, b.name
@@ -215,20 +220,22 @@ fn reconnect(
 }
 
 /// One read-plan-write cycle. `Conflict` means the guards tripped and nothing was written.
+/// Returns the snapshot when it was already in sync (nothing written), `None` after a commit.
 fn converge_once(
     conn: &mut Connection,
     config: &Config,
     opts: &Options,
     report: &mut Report,
-) -> Result<()> {
+) -> Result<Option<state::Snapshot>> {
     let snap = state::read(conn)?;
     let plan = plan::plan(config, &snap)?;
     if plan.is_empty() {
         // Still make sure ovs-vswitchd caught up with earlier writes before touching flows.
         if snap.ovs_uuid.is_some() && snap.cur_cfg < snap.next_cfg {
             wait_for_vswitchd(conn, snap.next_cfg, opts.vswitchd_timeout)?;
+            return Ok(None);
         }
-        return Ok(());
+        return Ok(Some(snap));
     }
     let want = commit(conn, &snap, &plan)?;
     report.transactions += 1;
@@ -236,7 +243,7 @@ fn converge_once(
     if let Some(want) = want {
         wait_for_vswitchd(conn, want, opts.vswitchd_timeout)?;
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Writes `plan` in one transaction guarded by `snap`'s `wait`s, bumping
