@@ -89,6 +89,10 @@ fn converges_from_empty_and_reapply_writes_nothing() {
     let again = ovs::apply(&ovs.addr(), &config, &ovs.options()).unwrap();
     assert_eq!(again.transactions, 0);
     assert!(
+        again.flows_via_control_socket,
+        "flows read in one round trip through ovs-vswitchd's control socket"
+    );
+    assert!(
         again.changes.is_empty() && again.flows_replaced.is_empty(),
         "{again:?}"
     );
@@ -107,6 +111,20 @@ fn converges_from_empty_and_reapply_writes_nothing() {
 
     let status = ovs::status::status(&ovs.addr(), &config, &ovs.options()).unwrap();
     assert!(status.drift.is_empty(), "{}", status.text);
+
+    // A flow changed in place (same match and priority, other actions) is noticed and put back.
+    ovs.ofctl_out(&[
+        "mod-flows",
+        "gbbr0",
+        "priority=1001,in_port=gbup0,dl_dst=ff:ff:ff:ff:ff:ff,actions=NORMAL",
+    ]);
+    let r = ovs::apply(&ovs.addr(), &config, &ovs.options()).unwrap();
+    assert_eq!(r.flows_replaced, vec!["gbbr0"]);
+    let flows = ovs.ofctl_out(&["dump-flows", "--names", "--no-stats", "gbbr0"]);
+    assert!(
+        flows.contains("priority=1001,in_port=gbup0,dl_dst=ff:ff:ff:ff:ff:ff actions=drop"),
+        "{flows}"
+    );
 }
 
 #[test]

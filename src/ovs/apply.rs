@@ -47,6 +47,8 @@ pub struct Report {
     pub transactions: u32,
     /// Bridges whose flows were replaced.
     pub flows_replaced: Vec<String>,
+    /// Whether flows were read through ovs-vswitchd's control socket (else `ovs-ofctl` only).
+    pub flows_via_control_socket: bool,
     pub offload: Vec<OffloadReport>,
     /// Problems ovs-vswitchd reported for our interfaces (Interface.error), and offloads refused.
     pub warnings: Vec<String>,
@@ -110,8 +112,16 @@ pub fn apply(addr: &DbAddr, config: &Config, opts: &Options) -> Result<Report> {
         }
     };
 
+    // What ovs-vswitchd reports back (ofport numbers, errors): re-read only if something was written.
+    let snap = match unchanged {
+        Some(snap) => snap,
+        None => state::read(&mut conn)?,
+    };
+
     // Flows and offload need ovs-vswitchd to have the bridges; `converge_once` waited for that.
-    for (b, replaced) in config.bridges.iter().zip(sync_flows(&opts.ofctl, config)) {
+    let (flow_results, quick) = sync_flows(&opts.ofctl, config, &snap);
+    report.flows_via_control_socket = quick;
+    for (b, replaced) in config.bridges.iter().zip(flow_results) {
         if replaced? {
             report.flows_replaced.push(b.name.clone());
         }
@@ -128,11 +138,6 @@ pub fn apply(addr: &DbAddr, config: &Config, opts: &Options) -> Result<Report> {
             report.offload.push(r);
         }
     }
-    // Interface errors as ovs-vswitchd reports them (re-read only if something was written).
-    let snap = match unchanged {
-        Some(snap) => snap,
-        None => state::read(&mut conn)?,
-    };
     let errors: HashMap<&str, &str> = snap
         .interfaces
         .values()
@@ -154,9 +159,60 @@ pub fn apply(addr: &DbAddr, config: &Config, opts: &Options) -> Result<Report> {
 /// How many `ovs-ofctl` processes run at once when checking flows.
 const FLOW_WORKERS: usize = 8;
 
-/// Syncs every bridge's flows, several bridges at a time; results in config order.
-fn sync_flows(ofctl: &Ofctl, config: &Config) -> Vec<Result<bool>> {
-    let n = config.bridges.len();
+/// OpenFlow port number -> interface name, per bridge.
+fn port_numbers(snap: &state::Snapshot, bridge: &str) -> HashMap<i64, String> {
+    let Some(b) = snap.bridge(bridge) else {
+        return HashMap::new();
+    };
+    b.ports
+        .iter()
+        .filter_map(|p| snap.ports.get(p))
+        .flat_map(|p| p.interfaces.iter().filter_map(|i| snap.interfaces.get(i)))
+        .filter_map(|i| Some((i.ofport?, i.name.clone())))
+        .collect()
+}
+
+/// Syncs every bridge's flows; results in config order. All bridges are first read
+/// at once through ovs-vswitchd's control socket; bridges that are not in sync then (or
+/// when that socket is unavailable) go through `ovs-ofctl`, several at a time.
+fn sync_flows(ofctl: &Ofctl, config: &Config, snap: &state::Snapshot) -> (Vec<Result<bool>>, bool) {
+    let maps: Vec<HashMap<i64, String>> = config
+        .bridges
+        .iter()
+        .map(|b| port_numbers(snap, &b.name))
+        .collect();
+    let quick = flows::vswitchd_ctl(ofctl.rundir.as_deref()).and_then(|ctl| {
+        let list: Vec<(&str, &HashMap<i64, String>)> = config
+            .bridges
+            .iter()
+            .zip(&maps)
+            .map(|(b, m)| (b.name.as_str(), m))
+            .collect();
+        flows::quick_dump(&ctl, &list)
+    });
+    let in_sync: Vec<bool> = config
+        .bridges
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            quick
+                .as_ref()
+                .and_then(|q| q.get(i))
+                .and_then(|f| f.as_ref())
+                .is_some_and(|have| *have == flows::normalized(&flows::desired(b)))
+        })
+        .collect();
+    let slow: Vec<usize> = (0..config.bridges.len()).filter(|&i| !in_sync[i]).collect();
+    let mut results: Vec<Result<bool>> = in_sync.iter().map(|_| Ok(false)).collect();
+    for (i, r) in slow.iter().zip(sync_with_ofctl(ofctl, config, &slow)) {
+        results[*i] = r;
+    }
+    (results, quick.is_some())
+}
+
+/// `ovs-ofctl` dump, compare and replace for the bridges at `which`, several at a time.
+fn sync_with_ofctl(ofctl: &Ofctl, config: &Config, which: &[usize]) -> Vec<Result<bool>> {
+    let n = which.len();
     let workers = FLOW_WORKERS.min(n.max(1));
     let mut results: Vec<Option<Result<bool>>> = (0..n).map(|_| None).collect();
     std::thread::scope(|scope| {
@@ -166,7 +222,7 @@ fn sync_flows(ofctl: &Ofctl, config: &Config) -> Vec<Result<bool>> {
                     (w..n)
                         .step_by(workers)
                         .map(|i| {
-                            let b = &config.bridges[i];
+                            let b = &config.bridges[which[i]];
                             (i, ofctl.sync(&b.name, &flows::desired(b)))
                         })
                         .collect::<Vec<_>>()
@@ -182,7 +238,7 @@ fn sync_flows(ofctl: &Ofctl, config: &Config) -> Vec<Result<bool>> {
     });
     results
         .into_iter()
-        .zip(&config.bridges)
+        .zip(which.iter().map(|&i| &config.bridges[i]))
         .map(|(r, b)| {
             r.unwrap_or_else(|| {
                 Err(OvsError::Flows {

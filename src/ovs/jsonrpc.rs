@@ -126,11 +126,28 @@ impl Connection {
 
     /// Sends a request and waits for its response, returning `result` or the RPC error.
     pub fn call(&mut self, method: &str, params: Value) -> Result<Value> {
-        let id = self.next_id;
-        self.next_id += 1;
-        self.send(&json!({"method": method, "params": params, "id": id}))?;
+        let mut answers = self.call_many(method, vec![params])?;
+        answers
+            .pop()
+            .unwrap_or_else(|| Err(OvsError::Protocol(format!("no answer to {method}"))))
+    }
+
+    /// Sends several requests at once (pipelined) and collects their answers in order.
+    /// The outer error is a connection failure; each inner one is that request's RPC error.
+    pub fn call_many(&mut self, method: &str, params: Vec<Value>) -> Result<Vec<Result<Value>>> {
+        let first = self.next_id;
+        let n = params.len() as u64;
+        self.next_id += n;
+        let mut out = Vec::with_capacity(params.len() * 64);
+        for (i, p) in params.into_iter().enumerate() {
+            let msg = json!({"method": method, "params": p, "id": first + i as u64});
+            serde_json::to_writer(&mut out, &msg).map_err(|e| OvsError::Protocol(e.to_string()))?;
+        }
+        self.stream.write_all(&out).map_err(|e| self.io_err(e))?;
+        let mut answers: Vec<Option<Result<Value>>> = (0..n).map(|_| None).collect();
+        let mut missing = answers.len();
         let deadline = Instant::now() + CALL_TIMEOUT;
-        loop {
+        while missing > 0 {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(OvsError::Timeout {
@@ -141,18 +158,28 @@ impl Connection {
             let Some(msg) = self.receive(left)? else {
                 continue;
             };
-            if msg.get("id").and_then(Value::as_u64) == Some(id) && msg.get("method").is_none() {
-                let error = msg.get("error").cloned().unwrap_or(Value::Null);
-                if !error.is_null() {
-                    return Err(OvsError::Rpc {
-                        method: method.to_string(),
-                        error: error.to_string(),
+            let slot = msg
+                .get("id")
+                .and_then(Value::as_u64)
+                .filter(|id| msg.get("method").is_none() && *id >= first && *id < first + n)
+                .and_then(|id| answers.get_mut((id - first) as usize));
+            match slot {
+                Some(slot) if slot.is_none() => {
+                    let error = msg.get("error").cloned().unwrap_or(Value::Null);
+                    *slot = Some(if error.is_null() {
+                        Ok(msg.get("result").cloned().unwrap_or(Value::Null))
+                    } else {
+                        Err(OvsError::Rpc {
+                            method: method.to_string(),
+                            error: error.to_string(),
+                        })
                     });
+                    missing -= 1;
                 }
-                return Ok(msg.get("result").cloned().unwrap_or(Value::Null));
+                _ => self.dispatch(msg)?,
             }
-            self.dispatch(msg)?;
         }
+        Ok(answers.into_iter().flatten().collect())
     }
 
     /// Waits up to `timeout` for the next notification (e.g. a monitor `update`).

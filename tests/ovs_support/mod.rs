@@ -164,14 +164,18 @@ impl Ovs {
         let mut cmd = Command::new("ovs-vswitchd");
         cmd.arg(format!("unix:{}", self.sock().display()))
             .arg("--disable-system")
-            .arg(format!("--unixctl={}", d.join("vswitchd.ctl").display()))
+            // The default control socket, <rundir>/ovs-vswitchd.<pid>.ctl, found through the pidfile.
+            .arg(format!(
+                "--pidfile={}",
+                d.join("ovs-vswitchd.pid").display()
+            ))
             .arg(format!("--log-file={}", d.join("vswitchd.log").display()))
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         self.envs(&mut cmd);
         self.vswitchd = Some(cmd.spawn().expect("spawn ovs-vswitchd"));
         wait_for(
-            || self.dir.path().join("vswitchd.ctl").exists(),
+            || ghostbridge::ovs::flows::vswitchd_ctl(Some(d)).is_some_and(|c| c.exists()),
             "ovs-vswitchd control socket",
         );
     }
