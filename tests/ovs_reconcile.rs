@@ -465,3 +465,43 @@ fn a_bad_extra_flow_keeps_the_old_flows() {
     );
     assert_eq!(ovs.ofctl_out(&["dump-flows", "--no-stats", "gbf0"]), before);
 }
+
+#[test]
+fn a_hand_made_port_named_in_the_config_is_adopted_not_recreated() {
+    if !root_or_skip("OVS port adoption") {
+        return;
+    }
+    let ovs = Ovs::start("adopt");
+    let v1 = ovs.config(json!([{"name": "gba0", "datapath_type": "netdev"}]));
+    ovs::apply(&ovs.addr(), &v1, &ovs.options()).unwrap();
+    ovs.vsctl(&[
+        "add-port",
+        "gba0",
+        "gba0-h",
+        "--",
+        "set",
+        "interface",
+        "gba0-h",
+        "type=internal",
+    ]);
+    let uuid = ovs.vsctl(&["get", "Port", "gba0-h", "_uuid"]);
+    let v2 = ovs
+        .config(json!([{"name": "gba0", "datapath_type": "netdev", "internal_ports": ["gba0-h"]}]));
+    let r = ovs::apply(&ovs.addr(), &v2, &ovs.options()).unwrap();
+    let text: Vec<String> = r.changes.iter().map(|c| c.to_string()).collect();
+    assert_eq!(text, vec!["~ port gba0-h on bridge gba0: mark as managed"]);
+    assert_eq!(
+        ovs.vsctl(&["get", "Port", "gba0-h", "_uuid"]),
+        uuid,
+        "same row, not recreated"
+    );
+    assert_eq!(
+        ovs.vsctl(&["get", "Port", "gba0-h", "external_ids:ghostbridge-managed"])
+            .trim(),
+        "\"true\""
+    );
+    // Now that it is managed, dropping it from the config removes it.
+    let r = ovs::apply(&ovs.addr(), &v1, &ovs.options()).unwrap();
+    assert_eq!(r.changes.len(), 1);
+    assert!(ovs.ports("gba0").is_empty());
+}
