@@ -301,3 +301,9 @@ fn paths_are_plain() {
     let text = spec_with("[snapshots]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/c'.db\"\n");
     assert_one(&text, line_of(&text, "database"), 12, "database \"/var/lib/c'.db\" has characters other than");
 }
+
+#[test]
+fn absurd_durations_are_refused() {
+    let text = spec_with("[snapshots]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/c.db\"\nretention = \"400d\"\n");
+    assert_one(&text, line_of(&text, "retention"), 13, "it is longer than 366 days");
+}

@@ -14,6 +14,10 @@ pub struct DurationError {
     pub reason: &'static str,
 }
 
+/// The longest duration accepted: longer ones are certainly a typo, and
+/// capping them keeps every `Instant + duration` far from overflow.
+pub const MAX_MILLIS: u64 = 366 * 86_400_000;
+
 /// A duration that remembers how it was written, so that it prints back the same.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct HumanDuration {
@@ -91,6 +95,9 @@ impl FromStr for HumanDuration {
         if value == 0 {
             return Err(err("it must be greater than zero"));
         }
+        if value.checked_mul(unit.millis()).is_none_or(|ms| ms > MAX_MILLIS) {
+            return Err(err("it is longer than 366 days"));
+        }
         Ok(HumanDuration { value, unit })
     }
 }
@@ -135,6 +142,9 @@ mod tests {
             ("10", "the unit is missing"),
             ("1 s", "the unit is not one of ms, s, m, h, d"),
             ("0s", "it must be greater than zero"),
+            ("367d", "it is longer than 366 days"),
+            ("99999999999999999999ms", "the number is too large"),
+            ("18446744073709551615d", "it is longer than 366 days"),
             ("1.5s", "the unit is not one of ms, s, m, h, d"),
         ] {
             assert_eq!(text.parse::<HumanDuration>().unwrap_err().reason, reason, "{text}");
