@@ -92,7 +92,7 @@ fn daemon_chain_matches_kernel_and_tampering_is_named() {
     let img = BtrfsImage::new(300);
     let db = img.db();
     let d = Daemon::run(&img, &db, "50ms", "10s", &["--no-dbus"]);
-    wait_for(Duration::from_secs(20), "12 blocks", || block_count(&db) >= 12);
+    d.wait(Duration::from_secs(20), "12 blocks", || block_count(&db) >= 12);
     d.stop();
 
     // Each kept block's UUID and generation are what the kernel reports for its snapshot.

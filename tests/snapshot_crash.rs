@@ -52,9 +52,9 @@ fn survives_kill_9_at_random_instants() {
     // One more start: recovery reconciles the directory with the chain.
     let d = Daemon::run(&img, &db, "20ms", "200ms", &["--no-dbus"]);
     let log_len = d.log_text().matches("recovery done").count();
-    wait_for(Duration::from_secs(20), "final recovery", || d.log_text().matches("recovery done").count() > log_len);
+    d.wait(Duration::from_secs(20), "final recovery", || d.log_text().matches("recovery done").count() > log_len);
     let before = block_count(&db);
-    wait_for(Duration::from_secs(20), "new blocks after recovery", || block_count(&db) >= before + 5);
+    d.wait(Duration::from_secs(20), "new blocks after recovery", || block_count(&db) >= before + 5);
     d.stop();
 
     let log = std::fs::read_to_string(img.path("daemon.log")).unwrap();

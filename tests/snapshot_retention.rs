@@ -19,7 +19,7 @@ fn prunes_at_the_first_tick_past_retention() {
     let metrics = img.path("metrics");
     std::fs::create_dir(&metrics).unwrap();
     let d = Daemon::run(&img, &db, "100ms", "1s", &["--no-dbus", "--metrics-dir", metrics.to_str().unwrap()]);
-    wait_for(Duration::from_secs(30), "30 blocks", || block_count(&db) >= 30);
+    d.wait(Duration::from_secs(30), "30 blocks", || block_count(&db) >= 30);
     d.stop();
 
     let blocks = blocks(&db);

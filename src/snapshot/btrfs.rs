@@ -94,6 +94,8 @@ pub enum BtrfsError {
     Destroy { dir: PathBuf, name: String, source: Errno },
     #[error("reading subvolume information of {path}: {source}{hint}", hint = errno_hint(*.source))]
     Info { path: PathBuf, source: Errno },
+    #[error("the filesystem of {path} is full ({available} bytes free, at least {needed} needed): free space; no block is written until then")]
+    LowSpace { path: PathBuf, available: u64, needed: u64 },
 }
 
 impl BtrfsError {
@@ -104,6 +106,7 @@ impl BtrfsError {
             | BtrfsError::Create { source, .. }
             | BtrfsError::Destroy { source, .. }
             | BtrfsError::Info { source, .. } => Some(*source),
+            BtrfsError::LowSpace { .. } => Some(Errno::ENOSPC),
             _ => None,
         }
     }
@@ -147,6 +150,19 @@ pub fn require_btrfs(dir: &File, path: &Path) -> Result<(), BtrfsError> {
     let st = nix::sys::statfs::fstatfs(dir).map_err(|source| BtrfsError::Open { path: path.to_path_buf(), source })?;
     if st.filesystem_type() != nix::sys::statfs::BTRFS_SUPER_MAGIC {
         return Err(BtrfsError::NotBtrfs { path: path.to_path_buf(), fs_type: st.filesystem_type().0 as u64 });
+    }
+    Ok(())
+}
+
+/// Fails with [`BtrfsError::LowSpace`] when the filesystem of `dir` has less than
+/// `needed` bytes available. The snapshotter checks this before touching the chain
+/// database: SQLite's WAL index is a memory-mapped file, and a write fault on it
+/// when a copy-on-write filesystem is full kills the process with SIGBUS.
+pub fn require_space(dir: &File, path: &Path, needed: u64) -> Result<(), BtrfsError> {
+    let st = nix::sys::statvfs::fstatvfs(dir).map_err(|source| BtrfsError::Open { path: path.to_path_buf(), source })?;
+    let available = (st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64);
+    if available < needed {
+        return Err(BtrfsError::LowSpace { path: path.to_path_buf(), available, needed });
     }
     Ok(())
 }

@@ -28,6 +28,9 @@ pub const METRICS_NAME: &str = "ghostbridge_snapshotter";
 const LATENCY_BOUNDS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 /// The longest back-off between attempts after a fault.
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// Free space required on the snapshot and database filesystems before a tick
+/// touches either (see [`btrfs::require_space`]).
+pub const MIN_FREE_BYTES: u64 = 16 * 1024 * 1024;
 /// How often a lost D-Bus connection is retried.
 const BUS_RETRY: Duration = Duration::from_secs(10);
 
@@ -107,6 +110,57 @@ fn install_signal_handlers() {
         if let Err(e) = unsafe { sigaction(sig, &action) } {
             eprintln!("snapshotter: cannot install a handler for {sig}: {e}; stopping will be abrupt");
         }
+    }
+}
+
+/// What the SIGBUS handler executes: this program with the same arguments.
+struct Reexec {
+    path: std::ffi::CString,
+    /// Owns the strings `argv` points into.
+    _args: Vec<std::ffi::CString>,
+    argv: Vec<*const libc::c_char>,
+}
+// SAFETY: built once before the handler is installed and never changed after.
+unsafe impl Send for Reexec {}
+unsafe impl Sync for Reexec {}
+
+static REEXEC: std::sync::OnceLock<Reexec> = std::sync::OnceLock::new();
+
+extern "C" fn on_sigbus(_: libc::c_int) {
+    const MSG: &[u8] = b"snapshotter: SIGBUS (a write to SQLite's memory-mapped WAL index failed: the filesystem is full); restarting in place, recovery follows\n";
+    // SAFETY: write(2) and execve(2) are async-signal-safe; REEXEC is immutable once set.
+    unsafe {
+        libc::write(2, MSG.as_ptr().cast(), MSG.len());
+        if let Some(r) = REEXEC.get() {
+            unsafe extern "C" {
+                static environ: *const *const libc::c_char;
+            }
+            libc::execve(r.path.as_ptr(), r.argv.as_ptr(), environ);
+        }
+        libc::_exit(75);
+    }
+}
+
+/// A SIGBUS from SQLite's memory-mapped WAL index on a full filesystem would kill
+/// the process. Instead it re-executes itself (same PID, same arguments); since
+/// every crash point is recoverable, the new image reconciles and carries on.
+fn install_sigbus_restart() {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal, sigaction, sigprocmask};
+    let args: Vec<std::ffi::CString> = std::env::args_os()
+        .filter_map(|a| std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(a.as_os_str())).ok())
+        .collect();
+    let Ok(path) = std::ffi::CString::new("/proc/self/exe") else { return };
+    let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let _ = REEXEC.set(Reexec { path, _args: args, argv });
+    // A previous image may have exec'd from inside its handler: unblock SIGBUS.
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGBUS);
+    let _ = sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
+    let action = SigAction::new(SigHandler::Handler(on_sigbus), SaFlags::SA_NODEFER, SigSet::empty());
+    // SAFETY: the handler only calls async-signal-safe functions.
+    if let Err(e) = unsafe { sigaction(Signal::SIGBUS, &action) } {
+        eprintln!("snapshotter: cannot install the SIGBUS handler: {e}");
     }
 }
 
@@ -242,6 +296,19 @@ impl Daemon {
         btrfs::require_subvolume(&source, &self.s.source)?;
         let dir = btrfs::open_dir(&self.s.snapshot_dir)?;
         btrfs::require_btrfs(&dir, &self.s.snapshot_dir)?;
+        let db_dir_path = match self.s.database.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let db_dir = btrfs::open_dir(&db_dir_path)?;
+        let space = btrfs::require_space(&dir, &self.s.snapshot_dir, MIN_FREE_BYTES)
+            .and_then(|()| btrfs::require_space(&db_dir, &db_dir_path, MIN_FREE_BYTES));
+        if let Err(low) = space {
+            // No snapshot while space is short, but expired snapshots are still pruned:
+            // they may be what fills the disk.
+            self.prune_expired(&dir);
+            return Err(low.into());
+        }
         if self.needs_recovery {
             let retention = ns(self.s.retention);
             let (src_path, dir_path) = (self.s.source.clone(), self.s.snapshot_dir.clone());
@@ -264,6 +331,41 @@ impl Daemon {
             self.needs_recovery = false;
         }
         Ok((source, dir))
+    }
+
+    /// Used when space is short, when a tick and recovery cannot run: marks expired
+    /// blocks pruned if the database still works, then deletes every snapshot whose
+    /// name says it is past retention, even when the database is unusable (a full
+    /// filesystem can make SQLite fail to open a WAL database). Recovery later marks
+    /// any such block pruned; it knows from the block's time that retention removed it.
+    fn prune_expired(&mut self, dir: &std::fs::File) {
+        let now = clock::realtime_ns();
+        let cutoff = now - ns(self.s.retention);
+        let dir_path = self.s.snapshot_dir.clone();
+        if let Err(e) = self.store().and_then(|s| s.mark_expired(cutoff, now)) {
+            eprintln!("snapshotter: space is short and the chain database is unusable ({e}); deleting expired snapshots first, recovery will mark their blocks");
+            self.store = None;
+        }
+        let mut foreign = Vec::new();
+        let expired: Vec<String> = recover::list_snapshots(&dir_path, &mut foreign)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, _, t)| *t <= cutoff)
+            .map(|(name, _, _)| name)
+            .collect();
+        for name in &expired {
+            match btrfs::destroy_snapshot(dir, &dir_path, name) {
+                Ok(()) => self.m.pruned += 1,
+                Err(e) => eprintln!("snapshotter: pruning {name}: {e}; will retry"),
+            }
+        }
+        if !expired.is_empty() {
+            self.needs_recovery = true;
+            // Commit now so the cleaner reclaims the deleted snapshots' space without
+            // waiting for the next periodic commit.
+            let _ = nix::unistd::syncfs(dir);
+            eprintln!("snapshotter: space is short: deleted {} expired snapshots", expired.len());
+        }
     }
 
     /// One tick: snapshot, append (+ mark expired), delete expired snapshots.
@@ -397,6 +499,7 @@ fn wait(deadline_ns: i64, watchdog: Option<Duration>, last_ping: &mut i64) {
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(s: Settings) {
     install_signal_handlers();
+    install_sigbus_restart();
     let interval_ns = ns(s.interval).max(1);
     let mut d = Daemon::new(s);
     eprintln!(

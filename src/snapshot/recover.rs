@@ -5,7 +5,8 @@
 //! - a snapshot without a block is adopted when it is the next height, read-only
 //!   and a snapshot of the source (an interrupted append), otherwise deleted;
 //! - a block whose snapshot is missing while not marked pruned is marked pruned
-//!   now, with a warning naming it;
+//!   now: expected when it is past retention (deleted while the database was
+//!   unusable on a full disk), otherwise with a warning naming it;
 //! - blocks past retention are marked pruned and their snapshots deleted.
 //!
 //! Only subvolumes named like the snapshotter's own (`<height:012>-<time_ns>`)
@@ -52,6 +53,7 @@ pub struct Report {
     pub deleted_unknown: Vec<String>,
     pub completed_prunes: Vec<String>,
     pub marked_vanished: Vec<u64>,
+    pub marked_expired: Vec<u64>,
     pub pruned: Vec<u64>,
     pub foreign: Vec<String>,
 }
@@ -138,13 +140,21 @@ pub fn reconcile(
     for block in store.unpruned()? {
         if !present.contains_key(&block.snapshot) {
             store.mark_pruned(block.height, now_ns)?;
-            eprintln!(
-                "snapshotter: recovery: block {} claims snapshot {} which is not in {}: marked pruned (deleted outside the snapshotter)",
-                block.height,
-                block.snapshot,
-                snap_path.display()
-            );
-            report.marked_vanished.push(block.height);
+            if block.time_ns <= now_ns - retention_ns {
+                eprintln!(
+                    "snapshotter: recovery: block {}: expired snapshot {} was deleted while the database was unavailable: marked pruned",
+                    block.height, block.snapshot
+                );
+                report.marked_expired.push(block.height);
+            } else {
+                eprintln!(
+                    "snapshotter: recovery: WARNING: block {} claims snapshot {} which is not in {}: marked pruned (deleted outside the snapshotter)",
+                    block.height,
+                    block.snapshot,
+                    snap_path.display()
+                );
+                report.marked_vanished.push(block.height);
+            }
         }
     }
     for (height, name) in store.mark_expired(now_ns - retention_ns, now_ns)? {

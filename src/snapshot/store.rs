@@ -19,6 +19,8 @@ pub enum StoreError {
     Schema(#[from] SchemaError),
     #[error("chain database: {0}{hint}", hint = sqlite_hint(.0))]
     Sqlite(#[from] rusqlite::Error),
+    #[error("chain database {path} is on a read-only filesystem: remount it read-write (retrying meanwhile)")]
+    ReadOnlyFs { path: String },
     #[error("chain database holds an unreadable block at height {height}: {why}")]
     Corrupt { height: u64, why: String },
 }
@@ -43,6 +45,7 @@ impl StoreError {
             StoreError::Schema(SchemaError::Sqlite(e)) => e.sqlite_error_code(),
             StoreError::Schema(_) => return "db_schema",
             StoreError::Corrupt { .. } => return "db_corrupt",
+            StoreError::ReadOnlyFs { .. } => return "db_readonly",
         };
         match code {
             Some(DatabaseBusy) | Some(DatabaseLocked) => "db_locked",
@@ -97,6 +100,18 @@ impl Store {
     /// Opens (creating if needed) and migrates the database for writing.
     /// `busy` is how long a write waits for another writer's lock.
     pub fn open_writer(path: &Path, busy: Duration) -> Result<Store, StoreError> {
+        Self::try_open_writer(path, busy).map_err(|e| {
+            let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            match nix::sys::statvfs::statvfs(dir) {
+                Ok(st) if st.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY) => {
+                    StoreError::ReadOnlyFs { path: path.display().to_string() }
+                }
+                _ => e,
+            }
+        })
+    }
+
+    fn try_open_writer(path: &Path, busy: Duration) -> Result<Store, StoreError> {
         let mut conn = Connection::open(path).map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
         schema::configure(&conn)?;
         conn.busy_timeout(busy)?;

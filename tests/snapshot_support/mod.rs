@@ -9,7 +9,34 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_ghostbridge-snapshotter");
+/// The snapshotter binary of this build. Cargo's uplifted `target/debug/ghostbridge-snapshotter`
+/// is shared by every checkout that uses the same target directory, so when it is not
+/// this checkout's build, the hashed copy under `deps/` is used instead.
+pub fn bin() -> &'static Path {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let ours = |p: &Path| {
+            Command::new(p).arg("--help").output().map(|o| String::from_utf8_lossy(&o.stdout).contains("Recompute the whole chain")).unwrap_or(false)
+        };
+        let exe = PathBuf::from(env!("CARGO_BIN_EXE_ghostbridge-snapshotter"));
+        if ours(&exe) {
+            return exe;
+        }
+        let deps = exe.parent().unwrap().join("deps");
+        let mut found: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&deps)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                let n = p.file_name().unwrap().to_string_lossy().into_owned();
+                n.starts_with("ghostbridge_snapshotter-") && !n.contains('.')
+            })
+            .filter(|p| ours(p))
+            .map(|p| (std::fs::metadata(&p).unwrap().modified().unwrap(), p))
+            .collect();
+        found.sort();
+        found.pop().map(|(_, p)| p).expect("no ghostbridge-snapshotter build found")
+    })
+}
 
 /// True when running as root; otherwise prints the SKIPPED line.
 pub fn root_or_skip(what: &str) -> bool {
@@ -90,7 +117,7 @@ pub struct Daemon {
 impl Daemon {
     pub fn spawn(args: &[&str], log: &Path, envs: &[(&str, &str)]) -> Daemon {
         let err = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(bin());
         cmd.args(args).stdout(Stdio::null()).stderr(Stdio::from(err)).env_remove("NOTIFY_SOCKET");
         for (k, v) in envs {
             cmd.env(k, v);
@@ -117,6 +144,15 @@ impl Daemon {
             let _ = f.read_to_string(&mut s);
         }
         s
+    }
+
+    /// Like [`wait_for`], with the daemon's log in the failure message.
+    pub fn wait(&self, timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !cond() {
+            assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}; daemon log:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn alive(&mut self) -> bool {
@@ -180,7 +216,7 @@ pub fn on_disk(dir: &Path) -> BTreeSet<String> {
 
 /// Runs `verify`; returns (exit code, stdout + stderr).
 pub fn verify(db: &Path) -> (i32, String) {
-    let out = Command::new(BIN).args(["verify", "--db", db.to_str().unwrap()]).output().unwrap();
+    let out = Command::new(bin()).args(["verify", "--db", db.to_str().unwrap()]).output().unwrap();
     (out.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
