@@ -13,7 +13,7 @@ mod snapshot_support;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use snapshot_support::*;
 
