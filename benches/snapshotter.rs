@@ -70,7 +70,8 @@ fn block_times(db: &Path) -> Vec<i64> {
 
 fn metric(metrics: &Path, name: &str) -> u64 {
     let text = std::fs::read_to_string(metrics.join("ghostbridge_snapshotter.prom")).unwrap_or_default();
-    text.lines().find_map(|l| l.strip_prefix(&format!("{name} ")).and_then(|v| v.parse::<f64>().ok())).unwrap_or(0.0) as u64
+    text.lines().find_map(|l| l.strip_prefix(&format!("{name} ")).and_then(|v| v.parse::<f64>().ok())).unwrap_or(0.0)
+        as u64
 }
 
 fn daemon_run(img: &BtrfsImage, tag: &str, interval_ms: u64, retention: &str, secs: u64) -> Run {
@@ -80,9 +81,20 @@ fn daemon_run(img: &BtrfsImage, tag: &str, interval_ms: u64, retention: &str, se
     let cpu0 = children_cpu();
     let mut child = Command::new(bin())
         .args([
-            "run", "--source", img.source().to_str().unwrap(), "--snapshot-dir", img.snapshots().to_str().unwrap(),
-            "--db", db.to_str().unwrap(), "--interval", &format!("{interval_ms}ms"), "--retention", retention,
-            "--metrics-dir", metrics.to_str().unwrap(), "--no-dbus",
+            "run",
+            "--source",
+            img.source().to_str().unwrap(),
+            "--snapshot-dir",
+            img.snapshots().to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+            "--interval",
+            &format!("{interval_ms}ms"),
+            "--retention",
+            retention,
+            "--metrics-dir",
+            metrics.to_str().unwrap(),
+            "--no-dbus",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -134,7 +146,12 @@ fn baseline_run(img: &BtrfsImage, secs: u64) -> Run {
     let cpu0 = children_cpu();
     let status = Command::new("bash")
         .args(["-c", BASELINE, "baseline"])
-        .args([img.source().to_str().unwrap(), img.snapshots().to_str().unwrap(), db.to_str().unwrap(), &secs.to_string()])
+        .args([
+            img.source().to_str().unwrap(),
+            img.snapshots().to_str().unwrap(),
+            db.to_str().unwrap(),
+            &secs.to_string(),
+        ])
         .status()
         .unwrap();
     assert!(status.success());
@@ -166,7 +183,11 @@ fn main() {
     for i in 0..200 {
         std::fs::write(img.source().join(format!("file-{i}")), vec![i as u8; 4096]).unwrap();
     }
-    println!("snapshotter benchmark: {secs} s per 1 Hz run{}, binary {}", if load { ", 2 busy processes" } else { "" }, bin().display());
+    println!(
+        "snapshotter benchmark: {secs} s per 1 Hz run{}, binary {}",
+        if load { ", 2 busy processes" } else { "" },
+        bin().display()
+    );
     let mut hogs: Vec<Child> = Vec::new();
     if load {
         for _ in 0..2 {
@@ -181,9 +202,13 @@ fn main() {
     }
 
     println!();
-    println!("| 1 Hz for {secs} s | snapshots | CPU per snapshot | mean period error | p99 lateness | max lateness | missed |");
+    println!(
+        "| 1 Hz for {secs} s | snapshots | CPU per snapshot | mean period error | p99 lateness | max lateness | missed |"
+    );
     println!("|---|---|---|---|---|---|---|");
-    for (name, r) in [("ghostbridge-snapshotter", &ours), ("shell baseline (btrfs + sha256sum + sqlite3 + sleep 1)", &base)] {
+    for (name, r) in
+        [("ghostbridge-snapshotter", &ours), ("shell baseline (btrfs + sha256sum + sqlite3 + sleep 1)", &base)]
+    {
         println!(
             "| {name} | {} | {:.3} ms | {:.3} ms | {:.3} ms | {:.3} ms | {} |",
             r.snapshots, r.cpu_per_snapshot_ms, r.mean_period_error_ms, r.p99_lateness_ms, r.max_lateness_ms, r.missed
@@ -194,7 +219,9 @@ fn main() {
     // Highest sustained rate, with pruning (retention 1 s) in every run.
     let rate_secs = (secs / 6).clamp(5, 15);
     println!();
-    println!("| interval (retention 1 s, {rate_secs} s each) | target/s | achieved/s | missed | CPU per snapshot | p99 lateness |");
+    println!(
+        "| interval (retention 1 s, {rate_secs} s each) | target/s | achieved/s | missed | CPU per snapshot | p99 lateness |"
+    );
     println!("|---|---|---|---|---|---|");
     let mut best = 0.0;
     for interval_ms in [50u64, 40, 25, 20, 10, 5, 2] {

@@ -98,9 +98,12 @@ fn daemon_chain_matches_kernel_and_tampering_is_named() {
     // Each kept block's UUID and generation are what the kernel reports for its snapshot.
     let c = conn(&db);
     let mut st = c.prepare("SELECT snapshot, subvol_uuid, generation FROM blocks WHERE pruned_ns IS NULL").unwrap();
-    let rows: Vec<(String, String, i64)> = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect();
+    let rows: Vec<(String, String, i64)> =
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect();
     assert!(rows.len() >= 12);
-    let field = |text: &str, key: &str| text.lines().find_map(|l| l.trim().strip_prefix(key).map(|v| v.trim().to_string())).unwrap();
+    let field = |text: &str, key: &str| {
+        text.lines().find_map(|l| l.trim().strip_prefix(key).map(|v| v.trim().to_string())).unwrap()
+    };
     let source_uuid = field(&sh_ok(&format!("btrfs subvolume show {}", img.source().display())), "UUID:");
     for (name, uuid, generation) in rows.iter().take(4) {
         let show = sh_ok(&format!("btrfs subvolume show {}", img.snapshots().join(name).display()));

@@ -9,7 +9,11 @@ use snapshot_support::*;
 
 fn run(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(bin()).args(args).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -38,7 +42,8 @@ fn config_errors_are_clear_and_exit_2() {
 #[test]
 fn example_config_parses() {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/snapshotter.json")).unwrap();
-    let c = ghostbridge::snapshot::config::Config::parse(&text, std::path::Path::new("examples/snapshotter.json")).unwrap();
+    let c =
+        ghostbridge::snapshot::config::Config::parse(&text, std::path::Path::new("examples/snapshotter.json")).unwrap();
     assert_eq!(c.interval.to_string(), "1s");
     assert_eq!(c.retention.to_string(), "1m");
     assert!(c.dbus);
@@ -72,7 +77,9 @@ fn list_and_status_describe_a_running_chain() {
     let rows: Vec<&str> = out.lines().skip(1).collect();
     assert_eq!(rows.len(), 15, "{out}");
     assert!(rows.iter().any(|r| r.contains(" kept ")) && rows.iter().any(|r| r.contains(" pruned ")), "{out}");
-    let head: String = conn(&db).query_row("SELECT lower(hex(hash)) FROM blocks ORDER BY height DESC LIMIT 1", [], |r| r.get(0)).unwrap();
+    let head: String = conn(&db)
+        .query_row("SELECT lower(hex(hash)) FROM blocks ORDER BY height DESC LIMIT 1", [], |r| r.get(0))
+        .unwrap();
     assert!(rows[0].ends_with(&head), "{out}");
 
     let (code, out, err) = run(&["status", "--config", cfg.to_str().unwrap()]);

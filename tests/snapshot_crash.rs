@@ -28,10 +28,9 @@ fn survives_kill_9_at_random_instants() {
     }
     let img = BtrfsImage::new(400);
     let db = img.db();
-    let seed = std::env::var("GB_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1);
+    let seed = std::env::var("GB_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
+    });
     eprintln!("crash test seed: GB_CRASH_SEED={seed}");
     let mut rng = Rng(seed);
     let kills = 60;

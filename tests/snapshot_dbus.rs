@@ -81,7 +81,17 @@ fn config(img: &BtrfsImage, db: &Path) -> PathBuf {
 
 fn gdbus(address: &str, method: &str, args: &[&str]) -> (bool, String) {
     run(Command::new("gdbus")
-        .args(["call", "--address", address, "--dest", "org.ghostbridge.Snapshotter", "--object-path", "/org/ghostbridge/Snapshotter", "--method", method])
+        .args([
+            "call",
+            "--address",
+            address,
+            "--dest",
+            "org.ghostbridge.Snapshotter",
+            "--object-path",
+            "/org/ghostbridge/Snapshotter",
+            "--method",
+            method,
+        ])
         .args(args))
 }
 
@@ -101,21 +111,44 @@ fn external_clients_read_properties_call_methods_and_see_signals() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let d = Daemon::spawn(&["run", "--config", cfg.to_str().unwrap()], &img.path("daemon.log"), &[("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)]);
+    let d = Daemon::spawn(
+        &["run", "--config", cfg.to_str().unwrap()],
+        &img.path("daemon.log"),
+        &[("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)],
+    );
     d.wait(Duration::from_secs(20), "the name on the bus and 5 blocks", || {
         block_count(&db) >= 5 && d.log_text().contains("serving org.ghostbridge.Snapshotter")
     });
 
     // Properties, with dbus-send.
     let (ok, text) = run(Command::new("dbus-send").args([
-        &format!("--bus={}", bus.address), "--print-reply", "--dest=org.ghostbridge.Snapshotter", "/org/ghostbridge/Snapshotter",
-        "org.freedesktop.DBus.Properties.GetAll", "string:org.ghostbridge.Snapshotter1",
+        &format!("--bus={}", bus.address),
+        "--print-reply",
+        "--dest=org.ghostbridge.Snapshotter",
+        "/org/ghostbridge/Snapshotter",
+        "org.freedesktop.DBus.Properties.GetAll",
+        "string:org.ghostbridge.Snapshotter1",
     ]));
     assert!(ok, "{text}");
-    let height: u64 = text.split("\"Height\"").nth(1).and_then(|t| t.split("uint64 ").nth(1)).and_then(|t| t.split_whitespace().next()).unwrap().parse().unwrap();
-    let head_hash = text.split("\"HeadHash\"").nth(1).and_then(|t| t.split("string \"").nth(1)).and_then(|t| t.split('"').next()).unwrap().to_string();
+    let height: u64 = text
+        .split("\"Height\"")
+        .nth(1)
+        .and_then(|t| t.split("uint64 ").nth(1))
+        .and_then(|t| t.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let head_hash = text
+        .split("\"HeadHash\"")
+        .nth(1)
+        .and_then(|t| t.split("string \"").nth(1))
+        .and_then(|t| t.split('"').next())
+        .unwrap()
+        .to_string();
     assert!(text.contains("\"LastSnapshotNs\"") && text.contains("int64 "), "{text}");
-    let stored: String = conn(&db).query_row("SELECT lower(hex(hash)) FROM blocks WHERE height = ?1", [height as i64], |r| r.get(0)).unwrap();
+    let stored: String = conn(&db)
+        .query_row("SELECT lower(hex(hash)) FROM blocks WHERE height = ?1", [height as i64], |r| r.get(0))
+        .unwrap();
     assert_eq!(head_hash, stored, "HeadHash must be the hash of block Height");
 
     // Methods, with gdbus.
@@ -129,24 +162,33 @@ fn external_clients_read_properties_call_methods_and_see_signals() {
 
     // busctl, as the VM check uses it.
     let (ok, text) = run(Command::new("busctl").args([
-        &format!("--address={}", bus.address), "get-property", "org.ghostbridge.Snapshotter", "/org/ghostbridge/Snapshotter",
-        "org.ghostbridge.Snapshotter1", "Height",
+        &format!("--address={}", bus.address),
+        "get-property",
+        "org.ghostbridge.Snapshotter",
+        "/org/ghostbridge/Snapshotter",
+        "org.ghostbridge.Snapshotter1",
+        "Height",
     ]));
     assert!(ok && text.starts_with("t "), "{text}");
 
     // Signals seen by the monitor.
     d.wait(Duration::from_secs(10), "BlockAdded signals", || {
-        std::fs::read_to_string(&monitor_log).unwrap_or_default().matches("org.ghostbridge.Snapshotter1.BlockAdded").count() >= 3
+        std::fs::read_to_string(&monitor_log)
+            .unwrap_or_default()
+            .matches("org.ghostbridge.Snapshotter1.BlockAdded")
+            .count()
+            >= 3
     });
     let _ = monitor.kill();
     let _ = monitor.wait();
     let seen = std::fs::read_to_string(&monitor_log).unwrap();
-    let last = seen.lines().filter(|l| l.contains("BlockAdded")).last().unwrap().to_string();
+    let last = seen.lines().rfind(|l| l.contains("BlockAdded")).unwrap().to_string();
     d.stop();
     // "... BlockAdded (uint64 H, 'hash')": the hash is the stored hash of H.
     let h: i64 = last.split("uint64 ").nth(1).unwrap().split(',').next().unwrap().trim().parse().unwrap();
     let hash = last.split('\'').nth(1).unwrap();
-    let stored: String = conn(&db).query_row("SELECT lower(hex(hash)) FROM blocks WHERE height = ?1", [h], |r| r.get(0)).unwrap();
+    let stored: String =
+        conn(&db).query_row("SELECT lower(hex(hash)) FROM blocks WHERE height = ?1", [h], |r| r.get(0)).unwrap();
     assert_eq!(hash, stored);
     assert!(seen.contains("PropertiesChanged"), "{seen}");
 }
@@ -176,24 +218,48 @@ fn policy_lets_only_root_own_the_name_and_anyone_call() {
         .gid(65534)
         .spawn()
         .unwrap();
-    wait_for(Duration::from_secs(10), "the refused name request", || std::fs::read_to_string(&log).unwrap_or_default().contains("D-Bus"));
+    wait_for(Duration::from_secs(10), "the refused name request", || {
+        std::fs::read_to_string(&log).unwrap_or_default().contains("D-Bus")
+    });
     let _ = nobody.kill();
     let _ = nobody.wait();
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("not allowed to own") || text.contains("AccessDenied"), "{text}");
 
     // As root: served; an unprivileged caller may read and call.
-    let d = Daemon::spawn(&["run", "--config", cfg.to_str().unwrap()], &img.path("daemon.log"), &[("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)]);
-    d.wait(Duration::from_secs(20), "the name on the bus", || block_count(&db) >= 2 && d.log_text().contains("serving org.ghostbridge.Snapshotter"));
+    let d = Daemon::spawn(
+        &["run", "--config", cfg.to_str().unwrap()],
+        &img.path("daemon.log"),
+        &[("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)],
+    );
+    d.wait(Duration::from_secs(20), "the name on the bus", || {
+        block_count(&db) >= 2 && d.log_text().contains("serving org.ghostbridge.Snapshotter")
+    });
     let (ok, text) = run(Command::new("gdbus")
-        .args(["call", "--address", &bus.address, "--dest", "org.ghostbridge.Snapshotter", "--object-path", "/org/ghostbridge/Snapshotter",
-               "--method", "org.ghostbridge.Snapshotter1.Verify"])
+        .args([
+            "call",
+            "--address",
+            &bus.address,
+            "--dest",
+            "org.ghostbridge.Snapshotter",
+            "--object-path",
+            "/org/ghostbridge/Snapshotter",
+            "--method",
+            "org.ghostbridge.Snapshotter1.Verify",
+        ])
         .uid(65534)
         .gid(65534));
     assert!(ok && text.starts_with("(true,"), "{text}");
     let (ok, text) = run(Command::new("dbus-send")
-        .args([&format!("--bus={}", bus.address), "--print-reply", "--dest=org.ghostbridge.Snapshotter", "/org/ghostbridge/Snapshotter",
-               "org.freedesktop.DBus.Properties.Get", "string:org.ghostbridge.Snapshotter1", "string:Height"])
+        .args([
+            &format!("--bus={}", bus.address),
+            "--print-reply",
+            "--dest=org.ghostbridge.Snapshotter",
+            "/org/ghostbridge/Snapshotter",
+            "org.freedesktop.DBus.Properties.Get",
+            "string:org.ghostbridge.Snapshotter1",
+            "string:Height",
+        ])
         .uid(65534)
         .gid(65534));
     assert!(ok && text.contains("uint64"), "{text}");

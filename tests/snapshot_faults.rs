@@ -75,8 +75,16 @@ fn destination_not_btrfs() {
     let log = img.path("daemon.log");
     let mut d = Daemon::spawn(
         &[
-            "run", "--source", img.source().to_str().unwrap(), "--snapshot-dir", tmpfs.to_str().unwrap(),
-            "--db", db.to_str().unwrap(), "--interval", "50ms", "--no-dbus",
+            "run",
+            "--source",
+            img.source().to_str().unwrap(),
+            "--snapshot-dir",
+            tmpfs.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+            "--interval",
+            "50ms",
+            "--no-dbus",
         ],
         &log,
         &[],

@@ -31,14 +31,21 @@ fn prunes_at_the_first_tick_past_retention() {
             Some(pruned_ns) => {
                 pruned += 1;
                 // pruned by the tick whose block has time == pruned_ns ...
-                let &c = by_time.get(&pruned_ns).unwrap_or_else(|| panic!("block {} pruned at {pruned_ns}, which is no tick", b.0));
+                let &c = by_time
+                    .get(&pruned_ns)
+                    .unwrap_or_else(|| panic!("block {} pruned at {pruned_ns}, which is no tick", b.0));
                 let age = blocks[c].1 - b.1;
                 assert!(age >= retention_ns, "block {} pruned {age} ns after it was taken, before retention", b.0);
                 // ... and not later than needed: one tick earlier it was still young.
                 let age_before = blocks[c - 1].1 - b.1;
                 assert!(age_before < retention_ns, "block {} should have been pruned by block {} already", b.0, c - 1);
             }
-            None => assert!(head_time - b.1 < retention_ns, "block {} is {} ns old at the head and still kept", b.0, head_time - b.1),
+            None => assert!(
+                head_time - b.1 < retention_ns,
+                "block {} is {} ns old at the head and still kept",
+                b.0,
+                head_time - b.1
+            ),
         }
     }
     assert!(pruned >= 15, "{pruned} pruned");

@@ -84,7 +84,9 @@ fn real_main() -> anyhow::Result<ExitCode> {
             let mut c = match &config {
                 Some(path) => Config::load(path)?,
                 None => {
-                    let (Some(source), Some(snapshot_dir), Some(database)) = (source.clone(), snapshot_dir.clone(), db.clone()) else {
+                    let (Some(source), Some(snapshot_dir), Some(database)) =
+                        (source.clone(), snapshot_dir.clone(), db.clone())
+                    else {
                         bail!("without --config, give --source, --snapshot-dir and --db");
                     };
                     Config {
@@ -98,13 +100,27 @@ fn real_main() -> anyhow::Result<ExitCode> {
                     }
                 }
             };
-            if let Some(v) = source { c.source = v; }
-            if let Some(v) = snapshot_dir { c.snapshot_dir = v; }
-            if let Some(v) = db { c.database = v; }
-            if let Some(v) = interval { c.interval = v; }
-            if let Some(v) = retention { c.retention = v; }
-            if let Some(v) = metrics_dir { c.metrics_dir = Some(v); }
-            if no_dbus { c.dbus = false; }
+            if let Some(v) = source {
+                c.source = v;
+            }
+            if let Some(v) = snapshot_dir {
+                c.snapshot_dir = v;
+            }
+            if let Some(v) = db {
+                c.database = v;
+            }
+            if let Some(v) = interval {
+                c.interval = v;
+            }
+            if let Some(v) = retention {
+                c.retention = v;
+            }
+            if let Some(v) = metrics_dir {
+                c.metrics_dir = Some(v);
+            }
+            if no_dbus {
+                c.dbus = false;
+            }
             c.validate().context("invalid settings")?;
             daemon::run(Settings::from(c));
             Ok(ExitCode::SUCCESS)

@@ -74,7 +74,9 @@ impl SnapshotterObject {
 /// Why the bus could not be served.
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
-    #[error("D-Bus: {0} (is the system bus running, and does its policy let this user own {BUS_NAME}? see org.ghostbridge.Snapshotter.conf)")]
+    #[error(
+        "D-Bus: {0} (is the system bus running, and does its policy let this user own {BUS_NAME}? see org.ghostbridge.Snapshotter.conf)"
+    )]
     Zbus(#[from] zbus::Error),
 }
 
@@ -89,10 +91,8 @@ impl Publisher {
     pub fn connect(database: PathBuf, head: Option<(u64, [u8; 32], i64)>) -> Result<Publisher, BusError> {
         let (height, hash, ns) = head.map(|(h, hash, ns)| (h, hex::encode(hash), ns)).unwrap_or((0, String::new(), 0));
         let object = SnapshotterObject { database, height, head_hash: hash, last_snapshot_ns: ns };
-        let conn = zbus::blocking::connection::Builder::system()?
-            .serve_at(OBJECT_PATH, object)?
-            .name(BUS_NAME)?
-            .build()?;
+        let conn =
+            zbus::blocking::connection::Builder::system()?.serve_at(OBJECT_PATH, object)?.name(BUS_NAME)?.build()?;
         let iface = conn.object_server().interface::<_, SnapshotterObject>(OBJECT_PATH)?;
         Ok(Publisher { conn, iface })
     }

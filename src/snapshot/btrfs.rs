@@ -84,7 +84,9 @@ pub enum BtrfsError {
     Open { path: PathBuf, source: Errno },
     #[error("{path} is not on a BTRFS filesystem (filesystem type {fs_type:#x}); point it at a directory on BTRFS")]
     NotBtrfs { path: PathBuf, fs_type: u64 },
-    #[error("{path} is not the root of a BTRFS subvolume (inode {inode}, expected 256); create it with `btrfs subvolume create {path}`")]
+    #[error(
+        "{path} is not the root of a BTRFS subvolume (inode {inode}, expected 256); create it with `btrfs subvolume create {path}`"
+    )]
     NotSubvolume { path: PathBuf, inode: u64 },
     #[error("snapshot name {name:?} is not usable (empty, too long, or contains '/' or NUL)")]
     BadName { name: String },
@@ -94,7 +96,9 @@ pub enum BtrfsError {
     Destroy { dir: PathBuf, name: String, source: Errno },
     #[error("reading subvolume information of {path}: {source}{hint}", hint = errno_hint(*.source))]
     Info { path: PathBuf, source: Errno },
-    #[error("the filesystem of {path} is full ({available} bytes free, at least {needed} needed): free space; no block is written until then")]
+    #[error(
+        "the filesystem of {path} is full ({available} bytes free, at least {needed} needed): free space; no block is written until then"
+    )]
     LowSpace { path: PathBuf, available: u64, needed: u64 },
 }
 
@@ -159,7 +163,8 @@ pub fn require_btrfs(dir: &File, path: &Path) -> Result<(), BtrfsError> {
 /// database: SQLite's WAL index is a memory-mapped file, and a write fault on it
 /// when a copy-on-write filesystem is full kills the process with SIGBUS.
 pub fn require_space(dir: &File, path: &Path, needed: u64) -> Result<(), BtrfsError> {
-    let st = nix::sys::statvfs::fstatvfs(dir).map_err(|source| BtrfsError::Open { path: path.to_path_buf(), source })?;
+    let st =
+        nix::sys::statvfs::fstatvfs(dir).map_err(|source| BtrfsError::Open { path: path.to_path_buf(), source })?;
     let available = (st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64);
     if available < needed {
         return Err(BtrfsError::LowSpace { path: path.to_path_buf(), available, needed });
@@ -179,7 +184,13 @@ pub fn require_subvolume(dir: &File, path: &Path) -> Result<(), BtrfsError> {
 
 fn copy_name(dst: &mut [u8], name: &str) -> Result<(), BtrfsError> {
     let bytes = name.as_bytes();
-    if bytes.is_empty() || bytes.len() >= dst.len() || bytes.contains(&b'/') || bytes.contains(&0) || name == "." || name == ".." {
+    if bytes.is_empty()
+        || bytes.len() >= dst.len()
+        || bytes.contains(&b'/')
+        || bytes.contains(&0)
+        || name == "."
+        || name == ".."
+    {
         return Err(BtrfsError::BadName { name: name.to_string() });
     }
     dst[..bytes.len()].copy_from_slice(bytes);
@@ -199,9 +210,11 @@ pub fn create_snapshot(source: &File, dest_dir: &File, dest_path: &Path, name: &
     };
     copy_name(&mut args.name, name)?;
     // SAFETY: `args` is a correctly laid out, fully initialised btrfs_ioctl_vol_args_v2.
-    unsafe { ioc_snap_create_v2(dest_dir.as_raw_fd(), &args) }
-        .map(|_| ())
-        .map_err(|source| BtrfsError::Create { dir: dest_path.to_path_buf(), name: name.to_string(), source })
+    unsafe { ioc_snap_create_v2(dest_dir.as_raw_fd(), &args) }.map(|_| ()).map_err(|source| BtrfsError::Create {
+        dir: dest_path.to_path_buf(),
+        name: name.to_string(),
+        source,
+    })
 }
 
 /// Deletes the snapshot `dir/name` (`BTRFS_IOC_SNAP_DESTROY`). The directory entry
@@ -210,9 +223,11 @@ pub fn destroy_snapshot(dir: &File, dir_path: &Path, name: &str) -> Result<(), B
     let mut args = VolArgs { fd: 0, name: [0; BTRFS_PATH_NAME_MAX + 1] };
     copy_name(&mut args.name, name)?;
     // SAFETY: `args` is a correctly laid out, fully initialised btrfs_ioctl_vol_args.
-    unsafe { ioc_snap_destroy(dir.as_raw_fd(), &args) }
-        .map(|_| ())
-        .map_err(|source| BtrfsError::Destroy { dir: dir_path.to_path_buf(), name: name.to_string(), source })
+    unsafe { ioc_snap_destroy(dir.as_raw_fd(), &args) }.map(|_| ()).map_err(|source| BtrfsError::Destroy {
+        dir: dir_path.to_path_buf(),
+        name: name.to_string(),
+        source,
+    })
 }
 
 /// UUID, parent UUID, generation and read-only flag of the subvolume open as `subvol`.

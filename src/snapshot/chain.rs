@@ -40,7 +40,14 @@ pub struct Block {
 /// | n | snapshot name, UTF-8 |
 /// | 16 | subvolume UUID, raw bytes |
 /// | 8 | generation, u64 big-endian |
-pub fn preimage(height: u64, prev_hash: &[u8; 32], time_ns: i64, snapshot: &str, uuid: &[u8; 16], generation: u64) -> Vec<u8> {
+pub fn preimage(
+    height: u64,
+    prev_hash: &[u8; 32],
+    time_ns: i64,
+    snapshot: &str,
+    uuid: &[u8; 16],
+    generation: u64,
+) -> Vec<u8> {
     let name = snapshot.as_bytes();
     let mut out = Vec::with_capacity(7 + 1 + 8 + 32 + 8 + 4 + name.len() + 16 + 8);
     out.extend_from_slice(MAGIC);
@@ -56,13 +63,27 @@ pub fn preimage(height: u64, prev_hash: &[u8; 32], time_ns: i64, snapshot: &str,
 }
 
 /// SHA-256 of [`preimage`].
-pub fn block_hash(height: u64, prev_hash: &[u8; 32], time_ns: i64, snapshot: &str, uuid: &[u8; 16], generation: u64) -> [u8; 32] {
+pub fn block_hash(
+    height: u64,
+    prev_hash: &[u8; 32],
+    time_ns: i64,
+    snapshot: &str,
+    uuid: &[u8; 16],
+    generation: u64,
+) -> [u8; 32] {
     Sha256::digest(preimage(height, prev_hash, time_ns, snapshot, uuid, generation)).into()
 }
 
 impl Block {
     /// A new block on top of `prev_hash`, with its hash computed.
-    pub fn new(height: u64, prev_hash: [u8; 32], time_ns: i64, snapshot: String, subvol_uuid: [u8; 16], generation: u64) -> Block {
+    pub fn new(
+        height: u64,
+        prev_hash: [u8; 32],
+        time_ns: i64,
+        snapshot: String,
+        subvol_uuid: [u8; 16],
+        generation: u64,
+    ) -> Block {
         let hash = block_hash(height, &prev_hash, time_ns, &snapshot, &subvol_uuid, generation);
         Block { height, time_ns, snapshot, subvol_uuid, generation, prev_hash, hash, pruned_ns: None }
     }
@@ -122,18 +143,24 @@ impl Verifier {
                 Some((b.height, format!("height out of order (expected {})", self.next_height)))
             }
         } else if b.prev_hash != expected_prev {
-            Some((b.height, format!(
-                "previous hash {} does not match the hash of height {} ({})",
-                hex::encode(b.prev_hash),
-                b.height.wrapping_sub(1),
-                hex::encode(expected_prev)
-            )))
+            Some((
+                b.height,
+                format!(
+                    "previous hash {} does not match the hash of height {} ({})",
+                    hex::encode(b.prev_hash),
+                    b.height.wrapping_sub(1),
+                    hex::encode(expected_prev)
+                ),
+            ))
         } else if b.computed_hash() != b.hash {
-            Some((b.height, format!(
-                "stored hash {} differs from the recomputed {} (a field of the block was changed)",
-                hex::encode(b.hash),
-                hex::encode(b.computed_hash())
-            )))
+            Some((
+                b.height,
+                format!(
+                    "stored hash {} differs from the recomputed {} (a field of the block was changed)",
+                    hex::encode(b.hash),
+                    hex::encode(b.computed_hash())
+                ),
+            ))
         } else {
             None
         };
@@ -171,7 +198,14 @@ mod tests {
         let mut prev = GENESIS_PREV;
         (0..n)
             .map(|h| {
-                let b = Block::new(h, prev, 1_700_000_000_000_000_000 + h as i64, format!("{h:012}-x"), [h as u8; 16], 7 + h);
+                let b = Block::new(
+                    h,
+                    prev,
+                    1_700_000_000_000_000_000 + h as i64,
+                    format!("{h:012}-x"),
+                    [h as u8; 16],
+                    7 + h,
+                );
                 prev = b.hash;
                 b
             })

@@ -46,9 +46,13 @@ fn default_true() -> bool {
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
-    #[error("config {path}: {source} (see the README for the keys: source, snapshot_dir, database, interval, retention, metrics_dir, dbus)")]
+    #[error(
+        "config {path}: {source} (see the README for the keys: source, snapshot_dir, database, interval, retention, metrics_dir, dbus)"
+    )]
     Parse { path: PathBuf, source: serde_json::Error },
-    #[error("config: retention {retention} is shorter than interval {interval}; every snapshot would be deleted at the next tick: raise retention")]
+    #[error(
+        "config: retention {retention} is shorter than interval {interval}; every snapshot would be deleted at the next tick: raise retention"
+    )]
     RetentionTooShort { retention: HumanDuration, interval: HumanDuration },
     #[error("config: {key} must be an absolute path, got {value:?}")]
     Relative { key: &'static str, value: PathBuf },
@@ -56,12 +60,14 @@ pub enum ConfigError {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         Self::parse(&text, path)
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let c: Config = serde_json::from_str(text).map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source })?;
+        let c: Config =
+            serde_json::from_str(text).map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source })?;
         c.validate()?;
         Ok(c)
     }
@@ -70,7 +76,9 @@ impl Config {
         if self.retention.as_millis() < self.interval.as_millis() {
             return Err(ConfigError::RetentionTooShort { retention: self.retention, interval: self.interval });
         }
-        for (key, value) in [("source", &self.source), ("snapshot_dir", &self.snapshot_dir), ("database", &self.database)] {
+        for (key, value) in
+            [("source", &self.source), ("snapshot_dir", &self.snapshot_dir), ("database", &self.database)]
+        {
             if value.is_relative() {
                 return Err(ConfigError::Relative { key, value: value.clone() });
             }
@@ -99,11 +107,20 @@ mod tests {
 
     #[test]
     fn refuses_unknown_keys_and_bad_values() {
-        let e = Config::parse(r#"{ "source": "/a", "snapshot_dir": "/b", "database": "/c", "intervall": "1s" }"#, Path::new("x"));
+        let e = Config::parse(
+            r#"{ "source": "/a", "snapshot_dir": "/b", "database": "/c", "intervall": "1s" }"#,
+            Path::new("x"),
+        );
         assert!(e.unwrap_err().to_string().contains("unknown field `intervall`"));
-        let e = Config::parse(r#"{ "source": "/a", "snapshot_dir": "/b", "database": "/c", "interval": "1 s" }"#, Path::new("x"));
+        let e = Config::parse(
+            r#"{ "source": "/a", "snapshot_dir": "/b", "database": "/c", "interval": "1 s" }"#,
+            Path::new("x"),
+        );
         assert!(e.unwrap_err().to_string().contains("invalid duration"));
-        let e = Config::parse(r#"{ "source": "/a", "snapshot_dir": "/b", "database": "/c", "interval": "1m", "retention": "1s" }"#, Path::new("x"));
+        let e = Config::parse(
+            r#"{ "source": "/a", "snapshot_dir": "/b", "database": "/c", "interval": "1m", "retention": "1s" }"#,
+            Path::new("x"),
+        );
         assert!(matches!(e, Err(ConfigError::RetentionTooShort { .. })));
         let e = Config::parse(r#"{ "source": "a", "snapshot_dir": "/b", "database": "/c" }"#, Path::new("x"));
         assert!(matches!(e, Err(ConfigError::Relative { key: "source", .. })));

@@ -184,7 +184,8 @@ struct Metrics {
 
 impl Metrics {
     fn families(&self) -> Vec<Family> {
-        let mut errors = Family::counter("ghostbridge_snapshotter_errors_total", "Failed ticks and prunes, by kind.", 0.0);
+        let mut errors =
+            Family::counter("ghostbridge_snapshotter_errors_total", "Failed ticks and prunes, by kind.", 0.0);
         errors.samples = self
             .errors
             .iter()
@@ -192,21 +193,58 @@ impl Metrics {
             .collect();
         let mut out = vec![
             Family::counter("ghostbridge_snapshotter_ticks_total", "Deadlines reached.", self.ticks as f64),
-            Family::counter("ghostbridge_snapshotter_missed_ticks_total", "Deadlines skipped because a tick overran them.", self.missed as f64),
-            Family::counter("ghostbridge_snapshotter_snapshots_total", "Snapshots taken and recorded.", self.snapshots as f64),
-            Family::counter("ghostbridge_snapshotter_pruned_total", "Snapshots deleted by retention.", self.pruned as f64),
-            Family::counter("ghostbridge_snapshotter_adopted_total", "Snapshots adopted by recovery.", self.adopted as f64),
-            Family::counter("ghostbridge_snapshotter_recovery_deleted_total", "Unrecorded snapshots deleted by recovery.", self.recovered_deleted as f64),
+            Family::counter(
+                "ghostbridge_snapshotter_missed_ticks_total",
+                "Deadlines skipped because a tick overran them.",
+                self.missed as f64,
+            ),
+            Family::counter(
+                "ghostbridge_snapshotter_snapshots_total",
+                "Snapshots taken and recorded.",
+                self.snapshots as f64,
+            ),
+            Family::counter(
+                "ghostbridge_snapshotter_pruned_total",
+                "Snapshots deleted by retention.",
+                self.pruned as f64,
+            ),
+            Family::counter(
+                "ghostbridge_snapshotter_adopted_total",
+                "Snapshots adopted by recovery.",
+                self.adopted as f64,
+            ),
+            Family::counter(
+                "ghostbridge_snapshotter_recovery_deleted_total",
+                "Unrecorded snapshots deleted by recovery.",
+                self.recovered_deleted as f64,
+            ),
             errors,
-            self.latency.family("ghostbridge_snapshotter_snapshot_seconds", "Time to create a snapshot and read its identity."),
-            Family::gauge("ghostbridge_snapshotter_height", "Height of the newest block (-1: empty chain).", self.height.map(|h| h as f64).unwrap_or(-1.0)),
-            Family::gauge("ghostbridge_snapshotter_last_snapshot_timestamp_seconds", "Wall time of the newest snapshot.", self.last_snapshot_ns as f64 / 1e9),
+            self.latency
+                .family("ghostbridge_snapshotter_snapshot_seconds", "Time to create a snapshot and read its identity."),
+            Family::gauge(
+                "ghostbridge_snapshotter_height",
+                "Height of the newest block (-1: empty chain).",
+                self.height.map(|h| h as f64).unwrap_or(-1.0),
+            ),
+            Family::gauge(
+                "ghostbridge_snapshotter_last_snapshot_timestamp_seconds",
+                "Wall time of the newest snapshot.",
+                self.last_snapshot_ns as f64 / 1e9,
+            ),
         ];
         if let Some(valid) = self.chain_valid {
-            out.push(Family::gauge("ghostbridge_snapshotter_chain_valid", "1 when the chain verified at start-up.", if valid { 1.0 } else { 0.0 }));
+            out.push(Family::gauge(
+                "ghostbridge_snapshotter_chain_valid",
+                "1 when the chain verified at start-up.",
+                if valid { 1.0 } else { 0.0 },
+            ));
         }
         if let Some((kind, message, ns)) = &self.last_error {
-            let mut f = Family::gauge("ghostbridge_snapshotter_last_error_timestamp_seconds", "Wall time of the last fault, with its kind and message.", *ns as f64 / 1e9);
+            let mut f = Family::gauge(
+                "ghostbridge_snapshotter_last_error_timestamp_seconds",
+                "Wall time of the last fault, with its kind and message.",
+                *ns as f64 / 1e9,
+            );
             f.samples[0].labels = vec![("kind".into(), (*kind).into()), ("message".into(), message.clone())];
             out.push(f);
         }
@@ -274,7 +312,11 @@ impl Daemon {
             if self.m.chain_valid.is_none() {
                 let v = store.verify()?;
                 if !v.ok() {
-                    eprintln!("snapshotter: WARNING: {} in {}; new blocks still extend the head", v.message(), self.s.database.display());
+                    eprintln!(
+                        "snapshotter: WARNING: {} in {}; new blocks still extend the head",
+                        v.message(),
+                        self.s.database.display()
+                    );
                 }
                 self.m.chain_valid = Some(v.ok());
             }
@@ -313,7 +355,8 @@ impl Daemon {
             let retention = ns(self.s.retention);
             let (src_path, dir_path) = (self.s.source.clone(), self.s.snapshot_dir.clone());
             let store = self.store()?;
-            let report = recover::reconcile(store, &source, &src_path, &dir, &dir_path, retention, clock::realtime_ns())?;
+            let report =
+                recover::reconcile(store, &source, &src_path, &dir, &dir_path, retention, clock::realtime_ns())?;
             let head = store.head()?;
             self.m.adopted += report.adopted.len() as u64;
             self.m.recovered_deleted += report.deleted_unknown.len() as u64;
@@ -343,7 +386,9 @@ impl Daemon {
         let cutoff = now - ns(self.s.retention);
         let dir_path = self.s.snapshot_dir.clone();
         if let Err(e) = self.store().and_then(|s| s.mark_expired(cutoff, now)) {
-            eprintln!("snapshotter: space is short and the chain database is unusable ({e}); deleting expired snapshots first, recovery will mark their blocks");
+            eprintln!(
+                "snapshotter: space is short and the chain database is unusable ({e}); deleting expired snapshots first, recovery will mark their blocks"
+            );
             self.store = None;
         }
         let mut foreign = Vec::new();
@@ -443,13 +488,13 @@ impl Daemon {
         if self.bus.is_none() && self.bus_retry_at.is_none_or(|t| Instant::now() >= t) {
             self.connect_bus();
         }
-        if let Some(bus) = &self.bus {
-            if let Err(e) = bus.block_added(block.height, &block.hash, block.time_ns) {
-                eprintln!("snapshotter: {e}; reconnecting later");
-                *self.m.errors.entry("dbus").or_default() += 1;
-                self.bus = None;
-                self.bus_retry_at = Some(Instant::now() + BUS_RETRY);
-            }
+        if let Some(bus) = &self.bus
+            && let Err(e) = bus.block_added(block.height, &block.hash, block.time_ns)
+        {
+            eprintln!("snapshotter: {e}; reconnecting later");
+            *self.m.errors.entry("dbus").or_default() += 1;
+            self.bus = None;
+            self.bus_retry_at = Some(Instant::now() + BUS_RETRY);
         }
     }
 
@@ -479,11 +524,11 @@ fn wait(deadline_ns: i64, watchdog: Option<Duration>, last_ping: &mut i64) {
             return;
         }
         let now = clock::monotonic_ns();
-        if let Some(wd) = watchdog {
-            if now - *last_ping >= ns(wd) {
-                notify::watchdog();
-                *last_ping = now;
-            }
+        if let Some(wd) = watchdog
+            && now - *last_ping >= ns(wd)
+        {
+            notify::watchdog();
+            *last_ping = now;
         }
         if now >= deadline_ns {
             return;

@@ -29,7 +29,8 @@ pub fn snapshot_name(height: u64, time_ns: i64) -> String {
 /// Parses a name made by [`snapshot_name`].
 pub fn parse_snapshot_name(name: &str) -> Option<(u64, i64)> {
     let (h, t) = name.split_once('-')?;
-    if h.len() != 12 || !h.bytes().all(|b| b.is_ascii_digit()) || t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+    if h.len() != 12 || !h.bytes().all(|b| b.is_ascii_digit()) || t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     Some((h.parse().ok()?, t.parse().ok()?))
@@ -66,10 +67,7 @@ pub fn list_snapshots(dir: &Path, foreign: &mut Vec<String>) -> Result<Vec<(Stri
     for entry in rd {
         let entry = entry.map_err(|source| RecoverError::List { path: dir.display().to_string(), source })?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let is_subvol = entry
-            .metadata()
-            .map(|m| m.is_dir() && m.ino() == SUBVOLUME_ROOT_INODE)
-            .unwrap_or(false);
+        let is_subvol = entry.metadata().map(|m| m.is_dir() && m.ino() == SUBVOLUME_ROOT_INODE).unwrap_or(false);
         match parse_snapshot_name(&name) {
             Some((h, t)) if is_subvol => out.push((name, h, t)),
             _ => foreign.push(name),
@@ -94,7 +92,10 @@ pub fn reconcile(
     let source_uuid = btrfs::subvol_info(source, source_path)?.uuid;
     let on_disk = list_snapshots(snap_path, &mut report.foreign)?;
     for name in &report.foreign {
-        eprintln!("snapshotter: recovery: leaving {} alone: not a snapshot made by the snapshotter", snap_path.join(name).display());
+        eprintln!(
+            "snapshotter: recovery: leaving {} alone: not a snapshot made by the snapshotter",
+            snap_path.join(name).display()
+        );
     }
     let mut head = store.head()?;
     let mut present: HashMap<String, ()> = HashMap::new();
@@ -102,7 +103,10 @@ pub fn reconcile(
         match store.by_snapshot(&name)? {
             Some(block) if block.pruned_ns.is_some() => {
                 btrfs::destroy_snapshot(snap_dir, snap_path, &name)?;
-                eprintln!("snapshotter: recovery: deleted {name}: its block {} is marked pruned (finishing an interrupted prune)", block.height);
+                eprintln!(
+                    "snapshotter: recovery: deleted {name}: its block {} is marked pruned (finishing an interrupted prune)",
+                    block.height
+                );
                 report.completed_prunes.push(name);
             }
             Some(_) => {

@@ -42,7 +42,15 @@ pub fn list(db: &Path, n: u32) -> Result<String, StoreError> {
     let _ = writeln!(out, "{:>8}  {:<24}  {:<32}  {:<6}  hash", "height", "time (UTC)", "snapshot", "state");
     for b in store.recent(n)? {
         let state = if b.pruned_ns.is_some() { "pruned" } else { "kept" };
-        let _ = writeln!(out, "{:>8}  {:<24}  {:<32}  {:<6}  {}", b.height, utc(b.time_ns), b.snapshot, state, hex::encode(b.hash));
+        let _ = writeln!(
+            out,
+            "{:>8}  {:<24}  {:<32}  {:<6}  {}",
+            b.height,
+            utc(b.time_ns),
+            b.snapshot,
+            state,
+            hex::encode(b.hash)
+        );
     }
     Ok(out)
 }
@@ -76,8 +84,16 @@ pub fn status(config: &Config) -> Result<String, StoreError> {
         .metrics_dir
         .as_ref()
         .and_then(|d| std::fs::read_to_string(d.join(format!("{METRICS_NAME}.prom"))).ok())
-        .and_then(|text| text.lines().find(|l| l.starts_with("ghostbridge_snapshotter_last_error_timestamp_seconds{")).map(str::to_string));
-    let _ = writeln!(out, "last error: {}", last_error.as_deref().map(describe_error).unwrap_or_else(|| "none recorded".into()));
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("ghostbridge_snapshotter_last_error_timestamp_seconds{"))
+                .map(str::to_string)
+        });
+    let _ = writeln!(
+        out,
+        "last error: {}",
+        last_error.as_deref().map(describe_error).unwrap_or_else(|| "none recorded".into())
+    );
     Ok(out)
 }
 

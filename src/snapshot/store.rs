@@ -28,7 +28,9 @@ pub enum StoreError {
 fn sqlite_hint(e: &rusqlite::Error) -> &'static str {
     use rusqlite::ErrorCode::*;
     match e.sqlite_error_code() {
-        Some(DatabaseBusy) | Some(DatabaseLocked) => " (another process holds a write lock on the database; it will be retried)",
+        Some(DatabaseBusy) | Some(DatabaseLocked) => {
+            " (another process holds a write lock on the database; it will be retried)"
+        }
         Some(ReadOnly) => " (the database or its directory is read-only: fix the permissions or the mount)",
         Some(DiskFull) => " (the filesystem of the database is full: free space)",
         Some(CannotOpen) => " (check that the directory exists and is writable)",
@@ -74,7 +76,8 @@ fn row_to_block(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Block, (u64,
         Ok(u) => *u.as_bytes(),
         Err(_) => return Ok(Err((height, format!("subvol_uuid {uuid_text:?} is not a UUID")))),
     };
-    let (Ok(prev_hash), Ok(hash)) = (<[u8; 32]>::try_from(prev.as_slice()), <[u8; 32]>::try_from(hash.as_slice())) else {
+    let (Ok(prev_hash), Ok(hash)) = (<[u8; 32]>::try_from(prev.as_slice()), <[u8; 32]>::try_from(hash.as_slice()))
+    else {
         return Ok(Err((height, "prev_hash or hash is not 32 bytes".to_string())));
     };
     Ok(Ok(Block {
@@ -112,7 +115,8 @@ impl Store {
     }
 
     fn try_open_writer(path: &Path, busy: Duration) -> Result<Store, StoreError> {
-        let mut conn = Connection::open(path).map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
+        let mut conn =
+            Connection::open(path).map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
         schema::configure(&conn)?;
         conn.busy_timeout(busy)?;
         schema::migrate(&mut conn)?;
@@ -121,8 +125,9 @@ impl Store {
 
     /// Opens an existing database read-only (verify, list, status, D-Bus queries).
     pub fn open_reader(path: &Path) -> Result<Store, StoreError> {
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            .map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
+        let conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
         conn.busy_timeout(Duration::from_secs(5))?;
         schema::require_current(&conn)?;
         Ok(Store { conn })
@@ -139,14 +144,17 @@ impl Store {
 
     /// The last `n` blocks, newest first.
     pub fn recent(&self, n: u32) -> Result<Vec<Block>, StoreError> {
-        let mut st = self.conn.prepare_cached(&format!("SELECT {COLUMNS} FROM blocks ORDER BY height DESC LIMIT ?1"))?;
+        let mut st =
+            self.conn.prepare_cached(&format!("SELECT {COLUMNS} FROM blocks ORDER BY height DESC LIMIT ?1"))?;
         let rows = st.query_map([n], row_to_block)?;
         rows.map(flatten).collect()
     }
 
     /// Every block whose snapshot should still exist (not pruned), oldest first.
     pub fn unpruned(&self) -> Result<Vec<Block>, StoreError> {
-        let mut st = self.conn.prepare_cached(&format!("SELECT {COLUMNS} FROM blocks WHERE pruned_ns IS NULL ORDER BY height"))?;
+        let mut st = self
+            .conn
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM blocks WHERE pruned_ns IS NULL ORDER BY height"))?;
         let rows = st.query_map([], row_to_block)?;
         rows.map(flatten).collect()
     }
@@ -236,14 +244,19 @@ impl Store {
 fn mark_expired(tx: &rusqlite::Transaction<'_>, cutoff_ns: i64, now_ns: i64) -> Result<Vec<(u64, String)>, StoreError> {
     let mut marked = Vec::new();
     {
-        let mut st = tx.prepare_cached("SELECT height, snapshot FROM blocks WHERE pruned_ns IS NULL AND time_ns <= ?1 ORDER BY height")?;
+        let mut st = tx.prepare_cached(
+            "SELECT height, snapshot FROM blocks WHERE pruned_ns IS NULL AND time_ns <= ?1 ORDER BY height",
+        )?;
         let rows = st.query_map([cutoff_ns], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?)))?;
         for r in rows {
             marked.push(r?);
         }
     }
     if !marked.is_empty() {
-        tx.execute("UPDATE blocks SET pruned_ns = ?2 WHERE pruned_ns IS NULL AND time_ns <= ?1", params![cutoff_ns, now_ns])?;
+        tx.execute(
+            "UPDATE blocks SET pruned_ns = ?2 WHERE pruned_ns IS NULL AND time_ns <= ?1",
+            params![cutoff_ns, now_ns],
+        )?;
     }
     Ok(marked)
 }

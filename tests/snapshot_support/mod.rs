@@ -16,7 +16,11 @@ pub fn bin() -> &'static Path {
     static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BIN.get_or_init(|| {
         let ours = |p: &Path| {
-            Command::new(p).arg("--help").output().map(|o| String::from_utf8_lossy(&o.stdout).contains("Recompute the whole chain")).unwrap_or(false)
+            Command::new(p)
+                .arg("--help")
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).contains("Recompute the whole chain"))
+                .unwrap_or(false)
         };
         let exe = PathBuf::from(env!("CARGO_BIN_EXE_ghostbridge-snapshotter"));
         if ours(&exe) {
@@ -54,7 +58,12 @@ pub fn sh(cmd: &str) -> std::process::Output {
 
 pub fn sh_ok(cmd: &str) -> String {
     let out = sh(cmd);
-    assert!(out.status.success(), "{cmd}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -129,8 +138,17 @@ impl Daemon {
     pub fn run(img: &BtrfsImage, db: &Path, interval: &str, retention: &str, extra: &[&str]) -> Daemon {
         let (src, snaps, db) = (img.source(), img.snapshots(), db.to_path_buf());
         let mut args = vec![
-            "run", "--source", src.to_str().unwrap(), "--snapshot-dir", snaps.to_str().unwrap(),
-            "--db", db.to_str().unwrap(), "--interval", interval, "--retention", retention,
+            "run",
+            "--source",
+            src.to_str().unwrap(),
+            "--snapshot-dir",
+            snaps.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+            "--interval",
+            interval,
+            "--retention",
+            retention,
         ];
         args.extend_from_slice(extra);
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
@@ -150,7 +168,11 @@ impl Daemon {
     pub fn wait(&self, timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
         let start = Instant::now();
         while !cond() {
-            assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}; daemon log:\n{}", self.log_text());
+            assert!(
+                start.elapsed() < timeout,
+                "timed out after {timeout:?} waiting for {what}; daemon log:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -161,7 +183,8 @@ impl Daemon {
 
     /// SIGTERM and wait; asserts a clean exit.
     pub fn stop(mut self) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+            .unwrap();
         let status = self.child.wait().unwrap();
         assert!(status.success(), "daemon exited with {status}; log:\n{}", self.log_text());
     }
@@ -217,7 +240,10 @@ pub fn on_disk(dir: &Path) -> BTreeSet<String> {
 /// Runs `verify`; returns (exit code, stdout + stderr).
 pub fn verify(db: &Path) -> (i32, String) {
     let out = Command::new(bin()).args(["verify", "--db", db.to_str().unwrap()]).output().unwrap();
-    (out.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    (
+        out.status.code().unwrap_or(-1),
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    )
 }
 
 /// (height, time_ns, snapshot, pruned_ns) of every block, by height.
