@@ -94,7 +94,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
                         snapshot_dir,
                         database,
                         interval: HumanDuration::from_secs(1),
-                        retention: HumanDuration::from_secs(60),
+                        retention: "1m".parse()?,
                         metrics_dir: None,
                         dbus: false,
                     }

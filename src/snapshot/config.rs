@@ -35,7 +35,7 @@ fn default_interval() -> HumanDuration {
     HumanDuration::from_secs(1)
 }
 fn default_retention() -> HumanDuration {
-    HumanDuration::from_secs(60)
+    "1m".parse().unwrap_or(HumanDuration::from_secs(60))
 }
 fn default_true() -> bool {
     true

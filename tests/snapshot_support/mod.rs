@@ -9,12 +9,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The snapshotter binary of this build. Cargo's uplifted `target/debug/ghostbridge-snapshotter`
-/// is shared by every checkout that uses the same target directory, so when it is not
-/// this checkout's build, the hashed copy under `deps/` is used instead.
+/// The snapshotter binary of this build, as `/proc/self/fd/N` of an open file.
+///
+/// Cargo's `target/<profile>/ghostbridge-snapshotter` is shared by every checkout that
+/// uses the same target directory and can be replaced by another checkout's build at any
+/// moment. The first call finds this build's binary (the uplifted one or the hashed copy
+/// under `deps/`) and keeps it open, so later replacements of the path do not matter.
 pub fn bin() -> &'static Path {
-    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| {
+    static BIN: std::sync::OnceLock<(std::fs::File, PathBuf)> = std::sync::OnceLock::new();
+    let (_, path) = BIN.get_or_init(|| {
         let ours = |p: &Path| {
             Command::new(p)
                 .arg("--help")
@@ -23,23 +26,30 @@ pub fn bin() -> &'static Path {
                 .unwrap_or(false)
         };
         let exe = PathBuf::from(env!("CARGO_BIN_EXE_ghostbridge-snapshotter"));
-        if ours(&exe) {
-            return exe;
-        }
         let deps = exe.parent().unwrap().join("deps");
-        let mut found: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&deps)
-            .unwrap()
+        let mut candidates: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&deps)
+            .into_iter()
+            .flatten()
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
                 let n = p.file_name().unwrap().to_string_lossy().into_owned();
                 n.starts_with("ghostbridge_snapshotter-") && !n.contains('.')
             })
-            .filter(|p| ours(p))
-            .map(|p| (std::fs::metadata(&p).unwrap().modified().unwrap(), p))
+            .chain([exe])
+            .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
             .collect();
-        found.sort();
-        found.pop().map(|(_, p)| p).expect("no ghostbridge-snapshotter build found")
-    })
+        candidates.sort();
+        for (_, p) in candidates.into_iter().rev() {
+            // Open first, then check what was opened: the path may change in between.
+            let Ok(file) = std::fs::File::open(&p) else { continue };
+            let fd_path = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file)));
+            if ours(&fd_path) {
+                return (file, fd_path);
+            }
+        }
+        panic!("no ghostbridge-snapshotter build of this checkout found next to {}", env!("CARGO_BIN_EXE_ghostbridge-snapshotter"));
+    });
+    path
 }
 
 /// True when running as root; otherwise prints the SKIPPED line.
