@@ -47,7 +47,10 @@ pub fn bin() -> &'static Path {
                 return (file, fd_path);
             }
         }
-        panic!("no ghostbridge-snapshotter build of this checkout found next to {}", env!("CARGO_BIN_EXE_ghostbridge-snapshotter"));
+        panic!(
+            "no ghostbridge-snapshotter build of this checkout found next to {}",
+            env!("CARGO_BIN_EXE_ghostbridge-snapshotter")
+        );
     });
     path
 }
