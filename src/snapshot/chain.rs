@@ -130,6 +130,11 @@ impl Verifier {
         Self::default()
     }
 
+    /// A verifier for a tail of the chain: `height` is expected first, linked to `prev_hash`.
+    pub fn starting_at(height: u64, prev_hash: [u8; 32]) -> Self {
+        Verifier { next_height: height, prev_hash: Some(prev_hash), checked: 0, first_bad: None }
+    }
+
     /// Checks the next block; returns false once the chain is known broken.
     pub fn push(&mut self, b: &Block) -> bool {
         if self.first_bad.is_some() {
@@ -255,8 +260,16 @@ mod tests {
         relinked[4].hash = relinked[4].computed_hash();
         assert_eq!(verify(&relinked).first_bad.unwrap().0, 4);
 
-        let mut genesis = good;
+        let mut genesis = good.clone();
         genesis[0].prev_hash = [9; 32];
         assert_eq!(verify(&genesis).first_bad.unwrap().0, 0);
+
+        // A tail check trusts the link into its first block only.
+        let mut tail = Verifier::starting_at(2, good[2].prev_hash);
+        assert!(good[2..].iter().all(|b| tail.push(b)));
+        assert_eq!(tail.finish(), Verdict { checked: 3, first_bad: None });
+        let mut tail = Verifier::starting_at(2, good[2].prev_hash);
+        assert!(!tail.push(&tampered[2]));
+        assert_eq!(tail.finish().first_bad.unwrap().0, 2);
     }
 }

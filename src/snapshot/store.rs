@@ -221,23 +221,39 @@ impl Store {
 
     /// Recomputes the whole chain in height order.
     pub fn verify(&self) -> Result<Verdict, StoreError> {
-        let mut st = self.conn.prepare(&format!("SELECT {COLUMNS} FROM blocks ORDER BY height"))?;
-        let mut rows = st.query([])?;
-        let mut v = Verifier::new();
+        self.verify_tail(None)
+    }
+
+    /// Recomputes the newest `last` blocks (all when `None`), trusting the link
+    /// into the first of them. The daemon checks the tail at start-up; `verify`
+    /// checks everything.
+    pub fn verify_tail(&self, last: Option<u64>) -> Result<Verdict, StoreError> {
+        let from = match (last, self.head()?) {
+            (Some(n), Some(head)) => (head.height + 1).saturating_sub(n),
+            _ => 0,
+        };
+        let mut st = self.conn.prepare(&format!("SELECT {COLUMNS} FROM blocks WHERE height >= ?1 ORDER BY height"))?;
+        let mut rows = st.query([from as i64])?;
+        let mut v: Option<Verifier> = None;
         while let Some(row) = rows.next()? {
-            match row_to_block(row)? {
+            let block = row_to_block(row)?;
+            let verifier = v.get_or_insert_with(|| match (&block, from) {
+                (Ok(b), f) if f > 0 => Verifier::starting_at(f, b.prev_hash),
+                _ => Verifier::new(),
+            });
+            match block {
                 Ok(b) => {
-                    if !v.push(&b) {
+                    if !verifier.push(&b) {
                         break;
                     }
                 }
                 Err((h, why)) => {
-                    v.unreadable(h, why);
+                    verifier.unreadable(h, why);
                     break;
                 }
             }
         }
-        Ok(v.finish())
+        Ok(v.unwrap_or_default().finish())
     }
 }
 
