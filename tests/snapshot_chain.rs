@@ -113,4 +113,17 @@ fn daemon_chain_matches_kernel_and_tampering_is_named() {
         assert!(field(&show, "Flags:").contains("readonly"), "{name} must be read-only: {show}");
     }
     check_tamper_detection(&db, img.dir.path());
+
+    // The daemon checks the chain at start-up, says where it is broken, and keeps running.
+    let metrics = img.path("metrics");
+    std::fs::create_dir(&metrics).unwrap();
+    let broken = img.path("gen.db");
+    let before = block_count(&broken);
+    let d = Daemon::run(&img, &broken, "50ms", "10s", &["--no-dbus", "--metrics-dir", metrics.to_str().unwrap()]);
+    d.wait(Duration::from_secs(20), "blocks on the broken chain", || block_count(&broken) >= before + 2);
+    d.stop();
+    let log = std::fs::read_to_string(img.path("daemon.log")).unwrap();
+    assert!(log.contains("WARNING: chain broken at height 5:"), "{log}");
+    let prom = std::fs::read_to_string(metrics.join("ghostbridge_snapshotter.prom")).unwrap();
+    assert!(prom.contains("ghostbridge_snapshotter_chain_valid 0\n"), "{prom}");
 }
