@@ -103,14 +103,14 @@ fn disk_full_survives_and_recovers() {
         return;
     }
     // Everything on one small filesystem, as on the real server: source, snapshots, database.
-    let img = BtrfsImage::new(128);
+    let img = BtrfsImage::new(300);
     let db = img.mnt.join("chain.db");
     let mut d = Daemon::run(&img, &db, "50ms", "1s", &["--no-dbus"]);
     d.wait(Duration::from_secs(15), "blocks", || block_count(&db) >= 5);
-    // Filled next to the source: space held by the snapshots themselves is freed by
-    // retention, which the daemon keeps running while space is short; the kernel
-    // reclaims deleted snapshots asynchronously, so the test fills outside them.
-    let fill = img.mnt.join("fill");
+    // Filled inside the source: the snapshots taken while it grows pin its data, so
+    // space only returns once retention deletes them, which the daemon keeps doing
+    // while space is short (even when SQLite cannot open the database any more).
+    let fill = img.source().join("fill");
     let out = sh(&format!("dd if=/dev/zero of={} bs=1M", fill.display()));
     assert!(!out.status.success(), "dd must hit ENOSPC");
     d.wait(Duration::from_secs(15), "[disk_full] errors", || errors_logged(&d, "disk_full") >= 3);
