@@ -6,11 +6,13 @@
 //!
 //! `cargo bench --bench snapshotter`; `GB_BENCH_SECS=10` for a quick run
 //! (default 60 s per 1 Hz run), `GB_BENCH_LOAD=1` adds two busy processes
-//! (one per core) during the 1 Hz runs.
+//! (one per core) during the 1 Hz runs, `GB_BENCH_FIFO=1` runs the daemon with
+//! SCHED_FIFO priority 1 (what `CPUSchedulingPolicy=fifo` in its unit gives).
 
 #[path = "../tests/snapshot_support/mod.rs"]
 mod snapshot_support;
 
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -45,6 +47,7 @@ struct Run {
 /// Lateness of each block against the ideal grid `base + k * interval`, where
 /// `base` is the earliest-aligned block (so the least late tick is 0).
 fn timing(times_ns: &[i64], interval_ns: i64) -> (f64, f64, f64) {
+    assert!(times_ns.len() >= 2, "the run produced {} blocks", times_ns.len());
     let periods: Vec<f64> = times_ns.windows(2).map(|w| (w[1] - w[0]) as f64).collect();
     let mean_period = periods.iter().sum::<f64>() / periods.len().max(1) as f64;
     let t0 = times_ns[0];
@@ -79,7 +82,22 @@ fn daemon_run(img: &BtrfsImage, tag: &str, interval_ms: u64, retention: &str, se
     let metrics = img.path(&format!("{tag}-metrics"));
     std::fs::create_dir_all(&metrics).unwrap();
     let cpu0 = children_cpu();
-    let mut child = Command::new(bin())
+    // GB_BENCH_FIFO=1 runs the daemon as a unit with `CPUSchedulingPolicy=fifo` would.
+    let fifo = std::env::var("GB_BENCH_FIFO").is_ok_and(|v| v == "1");
+    let mut cmd = Command::new(bin());
+    if fifo {
+        // SAFETY: only the async-signal-safe sched_setscheduler runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                let param = libc::sched_param { sched_priority: 1 };
+                if libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = cmd
         .args([
             "run",
             "--source",
@@ -183,23 +201,31 @@ fn main() {
     for i in 0..200 {
         std::fs::write(img.source().join(format!("file-{i}")), vec![i as u8; 4096]).unwrap();
     }
+    let fifo = std::env::var("GB_BENCH_FIFO").is_ok_and(|v| v == "1");
     println!(
-        "snapshotter benchmark: {secs} s per 1 Hz run{}, binary {}",
+        "snapshotter benchmark: {secs} s per 1 Hz run{}{}",
         if load { ", 2 busy processes" } else { "" },
-        bin().display()
+        if fifo { ", daemon at SCHED_FIFO 1" } else { "" }
     );
-    let mut hogs: Vec<Child> = Vec::new();
+    /// Busy processes, killed on drop (also when a measurement panics).
+    struct Hogs(Vec<Child>);
+    impl Drop for Hogs {
+        fn drop(&mut self) {
+            for h in &mut self.0 {
+                let _ = h.kill();
+                let _ = h.wait();
+            }
+        }
+    }
+    let mut hogs = Hogs(Vec::new());
     if load {
         for _ in 0..2 {
-            hogs.push(Command::new("sh").args(["-c", "while :; do :; done"]).spawn().unwrap());
+            hogs.0.push(Command::new("sh").args(["-c", "while :; do :; done"]).stdout(Stdio::null()).spawn().unwrap());
         }
     }
     let ours = daemon_run(&img, "daemon-1hz", 1000, "1m", secs);
     let base = baseline_run(&img, secs);
-    for mut h in hogs {
-        let _ = h.kill();
-        let _ = h.wait();
-    }
+    drop(hogs);
 
     println!();
     println!(
