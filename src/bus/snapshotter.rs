@@ -1,0 +1,123 @@
+//! `org.ghostbridge.Snapshotter1`: the snapshot chain on D-Bus. Properties
+//! `Height` (t), `HeadHash` (s, hex), `LastSnapshotNs` (x); methods
+//! `Verify() -> (b ok, t checked, s message)` and
+//! `Recent(u n) -> a(tsxs)` (height, snapshot, time ns, hash hex);
+//! signal `BlockAdded(t height, s hash)`.
+//!
+//! The system bus is used, or the bus named by `DBUS_SYSTEM_BUS_ADDRESS`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use zbus::blocking::Connection;
+use zbus::blocking::object_server::InterfaceRef;
+use zbus::interface;
+use zbus::object_server::SignalEmitter;
+use zbus::zvariant::Value;
+
+use crate::snapshot::store::Store;
+
+pub const BUS_NAME: &str = "org.ghostbridge.Snapshotter";
+pub const OBJECT_PATH: &str = "/org/ghostbridge/Snapshotter";
+pub const INTERFACE: &str = "org.ghostbridge.Snapshotter1";
+/// `Recent(n)` returns at most this many blocks.
+pub const RECENT_MAX: u32 = 10_000;
+
+/// The served object: the head as last published, and the database for queries.
+pub struct SnapshotterObject {
+    database: PathBuf,
+    height: u64,
+    head_hash: String,
+    last_snapshot_ns: i64,
+}
+
+#[interface(name = "org.ghostbridge.Snapshotter1")]
+impl SnapshotterObject {
+    /// Height of the newest block (0 also when the chain is empty; see HeadHash).
+    #[zbus(property)]
+    fn height(&self) -> u64 {
+        self.height
+    }
+
+    /// Hash of the newest block, lower-case hex; empty while the chain is empty.
+    #[zbus(property)]
+    fn head_hash(&self) -> String {
+        self.head_hash.clone()
+    }
+
+    /// CLOCK_REALTIME ns of the newest snapshot; 0 while the chain is empty.
+    #[zbus(property)]
+    fn last_snapshot_ns(&self) -> i64 {
+        self.last_snapshot_ns
+    }
+
+    /// Recomputes the whole chain: (valid, blocks checked, message).
+    fn verify(&self) -> (bool, u64, String) {
+        match Store::open_reader(&self.database).and_then(|s| s.verify()) {
+            Ok(v) => (v.ok(), v.checked, v.message()),
+            Err(e) => (false, 0, format!("cannot verify: {e}")),
+        }
+    }
+
+    /// The newest `n` blocks (at most 10000), newest first: (height, snapshot, time ns, hash hex).
+    fn recent(&self, n: u32) -> zbus::fdo::Result<Vec<(u64, String, i64, String)>> {
+        let store = Store::open_reader(&self.database).map_err(|e| zbus::fdo::Error::Failed(e.to_string()))?;
+        let blocks = store.recent(n.min(RECENT_MAX)).map_err(|e| zbus::fdo::Error::Failed(e.to_string()))?;
+        Ok(blocks.into_iter().map(|b| (b.height, b.snapshot, b.time_ns, hex::encode(b.hash))).collect())
+    }
+
+    /// Emitted after each block is committed: (height, hash hex).
+    #[zbus(signal)]
+    async fn block_added(emitter: &SignalEmitter<'_>, height: u64, hash: String) -> zbus::Result<()>;
+}
+
+/// Why the bus could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error(
+        "D-Bus: {0} (is the system bus running, and does its policy let this user own {BUS_NAME}? see org.ghostbridge.Snapshotter.conf)"
+    )]
+    Zbus(#[from] zbus::Error),
+}
+
+/// A connection owning the name, through which the daemon publishes new blocks.
+pub struct Publisher {
+    conn: Connection,
+    iface: InterfaceRef<SnapshotterObject>,
+}
+
+impl Publisher {
+    /// Connects to the system bus (or `DBUS_SYSTEM_BUS_ADDRESS`), serves the object, owns the name.
+    pub fn connect(database: PathBuf, head: Option<(u64, [u8; 32], i64)>) -> Result<Publisher, BusError> {
+        let (height, hash, ns) = head.map(|(h, hash, ns)| (h, hex::encode(hash), ns)).unwrap_or((0, String::new(), 0));
+        let object = SnapshotterObject { database, height, head_hash: hash, last_snapshot_ns: ns };
+        let conn =
+            zbus::blocking::connection::Builder::system()?.serve_at(OBJECT_PATH, object)?.name(BUS_NAME)?.build()?;
+        let iface = conn.object_server().interface::<_, SnapshotterObject>(OBJECT_PATH)?;
+        Ok(Publisher { conn, iface })
+    }
+
+    /// Updates the properties, emits PropertiesChanged and BlockAdded.
+    pub fn block_added(&self, height: u64, hash: &[u8; 32], time_ns: i64) -> Result<(), BusError> {
+        let hash_hex = hex::encode(hash);
+        {
+            let mut o = self.iface.get_mut();
+            o.height = height;
+            o.head_hash = hash_hex.clone();
+            o.last_snapshot_ns = time_ns;
+        }
+        let mut changed: HashMap<&str, Value<'_>> = HashMap::new();
+        changed.insert("Height", Value::from(height));
+        changed.insert("HeadHash", Value::from(hash_hex.as_str()));
+        changed.insert("LastSnapshotNs", Value::from(time_ns));
+        self.conn.emit_signal(
+            None::<()>,
+            OBJECT_PATH,
+            "org.freedesktop.DBus.Properties",
+            "PropertiesChanged",
+            &(INTERFACE, changed, Vec::<String>::new()),
+        )?;
+        self.conn.emit_signal(None::<()>, OBJECT_PATH, INTERFACE, "BlockAdded", &(height, hash_hex))?;
+        Ok(())
+    }
+}

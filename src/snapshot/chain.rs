@@ -1,0 +1,275 @@
+//! The block format of the snapshot chain and its hash: SHA-256 over a
+//! versioned byte layout (documented byte by byte in the README), and the
+//! verification that recomputes a whole chain.
+
+use sha2::{Digest, Sha256};
+
+/// The first bytes of every hashed block: `"GBCHAIN"` then the layout version.
+pub const MAGIC: &[u8; 7] = b"GBCHAIN";
+/// The version of the hashed byte layout.
+pub const LAYOUT_VERSION: u8 = 1;
+/// The previous hash of the genesis block (height 0).
+pub const GENESIS_PREV: [u8; 32] = [0; 32];
+
+/// One block of the chain, as stored in the `blocks` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Block {
+    pub height: u64,
+    /// CLOCK_REALTIME when the snapshot was taken, ns since the epoch.
+    pub time_ns: i64,
+    /// The snapshot's name inside the snapshot directory.
+    pub snapshot: String,
+    pub subvol_uuid: [u8; 16],
+    pub generation: u64,
+    pub prev_hash: [u8; 32],
+    pub hash: [u8; 32],
+    /// When the snapshot was deleted by retention (not part of the hash).
+    pub pruned_ns: Option<i64>,
+}
+
+/// The exact bytes that are hashed for a block (layout version 1):
+///
+/// | bytes | field |
+/// |-------|-------|
+/// | 7 | ASCII `GBCHAIN` |
+/// | 1 | layout version, `0x01` |
+/// | 8 | height, u64 big-endian |
+/// | 32 | previous hash |
+/// | 8 | time_ns, i64 big-endian (two's complement) |
+/// | 4 | snapshot name length in bytes, u32 big-endian |
+/// | n | snapshot name, UTF-8 |
+/// | 16 | subvolume UUID, raw bytes |
+/// | 8 | generation, u64 big-endian |
+pub fn preimage(
+    height: u64,
+    prev_hash: &[u8; 32],
+    time_ns: i64,
+    snapshot: &str,
+    uuid: &[u8; 16],
+    generation: u64,
+) -> Vec<u8> {
+    let name = snapshot.as_bytes();
+    let mut out = Vec::with_capacity(7 + 1 + 8 + 32 + 8 + 4 + name.len() + 16 + 8);
+    out.extend_from_slice(MAGIC);
+    out.push(LAYOUT_VERSION);
+    out.extend_from_slice(&height.to_be_bytes());
+    out.extend_from_slice(prev_hash);
+    out.extend_from_slice(&time_ns.to_be_bytes());
+    out.extend_from_slice(&(name.len() as u32).to_be_bytes());
+    out.extend_from_slice(name);
+    out.extend_from_slice(uuid);
+    out.extend_from_slice(&generation.to_be_bytes());
+    out
+}
+
+/// SHA-256 of [`preimage`].
+pub fn block_hash(
+    height: u64,
+    prev_hash: &[u8; 32],
+    time_ns: i64,
+    snapshot: &str,
+    uuid: &[u8; 16],
+    generation: u64,
+) -> [u8; 32] {
+    Sha256::digest(preimage(height, prev_hash, time_ns, snapshot, uuid, generation)).into()
+}
+
+impl Block {
+    /// A new block on top of `prev_hash`, with its hash computed.
+    pub fn new(
+        height: u64,
+        prev_hash: [u8; 32],
+        time_ns: i64,
+        snapshot: String,
+        subvol_uuid: [u8; 16],
+        generation: u64,
+    ) -> Block {
+        let hash = block_hash(height, &prev_hash, time_ns, &snapshot, &subvol_uuid, generation);
+        Block { height, time_ns, snapshot, subvol_uuid, generation, prev_hash, hash, pruned_ns: None }
+    }
+
+    /// Recomputes the hash from the fields.
+    pub fn computed_hash(&self) -> [u8; 32] {
+        block_hash(self.height, &self.prev_hash, self.time_ns, &self.snapshot, &self.subvol_uuid, self.generation)
+    }
+}
+
+/// The outcome of recomputing a chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// Blocks checked and found valid before the first bad one.
+    pub checked: u64,
+    /// The first bad height and why, or `None` when the chain is valid.
+    pub first_bad: Option<(u64, String)>,
+}
+
+impl Verdict {
+    pub fn ok(&self) -> bool {
+        self.first_bad.is_none()
+    }
+    /// One line for people: "chain valid: N blocks" or "height H: why".
+    pub fn message(&self) -> String {
+        match &self.first_bad {
+            None => format!("chain valid: {} blocks", self.checked),
+            Some((h, why)) => format!("chain broken at height {h}: {why}"),
+        }
+    }
+}
+
+/// Walks blocks in height order and stops at the first inconsistency.
+#[derive(Debug, Default)]
+pub struct Verifier {
+    next_height: u64,
+    prev_hash: Option<[u8; 32]>,
+    checked: u64,
+    first_bad: Option<(u64, String)>,
+}
+
+impl Verifier {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A verifier for a tail of the chain: `height` is expected first, linked to `prev_hash`.
+    pub fn starting_at(height: u64, prev_hash: [u8; 32]) -> Self {
+        Verifier { next_height: height, prev_hash: Some(prev_hash), checked: 0, first_bad: None }
+    }
+
+    /// Checks the next block; returns false once the chain is known broken.
+    pub fn push(&mut self, b: &Block) -> bool {
+        if self.first_bad.is_some() {
+            return false;
+        }
+        let expected_prev = self.prev_hash.unwrap_or(GENESIS_PREV);
+        let why = if b.height != self.next_height {
+            if b.height > self.next_height {
+                Some((self.next_height, format!("block missing (the next stored block is height {})", b.height)))
+            } else {
+                Some((b.height, format!("height out of order (expected {})", self.next_height)))
+            }
+        } else if b.prev_hash != expected_prev {
+            Some((
+                b.height,
+                format!(
+                    "previous hash {} does not match the hash of height {} ({})",
+                    hex::encode(b.prev_hash),
+                    b.height.wrapping_sub(1),
+                    hex::encode(expected_prev)
+                ),
+            ))
+        } else if b.computed_hash() != b.hash {
+            Some((
+                b.height,
+                format!(
+                    "stored hash {} differs from the recomputed {} (a field of the block was changed)",
+                    hex::encode(b.hash),
+                    hex::encode(b.computed_hash())
+                ),
+            ))
+        } else {
+            None
+        };
+        match why {
+            Some(bad) => {
+                self.first_bad = Some(bad);
+                false
+            }
+            None => {
+                self.checked += 1;
+                self.next_height += 1;
+                self.prev_hash = Some(b.hash);
+                true
+            }
+        }
+    }
+
+    /// Records a block that could not even be read (bad UUID text, wrong blob size).
+    pub fn unreadable(&mut self, height: u64, why: String) {
+        if self.first_bad.is_none() {
+            self.first_bad = Some((height, why));
+        }
+    }
+
+    pub fn finish(self) -> Verdict {
+        Verdict { checked: self.checked, first_bad: self.first_bad }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(n: u64) -> Vec<Block> {
+        let mut prev = GENESIS_PREV;
+        (0..n)
+            .map(|h| {
+                let b = Block::new(
+                    h,
+                    prev,
+                    1_700_000_000_000_000_000 + h as i64,
+                    format!("{h:012}-x"),
+                    [h as u8; 16],
+                    7 + h,
+                );
+                prev = b.hash;
+                b
+            })
+            .collect()
+    }
+
+    fn verify(blocks: &[Block]) -> Verdict {
+        let mut v = Verifier::new();
+        for b in blocks {
+            if !v.push(b) {
+                break;
+            }
+        }
+        v.finish()
+    }
+
+    #[test]
+    fn preimage_layout_is_fixed() {
+        let p = preimage(1, &[0xAA; 32], -2, "é", &[0x11; 16], 3);
+        let mut want = b"GBCHAIN\x01".to_vec();
+        want.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 1]);
+        want.extend_from_slice(&[0xAA; 32]);
+        want.extend_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFE]);
+        want.extend_from_slice(&[0, 0, 0, 2, 0xC3, 0xA9]);
+        want.extend_from_slice(&[0x11; 16]);
+        want.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 3]);
+        assert_eq!(p, want);
+    }
+
+    #[test]
+    fn valid_chain_and_each_kind_of_damage() {
+        let good = chain(5);
+        assert_eq!(verify(&good), Verdict { checked: 5, first_bad: None });
+
+        let mut tampered = good.clone();
+        tampered[2].generation += 1;
+        assert_eq!(verify(&tampered).first_bad.unwrap().0, 2);
+
+        let mut gap = good.clone();
+        gap.remove(3);
+        let v = verify(&gap);
+        assert_eq!(v.first_bad.as_ref().unwrap().0, 3, "{v:?}");
+        assert_eq!(v.checked, 3);
+
+        let mut relinked = good.clone();
+        relinked[4].prev_hash = [1; 32];
+        relinked[4].hash = relinked[4].computed_hash();
+        assert_eq!(verify(&relinked).first_bad.unwrap().0, 4);
+
+        let mut genesis = good.clone();
+        genesis[0].prev_hash = [9; 32];
+        assert_eq!(verify(&genesis).first_bad.unwrap().0, 0);
+
+        // A tail check trusts the link into its first block only.
+        let mut tail = Verifier::starting_at(2, good[2].prev_hash);
+        assert!(good[2..].iter().all(|b| tail.push(b)));
+        assert_eq!(tail.finish(), Verdict { checked: 3, first_bad: None });
+        let mut tail = Verifier::starting_at(2, good[2].prev_hash);
+        assert!(!tail.push(&tampered[2]));
+        assert_eq!(tail.finish().first_bad.unwrap().0, 2);
+    }
+}

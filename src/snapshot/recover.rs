@@ -1,0 +1,184 @@
+//! Reconciliation of the snapshot directory with the chain, run at start-up and
+//! after every failed tick, so that any crash point ends in a consistent state:
+//!
+//! - a snapshot whose block is marked pruned is deleted (an interrupted prune);
+//! - a snapshot without a block is adopted when it is the next height, read-only
+//!   and a snapshot of the source (an interrupted append), otherwise deleted;
+//! - a block whose snapshot is missing while not marked pruned is marked pruned
+//!   now: expected when it is past retention (deleted while the database was
+//!   unusable on a full disk), otherwise with a warning naming it;
+//! - blocks past retention are marked pruned and their snapshots deleted.
+//!
+//! Only subvolumes named like the snapshotter's own (`<height:012>-<time_ns>`)
+//! are touched; anything else in the directory is reported and left alone.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use super::btrfs::{self, BtrfsError, SUBVOLUME_ROOT_INODE};
+use super::chain::{Block, GENESIS_PREV};
+use super::store::{Store, StoreError};
+
+/// The name of the snapshot taken for `height` at `time_ns`.
+pub fn snapshot_name(height: u64, time_ns: i64) -> String {
+    format!("{height:012}-{time_ns}")
+}
+
+/// Parses a name made by [`snapshot_name`].
+pub fn parse_snapshot_name(name: &str) -> Option<(u64, i64)> {
+    let (h, t) = name.split_once('-')?;
+    if h.len() != 12 || !h.bytes().all(|b| b.is_ascii_digit()) || t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    Some((h.parse().ok()?, t.parse().ok()?))
+}
+
+/// Why reconciliation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RecoverError {
+    #[error(transparent)]
+    Btrfs(#[from] BtrfsError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot list snapshot directory {path}: {source}")]
+    List { path: String, source: std::io::Error },
+}
+
+/// What reconciliation did, one line per action (also logged).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub adopted: Vec<u64>,
+    pub deleted_unknown: Vec<String>,
+    pub completed_prunes: Vec<String>,
+    pub marked_vanished: Vec<u64>,
+    pub marked_expired: Vec<u64>,
+    pub pruned: Vec<u64>,
+    pub foreign: Vec<String>,
+}
+
+/// Our snapshots currently on disk: name -> (height, time_ns), sorted by height.
+/// Entries that are not subvolume roots named like ours go to `foreign`.
+pub fn list_snapshots(dir: &Path, foreign: &mut Vec<String>) -> Result<Vec<(String, u64, i64)>, RecoverError> {
+    let rd = std::fs::read_dir(dir).map_err(|source| RecoverError::List { path: dir.display().to_string(), source })?;
+    let mut out = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|source| RecoverError::List { path: dir.display().to_string(), source })?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_subvol = entry.metadata().map(|m| m.is_dir() && m.ino() == SUBVOLUME_ROOT_INODE).unwrap_or(false);
+        match parse_snapshot_name(&name) {
+            Some((h, t)) if is_subvol => out.push((name, h, t)),
+            _ => foreign.push(name),
+        }
+    }
+    out.sort_by_key(|(_, h, _)| *h);
+    Ok(out)
+}
+
+/// Brings the snapshot directory and the chain into agreement (see the module doc).
+#[allow(clippy::too_many_arguments)]
+pub fn reconcile(
+    store: &mut Store,
+    source: &File,
+    source_path: &Path,
+    snap_dir: &File,
+    snap_path: &Path,
+    retention_ns: i64,
+    now_ns: i64,
+) -> Result<Report, RecoverError> {
+    let mut report = Report::default();
+    let source_uuid = btrfs::subvol_info(source, source_path)?.uuid;
+    let on_disk = list_snapshots(snap_path, &mut report.foreign)?;
+    for name in &report.foreign {
+        eprintln!(
+            "snapshotter: recovery: leaving {} alone: not a snapshot made by the snapshotter",
+            snap_path.join(name).display()
+        );
+    }
+    let mut head = store.head()?;
+    let mut present: HashMap<String, ()> = HashMap::new();
+    for (name, height, time_ns) in on_disk {
+        match store.by_snapshot(&name)? {
+            Some(block) if block.pruned_ns.is_some() => {
+                btrfs::destroy_snapshot(snap_dir, snap_path, &name)?;
+                eprintln!(
+                    "snapshotter: recovery: deleted {name}: its block {} is marked pruned (finishing an interrupted prune)",
+                    block.height
+                );
+                report.completed_prunes.push(name);
+            }
+            Some(_) => {
+                present.insert(name, ());
+            }
+            None => {
+                let next = head.as_ref().map(|h| h.height + 1).unwrap_or(0);
+                let info = btrfs::subvol_info_at(snap_path, &name);
+                let adoptable = height == next
+                    && matches!(&info, Ok(i) if i.read_only && i.parent_uuid == source_uuid)
+                    && head.as_ref().is_none_or(|h| h.time_ns < time_ns);
+                match (adoptable, info) {
+                    (true, Ok(info)) => {
+                        let prev = head.as_ref().map(|h| h.hash).unwrap_or(GENESIS_PREV);
+                        let block = Block::new(height, prev, time_ns, name.clone(), info.uuid, info.generation);
+                        store.append(&block, None)?;
+                        eprintln!(
+                            "snapshotter: recovery: adopted {name} as block {height} (the snapshot was taken but its block not yet written)"
+                        );
+                        report.adopted.push(height);
+                        present.insert(name, ());
+                        head = Some(block);
+                    }
+                    _ => {
+                        btrfs::destroy_snapshot(snap_dir, snap_path, &name)?;
+                        eprintln!(
+                            "snapshotter: recovery: deleted {name}: no block records it and it is not the next block ({next})"
+                        );
+                        report.deleted_unknown.push(name);
+                    }
+                }
+            }
+        }
+    }
+    for block in store.unpruned()? {
+        if !present.contains_key(&block.snapshot) {
+            store.mark_pruned(block.height, now_ns)?;
+            if block.time_ns <= now_ns - retention_ns {
+                eprintln!(
+                    "snapshotter: recovery: block {}: expired snapshot {} was deleted while the database was unavailable: marked pruned",
+                    block.height, block.snapshot
+                );
+                report.marked_expired.push(block.height);
+            } else {
+                eprintln!(
+                    "snapshotter: recovery: WARNING: block {} claims snapshot {} which is not in {}: marked pruned (deleted outside the snapshotter)",
+                    block.height,
+                    block.snapshot,
+                    snap_path.display()
+                );
+                report.marked_vanished.push(block.height);
+            }
+        }
+    }
+    for (height, name) in store.mark_expired(now_ns - retention_ns, now_ns)? {
+        btrfs::destroy_snapshot(snap_dir, snap_path, &name)?;
+        report.pruned.push(height);
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_foreign_names_are_refused() {
+        let n = snapshot_name(42, 1_763_960_000_123_456_789);
+        assert_eq!(n, "000000000042-1763960000123456789");
+        assert_eq!(parse_snapshot_name(&n), Some((42, 1_763_960_000_123_456_789)));
+        for bad in ["42-1", "000000000042-", "000000000042-1x", "manual", "00000000004a-1", "000000000042_1"] {
+            assert_eq!(parse_snapshot_name(bad), None, "{bad}");
+        }
+    }
+}

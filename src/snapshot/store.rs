@@ -1,0 +1,278 @@
+//! The chain's SQLite store: append a block (and mark expired blocks pruned)
+//! in one transaction, read the head, recent blocks and the whole chain.
+//! The snapshotter is the only writer of `blocks`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use super::chain::{Block, Verdict, Verifier};
+use super::schema::{self, SchemaError};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("chain database {path}: {source}")]
+    Open { path: String, source: rusqlite::Error },
+    #[error("chain database: {0}")]
+    Schema(#[from] SchemaError),
+    #[error("chain database: {0}{hint}", hint = sqlite_hint(.0))]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("chain database {path} is on a read-only filesystem: remount it read-write (retrying meanwhile)")]
+    ReadOnlyFs { path: String },
+    #[error("chain database holds an unreadable block at height {height}: {why}")]
+    Corrupt { height: u64, why: String },
+}
+
+fn sqlite_hint(e: &rusqlite::Error) -> &'static str {
+    use rusqlite::ErrorCode::*;
+    match e.sqlite_error_code() {
+        Some(DatabaseBusy) | Some(DatabaseLocked) => {
+            " (another process holds a write lock on the database; it will be retried)"
+        }
+        Some(ReadOnly) => " (the database or its directory is read-only: fix the permissions or the mount)",
+        Some(DiskFull) => " (the filesystem of the database is full: free space)",
+        Some(CannotOpen) => " (check that the directory exists and is writable)",
+        _ => "",
+    }
+}
+
+impl StoreError {
+    /// A short, stable label for the error metric.
+    pub fn kind(&self) -> &'static str {
+        use rusqlite::ErrorCode::*;
+        let code = match self {
+            StoreError::Sqlite(e) | StoreError::Open { source: e, .. } => e.sqlite_error_code(),
+            StoreError::Schema(SchemaError::Sqlite(e)) => e.sqlite_error_code(),
+            StoreError::Schema(_) => return "db_schema",
+            StoreError::Corrupt { .. } => return "db_corrupt",
+            StoreError::ReadOnlyFs { .. } => return "db_readonly",
+        };
+        match code {
+            Some(DatabaseBusy) | Some(DatabaseLocked) => "db_locked",
+            Some(ReadOnly) => "db_readonly",
+            Some(DiskFull) => "db_full",
+            _ => "db",
+        }
+    }
+}
+
+/// A connection to the chain database.
+pub struct Store {
+    conn: Connection,
+}
+
+const COLUMNS: &str = "height, time_ns, snapshot, subvol_uuid, generation, prev_hash, hash, pruned_ns";
+
+fn row_to_block(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Block, (u64, String)>> {
+    let height: i64 = row.get(0)?;
+    let height = height as u64;
+    let uuid_text: String = row.get(3)?;
+    let prev: Vec<u8> = row.get(5)?;
+    let hash: Vec<u8> = row.get(6)?;
+    let generation: i64 = row.get(4)?;
+    let uuid = match uuid::Uuid::parse_str(&uuid_text) {
+        Ok(u) => *u.as_bytes(),
+        Err(_) => return Ok(Err((height, format!("subvol_uuid {uuid_text:?} is not a UUID")))),
+    };
+    let (Ok(prev_hash), Ok(hash)) = (<[u8; 32]>::try_from(prev.as_slice()), <[u8; 32]>::try_from(hash.as_slice()))
+    else {
+        return Ok(Err((height, "prev_hash or hash is not 32 bytes".to_string())));
+    };
+    Ok(Ok(Block {
+        height,
+        time_ns: row.get(1)?,
+        snapshot: row.get(2)?,
+        subvol_uuid: uuid,
+        generation: generation as u64,
+        prev_hash,
+        hash,
+        pruned_ns: row.get(7)?,
+    }))
+}
+
+fn flatten(r: rusqlite::Result<Result<Block, (u64, String)>>) -> Result<Block, StoreError> {
+    match r? {
+        Ok(b) => Ok(b),
+        Err((height, why)) => Err(StoreError::Corrupt { height, why }),
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database for writing.
+    /// `busy` is how long a write waits for another writer's lock.
+    pub fn open_writer(path: &Path, busy: Duration) -> Result<Store, StoreError> {
+        Self::try_open_writer(path, busy).map_err(|e| {
+            let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            match nix::sys::statvfs::statvfs(dir) {
+                Ok(st) if st.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY) => {
+                    StoreError::ReadOnlyFs { path: path.display().to_string() }
+                }
+                _ => e,
+            }
+        })
+    }
+
+    fn try_open_writer(path: &Path, busy: Duration) -> Result<Store, StoreError> {
+        let mut conn =
+            Connection::open(path).map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
+        schema::configure(&conn)?;
+        conn.busy_timeout(busy)?;
+        schema::migrate(&mut conn)?;
+        Ok(Store { conn })
+    }
+
+    /// Opens an existing database read-only (verify, list, status, D-Bus queries).
+    pub fn open_reader(path: &Path) -> Result<Store, StoreError> {
+        let conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        schema::require_current(&conn)?;
+        Ok(Store { conn })
+    }
+
+    /// The highest block, if any.
+    pub fn head(&self) -> Result<Option<Block>, StoreError> {
+        let r = self
+            .conn
+            .query_row(&format!("SELECT {COLUMNS} FROM blocks ORDER BY height DESC LIMIT 1"), [], row_to_block)
+            .optional()?;
+        r.map(|x| flatten(Ok(x))).transpose()
+    }
+
+    /// The last `n` blocks, newest first.
+    pub fn recent(&self, n: u32) -> Result<Vec<Block>, StoreError> {
+        let mut st =
+            self.conn.prepare_cached(&format!("SELECT {COLUMNS} FROM blocks ORDER BY height DESC LIMIT ?1"))?;
+        let rows = st.query_map([n], row_to_block)?;
+        rows.map(flatten).collect()
+    }
+
+    /// Every block whose snapshot should still exist (not pruned), oldest first.
+    pub fn unpruned(&self) -> Result<Vec<Block>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM blocks WHERE pruned_ns IS NULL ORDER BY height"))?;
+        let rows = st.query_map([], row_to_block)?;
+        rows.map(flatten).collect()
+    }
+
+    /// The block that names `snapshot`, if any.
+    pub fn by_snapshot(&self, snapshot: &str) -> Result<Option<Block>, StoreError> {
+        let r = self
+            .conn
+            .query_row(&format!("SELECT {COLUMNS} FROM blocks WHERE snapshot = ?1"), [snapshot], row_to_block)
+            .optional()?;
+        r.map(|x| flatten(Ok(x))).transpose()
+    }
+
+    /// Number of blocks and of pruned blocks.
+    pub fn counts(&self) -> Result<(u64, u64), StoreError> {
+        Ok(self.conn.query_row("SELECT count(*), count(pruned_ns) FROM blocks", [], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+        })?)
+    }
+
+    /// In one transaction: inserts `block` (which must be the next height) and
+    /// marks every unpruned block with `time_ns <= cutoff_ns` as pruned at
+    /// `block.time_ns`. Returns the marked blocks (height, snapshot): their
+    /// snapshots are deleted after the commit.
+    pub fn append(&mut self, block: &Block, cutoff_ns: Option<i64>) -> Result<Vec<(u64, String)>, StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO blocks (height, time_ns, snapshot, subvol_uuid, generation, prev_hash, hash, pruned_ns)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)",
+            params![
+                block.height as i64,
+                block.time_ns,
+                block.snapshot,
+                uuid::Uuid::from_bytes(block.subvol_uuid).hyphenated().to_string(),
+                block.generation as i64,
+                &block.prev_hash[..],
+                &block.hash[..],
+            ],
+        )?;
+        let marked = match cutoff_ns {
+            Some(cutoff) => mark_expired(&tx, cutoff, block.time_ns)?,
+            None => Vec::new(),
+        };
+        tx.commit()?;
+        Ok(marked)
+    }
+
+    /// Marks every unpruned block with `time_ns <= cutoff_ns` as pruned at `now_ns`.
+    pub fn mark_expired(&mut self, cutoff_ns: i64, now_ns: i64) -> Result<Vec<(u64, String)>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let marked = mark_expired(&tx, cutoff_ns, now_ns)?;
+        tx.commit()?;
+        Ok(marked)
+    }
+
+    /// Marks one block pruned (its snapshot vanished or was removed).
+    pub fn mark_pruned(&mut self, height: u64, now_ns: i64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE blocks SET pruned_ns = ?2 WHERE height = ?1 AND pruned_ns IS NULL",
+            params![height as i64, now_ns],
+        )?;
+        Ok(())
+    }
+
+    /// Recomputes the whole chain in height order.
+    pub fn verify(&self) -> Result<Verdict, StoreError> {
+        self.verify_tail(None)
+    }
+
+    /// Recomputes the newest `last` blocks (all when `None`), trusting the link
+    /// into the first of them. The daemon checks the tail at start-up; `verify`
+    /// checks everything.
+    pub fn verify_tail(&self, last: Option<u64>) -> Result<Verdict, StoreError> {
+        let from = match (last, self.head()?) {
+            (Some(n), Some(head)) => (head.height + 1).saturating_sub(n),
+            _ => 0,
+        };
+        let mut st = self.conn.prepare(&format!("SELECT {COLUMNS} FROM blocks WHERE height >= ?1 ORDER BY height"))?;
+        let mut rows = st.query([from as i64])?;
+        let mut v: Option<Verifier> = None;
+        while let Some(row) = rows.next()? {
+            let block = row_to_block(row)?;
+            let verifier = v.get_or_insert_with(|| match (&block, from) {
+                (Ok(b), f) if f > 0 => Verifier::starting_at(f, b.prev_hash),
+                _ => Verifier::new(),
+            });
+            match block {
+                Ok(b) => {
+                    if !verifier.push(&b) {
+                        break;
+                    }
+                }
+                Err((h, why)) => {
+                    verifier.unreadable(h, why);
+                    break;
+                }
+            }
+        }
+        Ok(v.unwrap_or_default().finish())
+    }
+}
+
+fn mark_expired(tx: &rusqlite::Transaction<'_>, cutoff_ns: i64, now_ns: i64) -> Result<Vec<(u64, String)>, StoreError> {
+    let mut marked = Vec::new();
+    {
+        let mut st = tx.prepare_cached(
+            "SELECT height, snapshot FROM blocks WHERE pruned_ns IS NULL AND time_ns <= ?1 ORDER BY height",
+        )?;
+        let rows = st.query_map([cutoff_ns], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?)))?;
+        for r in rows {
+            marked.push(r?);
+        }
+    }
+    if !marked.is_empty() {
+        tx.execute(
+            "UPDATE blocks SET pruned_ns = ?2 WHERE pruned_ns IS NULL AND time_ns <= ?1",
+            params![cutoff_ns, now_ns],
+        )?;
+    }
+    Ok(marked)
+}

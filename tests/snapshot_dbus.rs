@@ -1,0 +1,267 @@
+//! D-Bus: the daemon on a private `dbus-daemon` (as the system bus through
+//! DBUS_SYSTEM_BUS_ADDRESS), read and called by external clients (`dbus-send`,
+//! `gdbus`, `busctl`), and the shipped bus policy: only root may own the name,
+//! anyone may call.
+
+mod snapshot_support;
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use snapshot_support::*;
+
+const POLICY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/bus/org.ghostbridge.Snapshotter.conf");
+
+/// A private bus: permissive defaults, then the shipped policy file included.
+struct Bus {
+    child: Child,
+    address: String,
+}
+
+impl Bus {
+    fn start(dir: &Path) -> Bus {
+        let socket = dir.join("bus.sock");
+        let config = dir.join("bus.conf");
+        std::fs::write(
+            &config,
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <listen>unix:path={}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*"/>
+    <allow receive_sender="*"/>
+  </policy>
+  <include>{POLICY}</include>
+</busconfig>
+"#,
+                socket.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", config.display()))
+            .arg("--nofork")
+            .arg("--nopidfile")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for(Duration::from_secs(10), "the bus socket", || socket.exists());
+        Bus { child, address: format!("unix:path={}", socket.display()) }
+    }
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run(cmd: &mut Command) -> (bool, String) {
+    let out = cmd.output().unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+fn config(img: &BtrfsImage, db: &Path) -> PathBuf {
+    let path = img.path("snapshotter.json");
+    let json = serde_json::json!({
+        "source": img.source(), "snapshot_dir": img.snapshots(), "database": db,
+        "interval": "100ms", "retention": "5s", "metrics_dir": null, "dbus": true
+    });
+    std::fs::write(&path, json.to_string()).unwrap();
+    path
+}
+
+fn gdbus(address: &str, method: &str, args: &[&str]) -> (bool, String) {
+    run(Command::new("gdbus")
+        .args([
+            "call",
+            "--address",
+            address,
+            "--dest",
+            "org.ghostbridge.Snapshotter",
+            "--object-path",
+            "/org/ghostbridge/Snapshotter",
+            "--method",
+            method,
+        ])
+        .args(args))
+}
+
+#[test]
+fn external_clients_read_properties_call_methods_and_see_signals() {
+    if !root_or_skip("D-Bus test with a private dbus-daemon and a loop-mounted BTRFS image") {
+        return;
+    }
+    let img = BtrfsImage::new(300);
+    let bus = Bus::start(img.dir.path());
+    let db = img.db();
+    let cfg = config(&img, &db);
+    let monitor_log = img.path("monitor.log");
+    let mut monitor = Command::new("gdbus")
+        .args(["monitor", "--address", &bus.address, "--dest", "org.ghostbridge.Snapshotter"])
+        .stdout(Stdio::from(std::fs::File::create(&monitor_log).unwrap()))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let d = Daemon::spawn(
+        &["run", "--config", cfg.to_str().unwrap()],
+        &img.path("daemon.log"),
+        &[("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)],
+    );
+    d.wait(Duration::from_secs(20), "the name on the bus and 5 blocks", || {
+        block_count(&db) >= 5 && d.log_text().contains("serving org.ghostbridge.Snapshotter")
+    });
+
+    // Properties, with dbus-send.
+    let (ok, text) = run(Command::new("dbus-send").args([
+        &format!("--bus={}", bus.address),
+        "--print-reply",
+        "--dest=org.ghostbridge.Snapshotter",
+        "/org/ghostbridge/Snapshotter",
+        "org.freedesktop.DBus.Properties.GetAll",
+        "string:org.ghostbridge.Snapshotter1",
+    ]));
+    assert!(ok, "{text}");
+    let height: u64 = text
+        .split("\"Height\"")
+        .nth(1)
+        .and_then(|t| t.split("uint64 ").nth(1))
+        .and_then(|t| t.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let head_hash = text
+        .split("\"HeadHash\"")
+        .nth(1)
+        .and_then(|t| t.split("string \"").nth(1))
+        .and_then(|t| t.split('"').next())
+        .unwrap()
+        .to_string();
+    assert!(text.contains("\"LastSnapshotNs\"") && text.contains("int64 "), "{text}");
+    let stored: String = conn(&db)
+        .query_row("SELECT lower(hex(hash)) FROM blocks WHERE height = ?1", [height as i64], |r| r.get(0))
+        .unwrap();
+    assert_eq!(head_hash, stored, "HeadHash must be the hash of block Height");
+
+    // Methods, with gdbus.
+    let (ok, text) = gdbus(&bus.address, "org.ghostbridge.Snapshotter1.Verify", &[]);
+    assert!(ok && text.starts_with("(true, uint64 "), "{text}");
+    assert!(text.contains("chain valid"), "{text}");
+    let (ok, text) = gdbus(&bus.address, "org.ghostbridge.Snapshotter1.Recent", &["3"]);
+    assert!(ok, "{text}");
+    // gdbus annotates types on the first tuple only: count the snapshot names.
+    assert_eq!(text.matches(", '00000000").count(), 3, "three blocks: {text}");
+
+    // busctl, as the VM check uses it.
+    let (ok, text) = run(Command::new("busctl").args([
+        &format!("--address={}", bus.address),
+        "get-property",
+        "org.ghostbridge.Snapshotter",
+        "/org/ghostbridge/Snapshotter",
+        "org.ghostbridge.Snapshotter1",
+        "Height",
+    ]));
+    assert!(ok && text.starts_with("t "), "{text}");
+
+    // Signals seen by the monitor.
+    d.wait(Duration::from_secs(10), "BlockAdded signals", || {
+        std::fs::read_to_string(&monitor_log)
+            .unwrap_or_default()
+            .matches("org.ghostbridge.Snapshotter1.BlockAdded")
+            .count()
+            >= 3
+    });
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+    let seen = std::fs::read_to_string(&monitor_log).unwrap();
+    let last = seen.lines().rfind(|l| l.contains("BlockAdded")).unwrap().to_string();
+    d.stop();
+    // "... BlockAdded (uint64 H, 'hash')": the hash is the stored hash of H.
+    let h: i64 = last.split("uint64 ").nth(1).unwrap().split(',').next().unwrap().trim().parse().unwrap();
+    let hash = last.split('\'').nth(1).unwrap();
+    let stored: String =
+        conn(&db).query_row("SELECT lower(hex(hash)) FROM blocks WHERE height = ?1", [h], |r| r.get(0)).unwrap();
+    assert_eq!(hash, stored);
+    assert!(seen.contains("PropertiesChanged"), "{seen}");
+}
+
+#[test]
+fn policy_lets_only_root_own_the_name_and_anyone_call() {
+    if !root_or_skip("D-Bus policy test with a private dbus-daemon") {
+        return;
+    }
+    let img = BtrfsImage::new(300);
+    // The unprivileged user needs to reach the socket.
+    std::fs::set_permissions(img.dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let bus = Bus::start(img.dir.path());
+    let db = img.db();
+    let cfg = config(&img, &db);
+    std::fs::set_permissions(&cfg, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+
+    // As nobody: the bus refuses the name.
+    let log = img.path("nobody.log");
+    let mut nobody = Command::new(bin())
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
+        .env_remove("NOTIFY_SOCKET")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .uid(65534)
+        .gid(65534)
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(10), "the refused name request", || {
+        std::fs::read_to_string(&log).unwrap_or_default().contains("D-Bus")
+    });
+    let _ = nobody.kill();
+    let _ = nobody.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("not allowed to own") || text.contains("AccessDenied"), "{text}");
+
+    // As root: served; an unprivileged caller may read and call.
+    let d = Daemon::spawn(
+        &["run", "--config", cfg.to_str().unwrap()],
+        &img.path("daemon.log"),
+        &[("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)],
+    );
+    d.wait(Duration::from_secs(20), "the name on the bus", || {
+        block_count(&db) >= 2 && d.log_text().contains("serving org.ghostbridge.Snapshotter")
+    });
+    let (ok, text) = run(Command::new("gdbus")
+        .args([
+            "call",
+            "--address",
+            &bus.address,
+            "--dest",
+            "org.ghostbridge.Snapshotter",
+            "--object-path",
+            "/org/ghostbridge/Snapshotter",
+            "--method",
+            "org.ghostbridge.Snapshotter1.Verify",
+        ])
+        .uid(65534)
+        .gid(65534));
+    assert!(ok && text.starts_with("(true,"), "{text}");
+    let (ok, text) = run(Command::new("dbus-send")
+        .args([
+            &format!("--bus={}", bus.address),
+            "--print-reply",
+            "--dest=org.ghostbridge.Snapshotter",
+            "/org/ghostbridge/Snapshotter",
+            "org.freedesktop.DBus.Properties.Get",
+            "string:org.ghostbridge.Snapshotter1",
+            "string:Height",
+        ])
+        .uid(65534)
+        .gid(65534));
+    assert!(ok && text.contains("uint64"), "{text}");
+    d.stop();
+}
