@@ -53,21 +53,10 @@ let
   configFile = (pkgs.formats.json { }).generate "ghostbridge-snapshotter.json" settings;
 
   # Only root may own the name; anyone may call it, read its properties and
-  # receive its signals.
-  dbusPolicy = pkgs.writeTextDir "share/dbus-1/system.d/org.ghostbridge.Snapshotter.conf" ''
-    <!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
-     "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-    <busconfig>
-      <policy user="root">
-        <allow own="org.ghostbridge.Snapshotter"/>
-      </policy>
-      <policy context="default">
-        <deny own="org.ghostbridge.Snapshotter"/>
-        <allow send_destination="org.ghostbridge.Snapshotter"/>
-        <allow receive_sender="org.ghostbridge.Snapshotter"/>
-      </policy>
-    </busconfig>
-  '';
+  # receive its signals. The file is the one the D-Bus tests check.
+  dbusPolicy = pkgs.writeTextDir "share/dbus-1/system.d/org.ghostbridge.Snapshotter.conf" (
+    builtins.readFile ../src/bus/org.ghostbridge.Snapshotter.conf
+  );
   hardening = import ./lib/hardening.nix;
 in
 {
@@ -156,6 +145,11 @@ in
         ];
         ExecStart = "${snap.package}/bin/ghostbridge-snapshotter run --config ${configFile}";
         WatchdogSec = "10s";
+        # Real-time priority 1: ticks stay on time on a loaded machine (p99
+        # lateness 0.2 ms instead of 56 ms with two busy processes; see README).
+        CPUSchedulingPolicy = "fifo";
+        CPUSchedulingPriority = 1;
+        RestrictRealtime = false;
         Restart = "always";
         RestartSec = "1s";
         # Root (BTRFS snapshot create/delete ioctls), but only with the capabilities they need.

@@ -107,7 +107,11 @@ let
     "snapshotter: D-Bus policy, root owns the name, anyone calls" =
       has ''<policy user="root">[[:space:]]*<allow own="org.ghostbridge.Snapshotter"/>'' snapPolicy.text
       && has ''<deny own="org.ghostbridge.Snapshotter"/>'' snapPolicy.text
-      && has ''<allow send_destination="org.ghostbridge.Snapshotter"/>'' snapPolicy.text;
+      && has ''<allow send_destination="org.ghostbridge.Snapshotter"[[:space:]]+send_interface="org.ghostbridge.Snapshotter1"/>'' snapPolicy.text;
+    "snapshotter: real-time priority 1 for on-time ticks" =
+      snapUnit.serviceConfig.CPUSchedulingPolicy == "fifo"
+      && snapUnit.serviceConfig.CPUSchedulingPriority == 1
+      && !snapUnit.serviceConfig.RestrictRealtime;
 
     "Qdrant sync: after Qdrant and the snapshotter" =
       b.elem "qdrant.service" syncUnit.after && b.elem "ghostbridge-snapshotter.service" syncUnit.after;
