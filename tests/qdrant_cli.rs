@@ -28,6 +28,17 @@ fn write_config(chain: &Chain, double: &QdrantDouble, collection: &str, extra: &
     path
 }
 
+/// A child process killed (and reaped) when dropped, so that a failing
+/// assertion never leaves a daemon behind.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn run_rides_out_a_storm_logs_state_changes_once_and_stops_on_sigterm() {
     let double = QdrantDouble::start();
@@ -37,16 +48,12 @@ fn run_rides_out_a_storm_logs_state_changes_once_and_stops_on_sigterm() {
     let collection = unique_collection("cli-run");
     probe.owns(&collection);
     let config = write_config(&chain, &double, &collection, "");
-    let consumer = consumer_names(&collection).0;
+    let consumer = consumer_names(&collection).blocks;
 
     double.fail(0, 9, 503);
-    let mut child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        Command::new(BIN).args(["run", "--config"]).arg(&config).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap(),
+    );
     assert!(wait_for(Duration::from_secs(30), || chain.cursor(&consumer) == Some(499)), "caught up");
     for _ in 0..5 {
         chain.append(3);
@@ -57,10 +64,10 @@ fn run_rides_out_a_storm_logs_state_changes_once_and_stops_on_sigterm() {
     assert!(wait_for(Duration::from_secs(5), || std::fs::read_to_string(&metrics)
         .is_ok_and(|m| m.contains("ghostbridge_qdrant_pending_blocks 0\n"))));
 
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
-    let status = child.wait().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.0.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = child.0.wait().unwrap();
     let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    child.0.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
     assert!(status.success(), "{status}: {stderr}");
     assert_eq!(stderr.matches("HTTP 503").count(), 1, "one line when it goes down:\n{stderr}");
     assert_eq!(stderr.matches("reachable again").count(), 1, "one line when it is back:\n{stderr}");

@@ -34,7 +34,8 @@ enum Command {
     /// Exit 1 when Qdrant is unreachable or the collection has the wrong shape.
     Status(Common),
     /// The blocks nearest to TEXT, through the same embedder. Terms with a colon
-    /// match block features exactly, e.g. `hour:05`, `date:2026-11-24`, `pruned:true`;
+    /// match block features exactly, e.g. `hour:05`, `date:2026-11-24`; `pruned:true` or
+    /// `pruned:false` keeps only pruned or unpruned blocks;
     /// other terms match snapshot names and their words.
     Search {
         #[command(flatten)]
