@@ -52,7 +52,13 @@ fn run_rides_out_a_storm_logs_state_changes_once_and_stops_on_sigterm() {
 
     double.fail(0, 9, 503);
     let mut child = KillOnDrop(
-        Command::new(BIN).args(["run", "--config"]).arg(&config).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap(),
+        Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
     );
     assert!(wait_for(Duration::from_secs(30), || chain.cursor(&consumer) == Some(499)), "caught up");
     for _ in 0..5 {

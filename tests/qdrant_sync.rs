@@ -343,8 +343,12 @@ fn run_recreates_a_collection_deleted_under_it_and_restarts_a_replaced_chain() {
     syncer(&cfg2).once().unwrap();
     let names = consumer_names(&cfg.collection);
     let mut db = ghostbridge::vectors::chain::ChainDb::open(&fresh.path).unwrap();
-    db.set_cursors(&[(consumer.as_str(), 500), (names.pruned_ns.as_str(), i64::MAX), (names.pruned_height.as_str(), 500)])
-        .unwrap();
+    db.set_cursors(&[
+        (consumer.as_str(), 500),
+        (names.pruned_ns.as_str(), i64::MAX),
+        (names.pruned_height.as_str(), 500),
+    ])
+    .unwrap();
     fresh.append(3);
     let report = syncer(&cfg2).once().unwrap();
     assert_eq!((report.upserted, report.cursor), (15, 14));
@@ -387,7 +391,10 @@ fn the_watchdog_gets_its_chance_after_every_acknowledged_batch() {
         let (pings, acked2) = (pings.clone(), acked.clone());
         // Every tick pings; each ping records how many acknowledged batches had
         // reached the ack hook by then (the hook runs after the cursor commit).
-        s.set_watchdog(Watchdog::new(Duration::ZERO, Box::new(move || pings.lock().unwrap().push(acked2.lock().unwrap().len()))));
+        s.set_watchdog(Watchdog::new(
+            Duration::ZERO,
+            Box::new(move || pings.lock().unwrap().push(acked2.lock().unwrap().len())),
+        ));
         let acked = acked.clone();
         s.set_ack_hook(Box::new(move |h| acked.lock().unwrap().push(h)));
     }

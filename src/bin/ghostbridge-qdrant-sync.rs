@@ -14,7 +14,7 @@ use ghostbridge::vectors::{FeatureHashEmbedder, QdrantClient, SyncConfig, Syncer
 /// Mirror every block of the GhostBridge snapshot chain into Qdrant, once,
 /// within about a second of the snapshotter writing it.
 ///
-/// The chain database is only read (the sync keeps its own cursor in it);
+/// The chain database is only read (the sync keeps its own cursor and an index in it);
 /// points are upserted in batches with wait=true and the cursor advances only
 /// after Qdrant acknowledged, so a crash or an outage loses and duplicates nothing.
 #[derive(Parser)]

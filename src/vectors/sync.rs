@@ -160,6 +160,7 @@ impl Syncer {
             return Err(SyncError::EmbedderDimension { embedder: embedder.dimension(), config: cfg.dimension });
         }
         let mut chain = ChainDb::open(&cfg.database)?;
+        chain.ensure_pruned_index()?;
         let consumers = consumer_names(&cfg.collection);
         // The height-based pruned cursor of earlier versions; the new one starts over (flags are idempotent).
         chain.delete_cursor(&format!("qdrant:{}:pruned", cfg.collection))?;
@@ -234,7 +235,9 @@ impl Syncer {
             Some(shape) => self.check_shape(&shape).map(|_| Ensured::Existing),
             None => {
                 let (size, distance) = (self.cfg.dimension, self.cfg.distance);
-                let created = Self::call(&mut self.stats, &mut self.watchdog, |o| client.create_collection(name, size, distance, o))?;
+                let created = Self::call(&mut self.stats, &mut self.watchdog, |o| {
+                    client.create_collection(name, size, distance, o)
+                })?;
                 if !created {
                     let shape = Self::call(&mut self.stats, &mut self.watchdog, |o| client.collection(name, o))?;
                     if let Some(shape) = shape {
@@ -356,8 +359,7 @@ impl Syncer {
                 }
                 return Ok(());
             };
-            let ids: Vec<PointId> =
-                flags.iter().map(|b| hash_point_id(&b.hash)).collect();
+            let ids: Vec<PointId> = flags.iter().map(|b| hash_point_id(&b.hash)).collect();
             let mut flag = Map::new();
             flag.insert("pruned".into(), Value::Bool(true));
             let (client, name) = (&self.client, self.cfg.collection.as_str());

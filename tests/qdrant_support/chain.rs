@@ -94,7 +94,8 @@ impl Chain {
 
     /// The blocks marked pruned, in height order.
     pub fn pruned(&self) -> Vec<i64> {
-        let mut stmt = self.conn.prepare("SELECT height FROM blocks WHERE pruned_ns IS NOT NULL ORDER BY height").unwrap();
+        let mut stmt =
+            self.conn.prepare("SELECT height FROM blocks WHERE pruned_ns IS NOT NULL ORDER BY height").unwrap();
         stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
     }
 
