@@ -544,3 +544,30 @@ fn sleep_until(deadline: Instant, stop: &AtomicBool, watchdog: &mut Watchdog) {
         std::thread::sleep((deadline - now).min(Duration::from_millis(100)));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_never_overflow() {
+        let now = Instant::now();
+        assert_eq!(later(now, Duration::from_secs(2)), now + Duration::from_secs(2));
+        let far = later(now, Duration::MAX);
+        assert!(far > now && far <= now + Duration::from_secs(86_400), "capped at a day");
+    }
+
+    #[test]
+    fn a_watchdog_pings_at_most_once_per_interval() {
+        let pings = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = pings.clone();
+        let mut w =
+            Watchdog::new(Duration::from_secs(3600), Box::new(move || _ = counter.fetch_add(1, Ordering::Relaxed)));
+        for _ in 0..5 {
+            w.tick();
+        }
+        assert_eq!(pings.load(Ordering::Relaxed), 1, "the first tick pings, the next ones are too soon");
+        w.ping();
+        assert_eq!(pings.load(Ordering::Relaxed), 2);
+    }
+}
