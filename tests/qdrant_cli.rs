@@ -28,6 +28,17 @@ fn write_config(chain: &Chain, double: &QdrantDouble, collection: &str, extra: &
     path
 }
 
+/// A child process killed (and reaped) when dropped, so that a failing
+/// assertion never leaves a daemon behind.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn run_rides_out_a_storm_logs_state_changes_once_and_stops_on_sigterm() {
     let double = QdrantDouble::start();
@@ -37,16 +48,18 @@ fn run_rides_out_a_storm_logs_state_changes_once_and_stops_on_sigterm() {
     let collection = unique_collection("cli-run");
     probe.owns(&collection);
     let config = write_config(&chain, &double, &collection, "");
-    let consumer = consumer_names(&collection).0;
+    let consumer = consumer_names(&collection).blocks;
 
     double.fail(0, 9, 503);
-    let mut child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     assert!(wait_for(Duration::from_secs(30), || chain.cursor(&consumer) == Some(499)), "caught up");
     for _ in 0..5 {
         chain.append(3);
@@ -57,10 +70,10 @@ fn run_rides_out_a_storm_logs_state_changes_once_and_stops_on_sigterm() {
     assert!(wait_for(Duration::from_secs(5), || std::fs::read_to_string(&metrics)
         .is_ok_and(|m| m.contains("ghostbridge_qdrant_pending_blocks 0\n"))));
 
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
-    let status = child.wait().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.0.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = child.0.wait().unwrap();
     let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    child.0.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
     assert!(status.success(), "{status}: {stderr}");
     assert_eq!(stderr.matches("HTTP 503").count(), 1, "one line when it goes down:\n{stderr}");
     assert_eq!(stderr.matches("reachable again").count(), 1, "one line when it is back:\n{stderr}");
@@ -150,4 +163,66 @@ fn bad_configs_and_unreachable_qdrant_are_reported() {
 
     let out = Command::new(BIN).args(["once", "--db", "/nonexistent/chain.db"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("start the snapshotter first"));
+}
+
+#[test]
+fn run_pings_the_watchdog_during_a_long_catch_up() {
+    let double = QdrantDouble::start();
+    let mut probe = Probe::new(&double);
+    let mut chain = Chain::new();
+    chain.append(2_000);
+    let collection = unique_collection("cli-watchdog");
+    probe.owns(&collection);
+    let config = write_config(&chain, &double, &collection, "");
+    let consumer = consumer_names(&collection).blocks;
+
+    // systemd's side: a notify socket, WatchdogSec=400ms (so a ping is due every
+    // 200 ms), and a slow Qdrant: 20 batches of at least 100 ms each, all in the
+    // first pass. A ping once per pass would leave about 2 s without one.
+    let socket_path = chain.dir().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut messages = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(n) = socket.recv(&mut buf) {
+                    messages.extend(String::from_utf8_lossy(&buf[..n]).lines().map(str::to_string));
+                }
+            }
+            messages
+        })
+    };
+    double.delay(Duration::from_millis(100));
+    let mut child = KillOnDrop(
+        Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("NOTIFY_SOCKET", &socket_path)
+            .env("WATCHDOG_USEC", "400000")
+            .env_remove("WATCHDOG_PID")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let caught_up = wait_for(Duration::from_secs(60), || chain.cursor(&consumer) == Some(1_999));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.0.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = child.0.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let messages = reader.join().unwrap();
+    assert!(caught_up && status.success(), "{status}");
+    let upserts = double.acknowledged_upserts().len();
+    assert_eq!(upserts, 20);
+    assert_eq!(messages.iter().filter(|m| *m == "READY=1").count(), 1, "{messages:?}");
+    assert_eq!(messages.last().map(String::as_str), Some("STOPPING=1"), "{messages:?}");
+    // Each ping comes at least 200 ms after the previous one, and every batch
+    // takes at least 100 ms: at least one ping per two batches.
+    let pings = messages.iter().filter(|m| *m == "WATCHDOG=1").count();
+    assert!(pings >= upserts / 2, "{pings} pings during {upserts} slow batches: {messages:?}");
+    assert!(double.invalid().is_empty(), "{:#?}", double.invalid());
 }

@@ -117,3 +117,36 @@ fn the_in_repository_openapi_copy_matches_the_shared_one() {
         Err(_) => eprintln!("SKIPPED (no {}): the in-repository copy is used alone", shared.display()),
     }
 }
+
+#[test]
+fn the_double_completes_writes_only_with_wait_true_and_refuses_large_bodies() {
+    let double = QdrantDouble::start();
+    if double.is_proxy() {
+        eprintln!("SKIPPED (QDRANT_URL is set): this checks the in-memory double itself");
+        return;
+    }
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let send = |method: &str, path: &str, body: serde_json::Value| {
+        let url = format!("{}{path}", double.url());
+        let req = if method == "PUT" { agent.put(&url) } else { agent.post(&url) };
+        let mut r = req.header("content-type", "application/json").send(body.to_string()).unwrap();
+        let status = r.status().as_u16();
+        (status, serde_json::from_str::<serde_json::Value>(&r.body_mut().read_to_string().unwrap()).unwrap())
+    };
+    send("PUT", "/collections/w", json!({ "vectors": { "size": 2, "distance": "Dot" } }));
+    let points = json!({ "points": [ { "id": 1, "vector": [0.5, 0.5], "payload": { "height": 1 } } ] });
+    let flag = json!({ "payload": { "pruned": true }, "points": [1] });
+    for (method, path, body) in
+        [("PUT", "/collections/w/points", &points), ("POST", "/collections/w/points/payload", &flag)]
+    {
+        for (query, status) in [("", "acknowledged"), ("?wait=false", "acknowledged"), ("?wait=true", "completed")] {
+            let (code, answer) = send(method, &format!("{path}{query}"), body.clone());
+            assert_eq!((code, answer["result"]["status"].as_str()), (200, Some(status)), "{method} {path}{query}");
+        }
+    }
+    assert!(!double.all_writes_waited());
+    double.max_body(Some(20));
+    let (code, _) = send("PUT", "/collections/w/points?wait=true", points.clone());
+    assert_eq!(code, 413);
+    assert!(double.invalid().is_empty(), "{:?}", double.invalid());
+}

@@ -14,7 +14,7 @@ use ghostbridge::vectors::{FeatureHashEmbedder, QdrantClient, SyncConfig, Syncer
 /// Mirror every block of the GhostBridge snapshot chain into Qdrant, once,
 /// within about a second of the snapshotter writing it.
 ///
-/// The chain database is only read (the sync keeps its own cursor in it);
+/// The chain database is only read (the sync keeps its own cursor and an index in it);
 /// points are upserted in batches with wait=true and the cursor advances only
 /// after Qdrant acknowledged, so a crash or an outage loses and duplicates nothing.
 #[derive(Parser)]
@@ -34,7 +34,8 @@ enum Command {
     /// Exit 1 when Qdrant is unreachable or the collection has the wrong shape.
     Status(Common),
     /// The blocks nearest to TEXT, through the same embedder. Terms with a colon
-    /// match block features exactly, e.g. `hour:05`, `date:2026-11-24`, `pruned:true`;
+    /// match block features exactly, e.g. `hour:05`, `date:2026-11-24`; `pruned:true` or
+    /// `pruned:false` keeps only pruned or unpruned blocks;
     /// other terms match snapshot names and their words.
     Search {
         #[command(flatten)]

@@ -40,6 +40,18 @@ pub const MAX_DIMENSION: usize = 65_536;
 /// is sensible to hold in memory and to send within one timeout.
 pub const MAX_BATCH: usize = 10_000;
 
+/// Qdrant's default largest request body (`service.max_request_size_mb: 32`).
+pub const MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
+/// The most JSON text one vector component takes in an upsert body (`-0.012345678,`).
+pub const JSON_BYTES_PER_COMPONENT: usize = 16;
+/// The most JSON text a point takes besides its vector: ID, payload, brackets.
+pub const JSON_BYTES_PER_POINT: usize = 1024;
+
+/// The largest upsert body `batch` points of `dimension` components can make.
+pub fn upsert_bytes(batch: usize, dimension: usize) -> usize {
+    batch.saturating_mul(dimension.saturating_mul(JSON_BYTES_PER_COMPONENT).saturating_add(JSON_BYTES_PER_POINT))
+}
+
 /// `ghostbridge-qdrant-sync --config FILE`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -155,6 +167,17 @@ impl SyncConfig {
         if self.batch == 0 || self.batch > MAX_BATCH {
             return bad(format!("batch is {}; it must be between 1 and {MAX_BATCH}", self.batch));
         }
+        let bytes = upsert_bytes(self.batch, self.dimension);
+        if bytes > MAX_REQUEST_BYTES {
+            let fits = MAX_REQUEST_BYTES / upsert_bytes(1, self.dimension);
+            return bad(format!(
+                "batch {} of dimension {} makes upsert requests of up to {} MiB, more than Qdrant accepts by default \
+                 (32 MiB, service.max_request_size_mb); set batch to at most {fits}",
+                self.batch,
+                self.dimension,
+                bytes.div_ceil(1024 * 1024)
+            ));
+        }
         validate_collection_name(&self.collection).or_else(bad)?;
         validate_url(&self.url).or_else(bad)?;
         Ok(())
@@ -219,6 +242,25 @@ mod tests {
     }
 
     #[test]
+    fn the_largest_accepted_batch_fits_in_a_request() {
+        for dimension in [1, 384, 1536, 4096, MAX_DIMENSION] {
+            let fits = MAX_REQUEST_BYTES / upsert_bytes(1, dimension);
+            let mut c = SyncConfig::with_database("/x.db");
+            c.dimension = dimension;
+            c.batch = fits.min(MAX_BATCH);
+            c.validate().unwrap();
+            assert!(upsert_bytes(c.batch, dimension) <= MAX_REQUEST_BYTES);
+            if fits < MAX_BATCH {
+                c.batch = fits + 1;
+                assert!(c.validate().unwrap_err().to_string().contains(&format!("at most {fits}")), "{dimension}");
+            }
+        }
+        // The estimate is an upper bound of the real body: the widest f32 text.
+        let widest = serde_json::to_string(&vec![-0.012_345_678_f32; 3]).unwrap();
+        assert!(widest.len() <= 3 * JSON_BYTES_PER_COMPONENT, "{widest}");
+    }
+
+    #[test]
     fn the_example_in_the_repository_is_valid() {
         let text = include_str!("../../examples/qdrant-sync.json");
         let c = SyncConfig::from_json(text, Path::new("examples/qdrant-sync.json")).unwrap();
@@ -239,6 +281,8 @@ mod tests {
         for (patch, needle) in [
             (r#""dimension": 0"#, "dimension is 0"),
             (r#""batch": 0"#, "batch is 0"),
+            (r#""batch": 10000, "dimension": 384"#, "set batch to at most 4681"),
+            (r#""batch": 100, "dimension": 65536"#, "up to 101 MiB, more than Qdrant accepts by default"),
             (r#""collection": "a/b""#, "contains '/'"),
             (r#""url": "https://q:6333""#, "plain http only"),
             (r#""url": "127.0.0.1:6333""#, "must start with http://"),

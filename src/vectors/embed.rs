@@ -1,18 +1,20 @@
 //! Embedders turn a block (or a search text) into a vector. The default,
 //! [`FeatureHashEmbedder`], is a deterministic feature-hashing embedding of the
 //! block's metadata: the same block gives the same vector on any machine.
+//! A vector depends only on the fields a block never changes (not on `pruned`,
+//! which the snapshotter sets later), so a replay rewrites the same vector.
 //!
-//! Algorithm (version 1):
+//! Algorithm (version 2; version 1 also had a `pruned:<bool>` token):
 //! 1. Tokens. For a block, in this order:
 //!    `snapshot:<name>`, `word:<w>` for every word of the name (maximal runs of
 //!    ASCII letters and digits, lower-cased), `height/60:<h div 60>`,
 //!    `height/3600:<h div 3600>`, `date:<YYYY-MM-DD>`, `hour:<HH>`,
 //!    `weekday:<0..6, 0 = Monday>`, `minute:<YYYY-MM-DDtHH:MM>` (all UTC, from
-//!    `time_ns`), `pruned:<true|false>`, `hash:<first byte, 2 hex digits>`,
+//!    `time_ns`), `hash:<first byte, 2 hex digits>`,
 //!    `hash:<first two bytes, 4 hex digits>`. The snapshot name is lower-cased.
 //!    For a search text, each whitespace-separated term, lower-cased: a term that
-//!    contains `:` is a token as written (so `hour:05` or `pruned:true` match
-//!    exactly); any other term gives `snapshot:<term>` and `word:<w>` for each of
+//!    contains `:` is a token as written (so `hour:05` matches exactly); any
+//!    other term gives `snapshot:<term>` and `word:<w>` for each of
 //!    its words.
 //! 2. Hashing. Each token's UTF-8 bytes go through SHA-256; the first 8 bytes,
 //!    big-endian, modulo the dimension pick the bucket; the lowest bit of byte 8
@@ -59,7 +61,6 @@ impl FeatureHashEmbedder {
         tokens.push(format!("hour:{:02}", c.hour));
         tokens.push(format!("weekday:{}", c.weekday));
         tokens.push(format!("minute:{}t{:02}:{:02}", c.date(), c.hour, c.minute));
-        tokens.push(format!("pruned:{}", block.pruned));
         tokens.push(format!("hash:{}", hex::encode(&block.hash[..1])));
         tokens.push(format!("hash:{}", hex::encode(&block.hash[..2])));
         tokens
@@ -161,7 +162,6 @@ mod tests {
                 "hour:05",
                 "weekday:1",
                 "minute:2026-11-24t05:19",
-                "pruned:false",
                 "hash:ab",
                 "hash:abab",
             ]
@@ -180,32 +180,35 @@ mod tests {
         assert_eq!(v, e.embed_block(&block()));
         let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
         assert!((norm - 1.0).abs() < 1e-6, "{norm}");
-        // 16 tokens, each ±1 in one bucket, divided by the norm: pinned so that
+        // 15 tokens, each ±1 in one bucket, divided by the norm: pinned so that
         // any change of the algorithm shows up here.
         let nonzero: Vec<(usize, f32)> = v.iter().copied().enumerate().filter(|(_, x)| *x != 0.0).collect();
         assert_eq!(format!("{nonzero:?}"), EXPECTED_BLOCK_VECTOR);
     }
 
     // The same numbers come out of the documented algorithm written independently
-    // with Python's hashlib (see docs-qdrant.md, "Embedding").
-    const EXPECTED_BLOCK_VECTOR: &str = "[(9, 0.25), (12, 0.25), (25, -0.25), (36, -0.25), (108, 0.25), (159, -0.25), (168, -0.25), (195, -0.25), (270, 0.25), (290, 0.25), (322, -0.25), (327, 0.25), (329, -0.25), (354, 0.25), (361, 0.25), (368, -0.25)]";
+    // with Python's hashlib (README.md, "Embedding").
+    const EXPECTED_BLOCK_VECTOR: &str = "[(9, 0.2581989), (12, 0.2581989), (25, -0.2581989), (36, -0.2581989), (108, 0.2581989), (159, -0.2581989), (168, -0.2581989), (195, -0.2581989), (290, 0.2581989), (322, -0.2581989), (327, 0.2581989), (329, -0.2581989), (354, 0.2581989), (361, 0.2581989), (368, -0.2581989)]";
 
     #[test]
     fn changes_move_the_vector_and_text_finds_its_block() {
         let e = FeatureHashEmbedder::new(64);
         let a = e.embed_block(&block());
+        let mut pruned = block();
+        pruned.pruned = true;
+        assert_eq!(a, e.embed_block(&pruned), "pruning does not move the vector");
         let mut other = block();
-        other.pruned = true;
+        other.hash[0] = 0xac;
         assert_ne!(a, e.embed_block(&other));
         let q = e.embed_text("overlay-2026-11-24t05-19-54").unwrap();
         let dot: f32 = a.iter().zip(&q).map(|(x, y)| x * y).sum();
         assert!(dot > 0.3, "{dot}");
-        // Feature terms match whatever their case: 1/4 = one of the 16 tokens
-        // (at 384 dimensions they all have buckets of their own).
+        // Feature terms match whatever their case: 1/sqrt(15) = one of the 15
+        // tokens (at 384 dimensions they all have buckets of their own).
         let e = FeatureHashEmbedder::new(384);
         let q = e.embed_text("MINUTE:2026-11-24T05:19").unwrap();
         let dot: f32 = e.embed_block(&block()).iter().zip(&q).map(|(x, y)| x * y).sum();
-        assert!((dot - 0.25).abs() < 1e-6, "{dot}");
+        assert!((dot - 1.0 / 15f32.sqrt()).abs() < 1e-6, "{dot}");
         assert!(e.embed_text("   ").is_none());
         assert_eq!(FeatureHashEmbedder::new(1).embed_block(&block()).len(), 1);
     }

@@ -1,7 +1,7 @@
 //! Qdrant sync: every block of the snapshot chain as a point in a Qdrant
 //! collection, once, shortly after it is written. The chain database is read,
-//! never written (only the sync's own cursors); the embedder is a trait with a
-//! deterministic feature-hashing default.
+//! never written (only the sync's own cursors and one index on `pruned_ns`);
+//! the embedder is a trait with a deterministic feature-hashing default.
 
 pub mod backoff;
 pub mod chain;

@@ -67,6 +67,11 @@ impl QdrantError {
         matches!(self, QdrantError::Refused { status: 404, .. })
     }
 
+    /// True when Qdrant refused the request as too large (HTTP 413).
+    pub fn is_too_large(&self) -> bool {
+        matches!(self, QdrantError::Refused { status: 413, .. })
+    }
+
     /// True for failures that may pass by themselves: retry with back-off.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -250,16 +255,21 @@ impl QdrantClient {
             .ok_or_else(|| QdrantError::BadAnswer { method: "POST", path, reason: "no result.count".into() })
     }
 
-    /// `POST /collections/{name}/points/query`: the `limit` nearest points, with payload.
+    /// `POST /collections/{name}/points/query`: the `limit` nearest points, with
+    /// payload, among those that pass `filter` (a Qdrant filter object) if given.
     pub fn query(
         &self,
         name: &str,
         vector: &[f32],
         limit: usize,
+        filter: Option<Value>,
         observe: Observe<'_>,
     ) -> Result<Vec<Hit>, QdrantError> {
         let path = format!("/collections/{name}/points/query");
-        let body = json!({ "query": vector, "limit": limit.max(1), "with_payload": true });
+        let mut body = json!({ "query": vector, "limit": limit.max(1), "with_payload": true });
+        if let Some(filter) = filter {
+            body["filter"] = filter;
+        }
         let v = self.request("POST", &path, Some(&body), false, observe)?;
         let points =
             v.as_ref().and_then(|v| v.pointer("/result/points")).and_then(Value::as_array).ok_or_else(|| {

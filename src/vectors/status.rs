@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::chain::{ChainDb, ChainError};
+use super::chain::{ChainDb, ChainError, PrunedKey};
 use super::civil::civil_from_ns;
 use super::config::SyncConfig;
 use super::embed::Embedder;
@@ -15,7 +15,7 @@ use super::sync::consumer_names;
 pub struct Status {
     pub database: String,
     pub cursor: i64,
-    pub pruned_cursor: i64,
+    pub pruned_cursor: PrunedKey,
     pub head: Option<i64>,
     pub pending: i64,
     pub url: String,
@@ -41,12 +41,12 @@ impl Status {
 /// Gathers the status, opening the database read-only.
 pub fn status(cfg: &SyncConfig, client: &QdrantClient) -> Result<Status, ChainError> {
     let chain = ChainDb::open_read_only(&cfg.database)?;
-    let (consumer, pruned_consumer) = consumer_names(&cfg.collection);
-    let cursor = chain.cursor(&consumer)?;
+    let consumers = consumer_names(&cfg.collection);
+    let cursor = chain.cursor(&consumers.blocks)?;
     Ok(Status {
         database: cfg.database.display().to_string(),
         cursor,
-        pruned_cursor: chain.cursor(&pruned_consumer)?,
+        pruned_cursor: chain.pruned_cursor(&consumers.pruned_ns, &consumers.pruned_height)?,
         head: chain.head()?,
         pending: chain.count_after(cursor)?,
         url: client.url().to_string(),
@@ -62,7 +62,12 @@ impl fmt::Display for Status {
         writeln!(f, "database:       {}", self.database)?;
         writeln!(f, "chain head:     {head}")?;
         writeln!(f, "cursor:         {}", self.cursor)?;
-        writeln!(f, "pruned cursor:  {}", self.pruned_cursor)?;
+        match self.pruned_cursor {
+            PrunedKey::NONE => writeln!(f, "pruned cursor:  none")?,
+            PrunedKey { pruned_ns, height } => {
+                writeln!(f, "pruned cursor:  pruned at {}, height {height}", civil_from_ns(pruned_ns).rfc3339())?
+            }
+        }
         writeln!(f, "pending:        {}", self.pending)?;
         writeln!(f, "qdrant:         {}", self.url)?;
         let want = format!("size {} {}", self.want.0, self.want.1);
@@ -96,7 +101,27 @@ impl fmt::Display for Status {
     }
 }
 
-/// Embeds `text` and returns the `limit` nearest blocks; `None` when the text has no terms.
+/// Splits a search text into the text to embed and a payload filter: the
+/// terms `pruned:true` and `pruned:false` (any case) select on the payload's
+/// `pruned` flag, which changes after a block is sent and so is not part of
+/// its vector.
+pub fn search_filter(text: &str) -> (String, Option<serde_json::Value>) {
+    let mut rest = Vec::new();
+    let mut pruned = None;
+    for term in text.split_whitespace() {
+        match term.to_ascii_lowercase().as_str() {
+            "pruned:true" => pruned = Some(true),
+            "pruned:false" => pruned = Some(false),
+            _ => rest.push(term),
+        }
+    }
+    let filter = pruned.map(|p| serde_json::json!({ "must": [ { "key": "pruned", "match": { "value": p } } ] }));
+    (rest.join(" "), filter)
+}
+
+/// Embeds `text` and returns the `limit` nearest blocks (only pruned, or only
+/// unpruned ones with `pruned:true`/`pruned:false`); `None` when the text has
+/// nothing to embed.
 pub fn search(
     client: &QdrantClient,
     embedder: &dyn Embedder,
@@ -104,8 +129,9 @@ pub fn search(
     text: &str,
     limit: usize,
 ) -> Result<Option<Vec<Hit>>, QdrantError> {
-    let Some(vector) = embedder.embed_text(text) else { return Ok(None) };
-    Ok(Some(client.query(collection, &vector, limit, &mut |_| {})?))
+    let (text, filter) = search_filter(text);
+    let Some(vector) = embedder.embed_text(&text) else { return Ok(None) };
+    Ok(Some(client.query(collection, &vector, limit, filter, &mut |_| {})?))
 }
 
 /// One line per hit: score, height, UTC time, snapshot, pruned.

@@ -6,13 +6,19 @@
 //! overwrites the same points instead of adding new ones.
 //!
 //! Pruned flags: a block is upserted with `pruned` as it is at that moment.
-//! The snapshotter prunes later (after the retention), so a second cursor,
-//! `qdrant:<collection>:pruned`, holds the highest height up to which every
-//! block is pruned and Qdrant has been told so. Each pass sends
-//! `{"pruned": true}` (set payload) for the leading run of pruned blocks after
-//! it, up to the sync cursor. Pruning goes oldest first, so that run is the
-//! whole pruned set; a catch-up of already pruned blocks advances both cursors
-//! together and sends no extra request.
+//! The snapshotter prunes later (after the retention), in any order, and
+//! stamps `pruned_ns`. A second cursor, the key `(pruned_ns, height)` kept in
+//! the rows `qdrant:<collection>:pruned_ns` and `qdrant:<collection>:pruned_height`,
+//! orders pruned blocks by when they were pruned: every pruned block at or
+//! before it that the sync cursor covers has `pruned: true` in Qdrant. Each pass
+//! first sends `{"pruned": true}` (set payload) for the covered pruned blocks
+//! after that key, then the new blocks. Pruned blocks beyond the sync cursor
+//! need no flag (they are upserted with `pruned: true`), so a catch-up of
+//! already pruned blocks sends no extra request.
+//!
+//! Watchdog: every finished request (each acknowledged batch, each flag batch)
+//! and every 100 ms of waiting gives the watchdog a chance to ping, so a long
+//! catch-up or a slow Qdrant never starves it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -20,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value, json};
 
 use super::backoff::Backoff;
-use super::chain::{Block, ChainDb, ChainError};
+use super::chain::{Block, ChainDb, ChainError, PrunedKey};
 use super::config::SyncConfig;
 use super::embed::Embedder;
 use super::qdrant::{CollectionShape, Point, PointId, QdrantClient, QdrantError};
@@ -34,7 +40,12 @@ pub fn point_namespace() -> uuid::Uuid {
 
 /// A block's point ID: UUIDv5 of its 32 hash bytes in [`point_namespace`].
 pub fn point_id(block: &Block) -> PointId {
-    PointId::Uuid(uuid::Uuid::new_v5(&point_namespace(), &block.hash))
+    hash_point_id(&block.hash)
+}
+
+/// The point ID of the block with this hash.
+pub fn hash_point_id(hash: &[u8; 32]) -> PointId {
+    PointId::Uuid(uuid::Uuid::new_v5(&point_namespace(), hash))
 }
 
 /// A block's payload.
@@ -110,15 +121,31 @@ pub struct Syncer {
     chain: ChainDb,
     client: QdrantClient,
     embedder: Box<dyn Embedder + Send>,
-    consumer: String,
-    pruned_consumer: String,
+    consumers: Consumers,
     stats: SyncStats,
     ack_hook: Option<AckHook>,
+    watchdog: Watchdog,
+    /// Most points per upsert: `batch`, halved each time Qdrant refuses a request as too large.
+    batch: usize,
+}
+
+/// The cursor rows of a collection in the `cursors` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consumers {
+    /// `qdrant:<collection>`: the highest height Qdrant acknowledged.
+    pub blocks: String,
+    /// `qdrant:<collection>:pruned_ns` and `..:pruned_height`: the pruned-flag cursor.
+    pub pruned_ns: String,
+    pub pruned_height: String,
 }
 
 /// The cursor names of a collection.
-pub fn consumer_names(collection: &str) -> (String, String) {
-    (format!("qdrant:{collection}"), format!("qdrant:{collection}:pruned"))
+pub fn consumer_names(collection: &str) -> Consumers {
+    Consumers {
+        blocks: format!("qdrant:{collection}"),
+        pruned_ns: format!("qdrant:{collection}:pruned_ns"),
+        pruned_height: format!("qdrant:{collection}:pruned_height"),
+    }
 }
 
 /// Nanoseconds since the epoch, now.
@@ -132,14 +159,47 @@ impl Syncer {
         if embedder.dimension() != cfg.dimension {
             return Err(SyncError::EmbedderDimension { embedder: embedder.dimension(), config: cfg.dimension });
         }
-        let chain = ChainDb::open(&cfg.database)?;
-        let (consumer, pruned_consumer) = consumer_names(&cfg.collection);
-        let stats = SyncStats { cursor: chain.cursor(&consumer)?, ..SyncStats::default() };
-        Ok(Syncer { cfg, chain, client, embedder, consumer, pruned_consumer, stats, ack_hook: None })
+        let mut chain = ChainDb::open(&cfg.database)?;
+        chain.ensure_pruned_index()?;
+        let consumers = consumer_names(&cfg.collection);
+        // The height-based pruned cursor of earlier versions; the new one starts over (flags are idempotent).
+        chain.delete_cursor(&format!("qdrant:{}:pruned", cfg.collection))?;
+        let stats = SyncStats { cursor: chain.cursor(&consumers.blocks)?, ..SyncStats::default() };
+        let batch = cfg.batch;
+        Ok(Syncer {
+            cfg,
+            chain,
+            client,
+            embedder,
+            consumers,
+            stats,
+            ack_hook: None,
+            watchdog: Watchdog::systemd(),
+            batch,
+        })
     }
 
     pub fn set_ack_hook(&mut self, hook: AckHook) {
         self.ack_hook = Some(hook);
+    }
+
+    /// Replaces the systemd watchdog (e.g. to observe the pings).
+    pub fn set_watchdog(&mut self, watchdog: Watchdog) {
+        self.watchdog = watchdog;
+    }
+
+    /// Most points per upsert now: `batch`, or less after Qdrant refused a request as too large.
+    pub fn effective_batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Resets both cursors so that every block is sent again.
+    fn reset_cursors(&mut self) -> Result<(), ChainError> {
+        let c = &self.consumers;
+        let none = PrunedKey::NONE;
+        self.chain.set_cursors(&[(&c.blocks, -1), (&c.pruned_ns, none.pruned_ns), (&c.pruned_height, none.height)])?;
+        self.stats.cursor = -1;
+        Ok(())
     }
 
     pub fn stats(&self) -> &SyncStats {
@@ -150,9 +210,11 @@ impl Syncer {
         &self.cfg
     }
 
-    /// Runs one request, counting its latency and any error.
+    /// Runs one request, counting its latency and any error; then gives the
+    /// watchdog its chance (a finished request is progress, whatever the answer).
     fn call<T>(
         stats: &mut SyncStats,
+        watchdog: &mut Watchdog,
         f: impl FnOnce(&mut dyn FnMut(Duration)) -> Result<T, QdrantError>,
     ) -> Result<T, QdrantError> {
         let mut took = Duration::ZERO;
@@ -161,34 +223,36 @@ impl Syncer {
         if result.is_err() {
             stats.errors_total += 1;
         }
+        watchdog.tick();
         result
     }
 
     /// Creates the collection if missing; refuses one of another shape.
     pub fn ensure_collection(&mut self) -> Result<Ensured, SyncError> {
         let (client, name) = (&self.client, self.cfg.collection.as_str());
-        let found = Self::call(&mut self.stats, |o| client.collection(name, o))?;
+        let found = Self::call(&mut self.stats, &mut self.watchdog, |o| client.collection(name, o))?;
         match found {
             Some(shape) => self.check_shape(&shape).map(|_| Ensured::Existing),
             None => {
                 let (size, distance) = (self.cfg.dimension, self.cfg.distance);
-                let created = Self::call(&mut self.stats, |o| client.create_collection(name, size, distance, o))?;
+                let created = Self::call(&mut self.stats, &mut self.watchdog, |o| {
+                    client.create_collection(name, size, distance, o)
+                })?;
                 if !created {
-                    let shape = Self::call(&mut self.stats, |o| client.collection(name, o))?;
+                    let shape = Self::call(&mut self.stats, &mut self.watchdog, |o| client.collection(name, o))?;
                     if let Some(shape) = shape {
                         self.check_shape(&shape)?;
                     }
                     return Ok(Ensured::Existing);
                 }
-                let cursor = self.chain.cursor(&self.consumer)?;
+                let cursor = self.chain.cursor(&self.consumers.blocks)?;
                 if cursor >= 0 {
                     eprintln!(
                         "collection {name:?} was missing at {} and has been created; sending every block again (the cursor was at {cursor})",
                         self.client.url()
                     );
                 }
-                self.chain.set_cursors(&[(&self.consumer, -1), (&self.pruned_consumer, -1)])?;
-                self.stats.cursor = -1;
+                self.reset_cursors()?;
                 Ok(Ensured::Created)
             }
         }
@@ -213,18 +277,27 @@ impl Syncer {
         }
     }
 
-    /// Sends everything pending, batch by batch, then the pruned flags. On an
-    /// error the cursor stays after the last acknowledged batch.
+    /// Sends the pending pruned flags, then every pending block, batch by
+    /// batch. On an error the cursors stay after the last acknowledged batch.
     pub fn sync_pending(&mut self) -> Result<PassReport, SyncError> {
+        self.sync_pending_until(&AtomicBool::new(false))
+    }
+
+    /// [`sync_pending`](Self::sync_pending) that returns early, between two
+    /// batches, once `stop` is set.
+    pub fn sync_pending_until(&mut self, stop: &AtomicBool) -> Result<PassReport, SyncError> {
         let mut report = PassReport::default();
-        let result = self.sync_blocks(&mut report).and_then(|_| self.sync_pruned(&mut report));
+        let result = self
+            .restart_if_replaced()
+            .and_then(|_| self.sync_pruned(&mut report, stop))
+            .and_then(|_| self.sync_blocks(&mut report, stop));
         report.cursor = self.stats.cursor;
         self.refresh_gauges()?;
         result.map(|_| report)
     }
 
-    fn sync_blocks(&mut self, report: &mut PassReport) -> Result<(), SyncError> {
-        let cursor = self.chain.cursor(&self.consumer)?;
+    fn restart_if_replaced(&mut self) -> Result<(), SyncError> {
+        let cursor = self.chain.cursor(&self.consumers.blocks)?;
         let head = self.chain.head()?.unwrap_or(-1);
         if cursor > head {
             // The snapshotter never removes blocks: the database was replaced.
@@ -232,27 +305,35 @@ impl Syncer {
                 "the cursor ({cursor}) is beyond the chain head ({head}): the chain database was replaced; \
                  sending the new chain from genesis"
             );
-            self.chain.set_cursors(&[(&self.consumer, -1), (&self.pruned_consumer, -1)])?;
+            self.reset_cursors()?;
         }
-        loop {
-            let cursor = self.chain.cursor(&self.consumer)?;
-            let blocks = self.chain.blocks_after(cursor, self.cfg.batch)?;
+        Ok(())
+    }
+
+    fn sync_blocks(&mut self, report: &mut PassReport, stop: &AtomicBool) -> Result<(), SyncError> {
+        while !stop.load(Ordering::Relaxed) {
+            let cursor = self.chain.cursor(&self.consumers.blocks)?;
+            let blocks = self.chain.blocks_after(cursor, self.batch)?;
             let Some(last) = blocks.last().map(|b| b.height) else { return Ok(()) };
             let points: Vec<Point> = blocks
                 .iter()
                 .map(|b| Point { id: point_id(b), vector: self.embedder.embed_block(b), payload: payload(b) })
                 .collect();
             let (client, name) = (&self.client, self.cfg.collection.as_str());
-            Self::call(&mut self.stats, |o| client.upsert(name, &points, o))?;
-            // Acknowledged. If the pruned cursor had caught up, carry it along the
-            // leading run of blocks that were already pruned when sent.
-            let mut pruned_cursor = self.chain.cursor(&self.pruned_consumer)?;
-            if pruned_cursor >= cursor {
-                for b in blocks.iter().take_while(|b| b.pruned) {
-                    pruned_cursor = pruned_cursor.max(b.height);
+            match Self::call(&mut self.stats, &mut self.watchdog, |o| client.upsert(name, &points, o)) {
+                Ok(()) => {}
+                Err(e) if e.is_too_large() && self.batch > 1 => {
+                    self.batch = (blocks.len() / 2).max(1);
+                    eprintln!(
+                        "{e}; sending at most {} points per request from now on (lower `batch` in the config)",
+                        self.batch
+                    );
+                    continue;
                 }
+                Err(e) => return Err(e.into()),
             }
-            self.chain.set_cursors(&[(&self.consumer, last), (&self.pruned_consumer, pruned_cursor)])?;
+            // Acknowledged.
+            self.chain.set_cursors(&[(&self.consumers.blocks, last)])?;
             self.stats.cursor = last;
             self.stats.synced_total += blocks.len() as u64;
             report.upserted += blocks.len() as u64;
@@ -261,32 +342,38 @@ impl Syncer {
                 hook(last);
             }
         }
+        Ok(())
     }
 
-    fn sync_pruned(&mut self, report: &mut PassReport) -> Result<(), SyncError> {
-        loop {
-            let pruned_cursor = self.chain.cursor(&self.pruned_consumer)?;
-            let cursor = self.chain.cursor(&self.consumer)?;
-            let blocks = self.chain.blocks_between(pruned_cursor, cursor, self.cfg.batch)?;
-            let run: Vec<&Block> = blocks.iter().take_while(|b| b.pruned).collect();
-            let Some(last) = run.last().map(|b| b.height) else { return Ok(()) };
-            let ids: Vec<PointId> = run.iter().map(|b| point_id(b)).collect();
+    fn sync_pruned(&mut self, report: &mut PassReport, stop: &AtomicBool) -> Result<(), SyncError> {
+        let c = self.consumers.clone();
+        while !stop.load(Ordering::Relaxed) {
+            let after = self.chain.pruned_cursor(&c.pruned_ns, &c.pruned_height)?;
+            let cursor = self.chain.cursor(&c.blocks)?;
+            let (flags, last_pruned) = self.chain.pruned_after(after, cursor, self.cfg.batch)?;
+            let Some(last) = flags.last().map(|b| b.key) else {
+                // Every covered pruned block is flagged; the others (beyond the
+                // sync cursor) will be upserted as pruned.
+                if let Some(last) = last_pruned.filter(|l| *l > after) {
+                    self.chain.set_cursors(&[(&c.pruned_ns, last.pruned_ns), (&c.pruned_height, last.height)])?;
+                }
+                return Ok(());
+            };
+            let ids: Vec<PointId> = flags.iter().map(|b| hash_point_id(&b.hash)).collect();
             let mut flag = Map::new();
             flag.insert("pruned".into(), Value::Bool(true));
             let (client, name) = (&self.client, self.cfg.collection.as_str());
-            Self::call(&mut self.stats, |o| client.set_payload(name, &ids, flag, o))?;
-            self.chain.set_cursors(&[(&self.pruned_consumer, last)])?;
+            Self::call(&mut self.stats, &mut self.watchdog, |o| client.set_payload(name, &ids, flag, o))?;
+            self.chain.set_cursors(&[(&c.pruned_ns, last.pruned_ns), (&c.pruned_height, last.height)])?;
             self.stats.pruned_updates_total += ids.len() as u64;
             report.pruned_flags += ids.len() as u64;
             report.requests += 1;
-            if run.len() < blocks.len() {
-                return Ok(());
-            }
         }
+        Ok(())
     }
 
     fn refresh_gauges(&mut self) -> Result<(), ChainError> {
-        let cursor = self.chain.cursor(&self.consumer)?;
+        let cursor = self.chain.cursor(&self.consumers.blocks)?;
         self.stats.cursor = cursor;
         self.stats.pending = self.chain.count_after(cursor)?;
         self.stats.lag_seconds = match self.chain.first_time_after(cursor)? {
@@ -324,16 +411,25 @@ impl Syncer {
         let mut down_since: Option<Instant> = None;
         let mut first = true;
         let mut next_tick = Instant::now();
-        let mut watchdog = Watchdog::new();
-        notify::watchdog();
+        if let Some(every) = self.watchdog.every
+            && self.cfg.request_timeout.as_duration() >= every * 2
+        {
+            eprintln!(
+                "request_timeout ({}) is not shorter than the watchdog timeout ({:.1}s): a request that hangs that long \
+                 gets the daemon restarted; lower request_timeout or raise WatchdogSec",
+                self.cfg.request_timeout,
+                (every * 2).as_secs_f64()
+            );
+        }
+        self.watchdog.ping();
         while !stop.load(Ordering::Relaxed) {
-            watchdog.tick();
+            self.watchdog.tick();
             let result = (|| {
                 if !ensured {
                     self.ensure_collection()?;
                     ensured = true;
                 }
-                self.sync_pending()
+                self.sync_pending_until(stop)
             })();
             match result {
                 Ok(report) => {
@@ -358,18 +454,15 @@ impl Syncer {
                     backoff.reset();
                     self.write_metrics();
                     notify::status(&format!("cursor {}, {} pending", report.cursor, self.stats.pending));
-                    next_tick += interval;
                     let now = Instant::now();
-                    if next_tick < now {
-                        next_tick = now;
-                    }
-                    sleep_until(next_tick, stop, &mut watchdog);
+                    next_tick = later(next_tick, interval).max(now);
+                    sleep_until(next_tick, stop, &mut self.watchdog);
                 }
                 Err(SyncError::Qdrant(e)) if ensured && e.is_not_found() => {
                     // Deleted under our feet: create it again (and resend everything).
                     eprintln!("{e}; the collection is gone, creating it again");
                     ensured = false;
-                    sleep_until(Instant::now() + backoff.next_delay(), stop, &mut watchdog);
+                    sleep_until(later(Instant::now(), backoff.next_delay()), stop, &mut self.watchdog);
                 }
                 Err(e) if e.is_transient() => {
                     self.stats.up = false;
@@ -384,7 +477,7 @@ impl Syncer {
                     }
                     first = false;
                     self.write_metrics();
-                    sleep_until(Instant::now() + delay, stop, &mut watchdog);
+                    sleep_until(later(Instant::now(), delay), stop, &mut self.watchdog);
                     next_tick = Instant::now();
                 }
                 Err(e) => {
@@ -397,22 +490,45 @@ impl Syncer {
     }
 }
 
-/// Pings systemd's watchdog at the rate it asks for (no-op without one).
-struct Watchdog {
+/// `at + d`, or a day after `at` when that overflows (durations from the config are capped far below).
+fn later(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d).or_else(|| at.checked_add(Duration::from_secs(86_400))).unwrap_or(at)
+}
+
+/// A watchdog to keep alive: [`tick`](Self::tick) pings once `every` has
+/// passed since the last ping. [`Watchdog::systemd`] pings systemd at half
+/// of `WatchdogSec` (a no-op without one).
+pub struct Watchdog {
     every: Option<Duration>,
-    last: Instant,
+    last: Option<Instant>,
+    ping: Box<dyn FnMut() + Send>,
 }
 
 impl Watchdog {
-    fn new() -> Self {
-        Watchdog { every: notify::watchdog_interval(), last: Instant::now() }
+    /// systemd's watchdog, at the rate it asks for.
+    pub fn systemd() -> Self {
+        Watchdog { every: notify::watchdog_interval(), last: None, ping: Box::new(notify::watchdog) }
     }
-    fn tick(&mut self) {
+
+    /// A watchdog that calls `ping` at most once per `every` (`Duration::ZERO`: at every tick).
+    pub fn new(every: Duration, ping: Box<dyn FnMut() + Send>) -> Self {
+        Watchdog { every: Some(every), last: None, ping }
+    }
+
+    /// Pings now.
+    pub fn ping(&mut self) {
+        if self.every.is_some() {
+            (self.ping)();
+            self.last = Some(Instant::now());
+        }
+    }
+
+    /// Pings when `every` has passed since the last ping.
+    pub fn tick(&mut self) {
         if let Some(every) = self.every
-            && self.last.elapsed() >= every
+            && self.last.is_none_or(|last| last.elapsed() >= every)
         {
-            notify::watchdog();
-            self.last = Instant::now();
+            self.ping();
         }
     }
 }
@@ -426,5 +542,32 @@ fn sleep_until(deadline: Instant, stop: &AtomicBool, watchdog: &mut Watchdog) {
             return;
         }
         std::thread::sleep((deadline - now).min(Duration::from_millis(100)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_never_overflow() {
+        let now = Instant::now();
+        assert_eq!(later(now, Duration::from_secs(2)), now + Duration::from_secs(2));
+        let far = later(now, Duration::MAX);
+        assert!(far > now && far <= now + Duration::from_secs(86_400), "capped at a day");
+    }
+
+    #[test]
+    fn a_watchdog_pings_at_most_once_per_interval() {
+        let pings = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = pings.clone();
+        let mut w =
+            Watchdog::new(Duration::from_secs(3600), Box::new(move || _ = counter.fetch_add(1, Ordering::Relaxed)));
+        for _ in 0..5 {
+            w.tick();
+        }
+        assert_eq!(pings.load(Ordering::Relaxed), 1, "the first tick pings, the next ones are too soon");
+        w.ping();
+        assert_eq!(pings.load(Ordering::Relaxed), 2);
     }
 }

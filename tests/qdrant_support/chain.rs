@@ -83,6 +83,22 @@ impl Chain {
             .unwrap();
     }
 
+    /// Marks these blocks pruned at `pruned_ns`, in any order (the key of the
+    /// pruned-flag cursor is `(pruned_ns, height)`).
+    pub fn prune_at(&self, heights: &[i64], pruned_ns: i64) {
+        for h in heights {
+            let n = self.conn.execute("UPDATE blocks SET pruned_ns = ?2 WHERE height = ?1", [*h, pruned_ns]).unwrap();
+            assert_eq!(n, 1, "block {h}");
+        }
+    }
+
+    /// The blocks marked pruned, in height order.
+    pub fn pruned(&self) -> Vec<i64> {
+        let mut stmt =
+            self.conn.prepare("SELECT height FROM blocks WHERE pruned_ns IS NOT NULL ORDER BY height").unwrap();
+        stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    }
+
     pub fn cursor(&self, consumer: &str) -> Option<i64> {
         self.conn.query_row("SELECT height FROM cursors WHERE consumer = ?1", [consumer], |r| r.get(0)).ok()
     }

@@ -46,6 +46,8 @@ struct Faults {
     fail_status: u16,
     delay: Duration,
     api_key: Option<String>,
+    /// Bodies larger than this are refused with 413, as Qdrant's `max_request_size_mb` does.
+    max_body: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -167,6 +169,16 @@ impl QdrantDouble {
         self.shared.faults.lock().unwrap().delay = d;
     }
 
+    /// Bodies of more than `bytes` get 413 (`None`: no limit).
+    pub fn max_body(&self, bytes: Option<usize>) {
+        self.shared.faults.lock().unwrap().max_body = bytes;
+    }
+
+    /// Every upsert and set-payload request asked to wait for the change to be applied.
+    pub fn all_writes_waited(&self) -> bool {
+        self.seen().iter().filter(|s| is_write(s)).all(|s| s.query.iter().any(|(k, v)| k == "wait" && v == "true"))
+    }
+
     /// Requests without this `api-key` header get 401.
     pub fn require_api_key(&self, key: Option<&str>) {
         self.shared.faults.lock().unwrap().api_key = key.map(str::to_string);
@@ -195,6 +207,11 @@ impl Drop for QdrantDouble {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// An upsert or a set payload: the requests that change points.
+fn is_write(s: &Seen) -> bool {
+    (s.method == "PUT" && s.path.ends_with("/points")) || (s.method == "POST" && s.path.ends_with("/points/payload"))
 }
 
 fn respond(request: tiny_http::Request, status: u16, body: &Value) {
@@ -246,6 +263,13 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
         heights,
     };
 
+    let too_large = shared.faults.lock().unwrap().max_body.is_some_and(|max| body.len() > max);
+    if too_large {
+        seen.status = 413;
+        shared.state.lock().unwrap().seen.push(seen);
+        respond(request, 413, &error("Payload too large"));
+        return;
+    }
     let mut check = spec().check(&method, path, &query, Some(&body));
     if check.is_ok() && !body.is_empty() && !content_type.as_deref().is_some_and(|c| c.starts_with("application/json"))
     {
@@ -283,7 +307,10 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
         Some((status, message)) => (status, error(&message)),
         None => match &shared.upstream {
             Some(up) => forward(up, &method, &url, &body),
-            None => apply(&mut shared.state.lock().unwrap(), &method, path, parsed),
+            None => {
+                let wait = query.iter().any(|(k, v)| k == "wait" && v == "true");
+                apply(&mut shared.state.lock().unwrap(), &method, path, parsed, wait)
+            }
         },
     };
     std::thread::sleep(delay);
@@ -315,8 +342,11 @@ fn forward(up: &Upstream, method: &str, url: &str, body: &[u8]) -> (u16, Value) 
     }
 }
 
-/// The in-memory Qdrant: the subset of behaviour the sync relies on.
-fn apply(st: &mut State, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+/// The in-memory Qdrant: the subset of behaviour the sync relies on. Writes
+/// answer `completed` only with `wait=true`, `acknowledged` otherwise (as
+/// Qdrant does: queued, not yet applied).
+fn apply(st: &mut State, method: &str, path: &str, body: Option<Value>, wait: bool) -> (u16, Value) {
+    let write_status = if wait { "completed" } else { "acknowledged" };
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let body = body.unwrap_or(Value::Null);
     let not_found = |name: &str| (404, error(&format!("Not found: Collection `{name}` doesn't exist!")));
@@ -376,7 +406,7 @@ fn apply(st: &mut State, method: &str, path: &str, body: Option<Value>) -> (u16,
                 let payload = p.get("payload").and_then(Value::as_object).cloned().unwrap_or_default();
                 c.points.insert(p["id"].to_string(), (p["id"].clone(), vector, payload));
             }
-            (200, ok(json!({ "operation_id": 1, "status": "completed" })))
+            (200, ok(json!({ "operation_id": 1, "status": write_status })))
         }
         ("POST", ["collections", name, "points", "payload"]) => {
             let c = st.collections.get_mut(*name).expect("checked");
@@ -386,7 +416,7 @@ fn apply(st: &mut State, method: &str, path: &str, body: Option<Value>) -> (u16,
                     payload.extend(add.clone());
                 }
             }
-            (200, ok(json!({ "operation_id": 2, "status": "completed" })))
+            (200, ok(json!({ "operation_id": 2, "status": write_status })))
         }
         ("POST", ["collections", name, "points", "count"]) => {
             (200, ok(json!({ "count": st.collections[*name].points.len() })))
@@ -409,8 +439,19 @@ fn apply(st: &mut State, method: &str, path: &str, body: Option<Value>) -> (u16,
             let q: Vec<f64> =
                 body["query"].as_array().map(|v| v.iter().filter_map(Value::as_f64).collect()).unwrap_or_default();
             let limit = body.get("limit").and_then(Value::as_u64).unwrap_or(10) as usize;
-            let mut scored: Vec<(f64, &Value, &Map<String, Value>)> =
-                c.points.values().map(|(id, v, payload)| (score(&c.distance, &q, v), id, payload)).collect();
+            let must = body.pointer("/filter/must").and_then(Value::as_array).cloned().unwrap_or_default();
+            let passes = |payload: &Map<String, Value>| {
+                must.iter().all(|m| {
+                    let key = m["key"].as_str().unwrap_or("");
+                    payload.get(key) == Some(&m["match"]["value"])
+                })
+            };
+            let mut scored: Vec<(f64, &Value, &Map<String, Value>)> = c
+                .points
+                .values()
+                .filter(|(_, _, payload)| passes(payload))
+                .map(|(id, v, payload)| (score(&c.distance, &q, v), id, payload))
+                .collect();
             let higher_is_better = matches!(c.distance.as_str(), "Cosine" | "Dot");
             scored.sort_by(|a, b| if higher_is_better { b.0.total_cmp(&a.0) } else { a.0.total_cmp(&b.0) });
             let points: Vec<Value> = scored
