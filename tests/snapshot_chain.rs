@@ -14,8 +14,8 @@ use snapshot_support::*;
 
 /// The verification recipe exactly as the README shows it.
 fn recipe() -> String {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs-snap.md")).unwrap();
-    let after = doc.split("<!-- recipe:verify -->").nth(1).expect("recipe marker in docs-snap.md");
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let after = doc.split("<!-- recipe:verify -->").nth(1).expect("recipe marker in README.md");
     let body = after.split("```sh\n").nth(1).unwrap();
     body.split("\n```").next().unwrap().to_string()
 }
