@@ -112,6 +112,24 @@ fn watch_restores_a_deleted_port_within_a_second() {
     assert_eq!(failures.load(Ordering::SeqCst), 0);
 }
 
+/// Runs one apply on another thread, in the test's network namespace.
+fn apply_in_thread(
+    ovs: &Ovs,
+    config: &ovs::Config,
+) -> std::thread::JoinHandle<Result<ovs::Report, ovs::OvsError>> {
+    let (addr, opts, cfg) = (ovs.addr(), ovs.options(), config.clone());
+    let ns = std::fs::File::open("/proc/thread-self/ns/net").unwrap();
+    std::thread::spawn(move || {
+        use std::os::fd::AsRawFd;
+        // SAFETY: entering the test's namespace from a valid fd.
+        assert_eq!(
+            unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
+            0
+        );
+        ovs::apply(&addr, &cfg, &opts)
+    })
+}
+
 #[test]
 fn ovsdb_restart_mid_apply_ends_consistent() {
     if !root_or_skip("OVS database restart during apply") {
@@ -130,19 +148,7 @@ fn ovsdb_restart_mid_apply_ends_consistent() {
     // the database is killed and restarted exactly then, after the transaction.
     ovs.pause_vswitchd(true);
     let commits = ovs.reconciler_commits();
-    let worker = {
-        let (addr, opts, cfg) = (ovs.addr(), ovs.options(), config.clone());
-        let ns = std::fs::File::open("/proc/thread-self/ns/net").unwrap();
-        std::thread::spawn(move || {
-            use std::os::fd::AsRawFd;
-            // SAFETY: entering the test's namespace from a valid fd.
-            assert_eq!(
-                unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
-                0
-            );
-            ovs::apply(&addr, &cfg, &opts)
-        })
-    };
+    let worker = apply_in_thread(&ovs, &config);
     ovs_support::wait_for(
         || ovs.reconciler_commits() > commits,
         "the apply's transaction",
@@ -167,17 +173,7 @@ fn ovsdb_restart_mid_apply_ends_consistent() {
     // Less controlled: restarts at a few moments of a run; whatever they hit, the end is consistent.
     let mut outcomes = Vec::new();
     for delay_ms in [0u64, 5, 20] {
-        let (addr, opts, cfg) = (ovs.addr(), ovs.options(), config.clone());
-        let ns = std::fs::File::open("/proc/thread-self/ns/net").unwrap();
-        let worker = std::thread::spawn(move || {
-            use std::os::fd::AsRawFd;
-            // SAFETY: entering the test's namespace from a valid fd.
-            assert_eq!(
-                unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
-                0
-            );
-            ovs::apply(&addr, &cfg, &opts)
-        });
+        let worker = apply_in_thread(&ovs, &config);
         std::thread::sleep(Duration::from_millis(delay_ms));
         ovs.kill_ovsdb();
         std::thread::sleep(Duration::from_millis(300));
