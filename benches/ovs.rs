@@ -65,7 +65,10 @@ fn script_for(ovs: &Ovs, config: &Config) -> String {
             );
         }
         // Secure fail mode: no flow until one is added, as the reconciler builds it.
-        s += &format!("ovs-ofctl add-flow {} 'priority=0,actions=NORMAL'\n", b.name);
+        s += &format!(
+            "ovs-ofctl add-flow {} 'priority=0,actions=NORMAL'\n",
+            b.name
+        );
         if let (true, Some(up)) = (b.drop_uplink_broadcast, &b.uplink) {
             s += &format!(
                 "ovs-ofctl add-flow {} 'priority=1001,in_port={up},dl_dst=ff:ff:ff:ff:ff:ff,actions=drop'\n",

@@ -148,7 +148,10 @@ fn extra_flows_written_unlike_the_dump_are_not_rewritten() {
     let o = cli(&ovs, &["apply", "--config", p]);
     assert!(o.status.success(), "{}", text(&o));
     let dump = ovs.ofctl_out(&["dump-flows", "--names", "--no-stats", "gbcn0"]);
-    assert!(dump.contains("ip,in_port=gbcnu actions=NORMAL,output:"), "{dump}");
+    assert!(
+        dump.contains("ip,in_port=gbcnu actions=NORMAL,output:"),
+        "{dump}"
+    );
     assert!(dump.contains("priority=7,ipv6 actions=drop"), "{dump}");
 
     // The second apply sees the flows as equal: nothing written, no flows replaced.

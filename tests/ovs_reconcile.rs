@@ -478,8 +478,10 @@ fn a_bad_extra_flow_on_a_new_bridge_writes_nothing() {
     let good_flow = "priority=10,in_port=gbnbu,dl_type=0x0806,actions=output:gbnb0-i";
     let bad_flow = "priority=20,in_port=gbnbu,no_such_field=1,actions=drop";
     let bridge = |flows: &[&str]| {
-        ovs.config(json!([{"name": "gbnb0", "datapath_type": "netdev", "uplink": "gbnbu",
-            "internal_ports": ["gbnb0-i"], "drop_uplink_broadcast": true, "extra_flows": flows}]))
+        ovs.config(
+            json!([{"name": "gbnb0", "datapath_type": "netdev", "uplink": "gbnbu",
+            "internal_ports": ["gbnb0-i"], "drop_uplink_broadcast": true, "extra_flows": flows}]),
+        )
     };
     let e = ovs::apply(&ovs.addr(), &bridge(&[good_flow, bad_flow]), &ovs.options()).unwrap_err();
     assert!(

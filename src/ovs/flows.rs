@@ -90,7 +90,10 @@ impl Ofctl {
             msg,
         };
         // The flows go in on stdin ("-"): no temporary file.
-        let out = self.run(&["--bundle", "replace-flows", bridge, "-"], Some(&lines(flows)))?;
+        let out = self.run(
+            &["--bundle", "replace-flows", bridge, "-"],
+            Some(&lines(flows)),
+        )?;
         if !out.status.success() {
             return Err(err(format!(
                 "ovs-ofctl --bundle replace-flows failed, the old flows stay in place: {}. Check extra_flows for syntax errors",
@@ -195,7 +198,10 @@ pub fn with_port_numbers(flow: &str, bridge: &str, ports: &[String]) -> String {
         token.clear();
     };
     for c in flow.chars() {
-        if matches!(c, '=' | ',' | ':' | '(' | ')' | ' ' | '\t' | '[' | ']' | '/') {
+        if matches!(
+            c,
+            '=' | ',' | ':' | '(' | ')' | ' ' | '\t' | '[' | ']' | '/'
+        ) {
             flush(&mut token, &mut out);
             out.push(c);
         } else {
@@ -417,7 +423,11 @@ mod tests {
     fn port_names_become_numbers_for_parsing() {
         let ports = vec!["eth0".to_string(), "br0-mgmt".to_string()];
         assert_eq!(
-            with_port_numbers("in_port=eth0,dl_dst=ff:ff:ff:ff:ff:ff,actions=output:br0-mgmt,br0", "br0", &ports),
+            with_port_numbers(
+                "in_port=eth0,dl_dst=ff:ff:ff:ff:ff:ff,actions=output:br0-mgmt,br0",
+                "br0",
+                &ports
+            ),
             "in_port=1,dl_dst=ff:ff:ff:ff:ff:ff,actions=output:2,LOCAL"
         );
         assert_eq!(
