@@ -340,6 +340,27 @@ fn missing_socket_and_wrong_schema_are_clear_errors() {
 }
 
 #[test]
+fn a_hung_database_is_a_timeout_error_not_a_hang() {
+    if !root_or_skip("OVS hung database") {
+        return;
+    }
+    let ovs = Ovs::start("hng");
+    let config = ovs.config(json!([{"name": "gbh0", "datapath_type": "netdev"}]));
+    ovs.pause_ovsdb(true);
+    let opts = ovs::Options {
+        io_timeout: std::time::Duration::from_millis(500),
+        ..ovs.options()
+    };
+    let e = ovs::apply(&ovs.addr(), &config, &opts).unwrap_err();
+    ovs.pause_ovsdb(false);
+    assert!(matches!(e, OvsError::Timeout { .. }), "{e}");
+    assert!(e.to_string().contains("not hung"), "{e}");
+    // Once it answers again, the same run works.
+    ovs::apply(&ovs.addr(), &config, &opts).unwrap();
+    assert_eq!(ovs.bridges(), vec!["gbh0"]);
+}
+
+#[test]
 fn a_concurrent_writer_makes_the_transaction_fail_without_writing() {
     if !root_or_skip("OVS transaction conflict") {
         return;

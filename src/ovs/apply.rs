@@ -26,6 +26,8 @@ pub struct Options {
     pub vswitchd_timeout: Duration,
     /// How long to keep reconnecting when the database goes away mid-run.
     pub reconnect_for: Duration,
+    /// How long one database request may take before the run fails (a hung ovsdb-server).
+    pub io_timeout: Duration,
 }
 
 impl Default for Options {
@@ -35,6 +37,7 @@ impl Default for Options {
             max_attempts: 5,
             vswitchd_timeout: Duration::from_secs(15),
             reconnect_for: Duration::from_secs(5),
+            io_timeout: super::jsonrpc::CALL_TIMEOUT,
         }
     }
 }
@@ -58,7 +61,12 @@ pub struct Report {
 
 /// Connects and checks the schema.
 pub fn connect(addr: &DbAddr) -> Result<Connection> {
-    let mut conn = Connection::connect(addr)?;
+    connect_with(addr, super::jsonrpc::CALL_TIMEOUT)
+}
+
+/// Connects with a request timeout and checks the schema.
+pub fn connect_with(addr: &DbAddr, timeout: Duration) -> Result<Connection> {
+    let mut conn = Connection::connect_with(addr, timeout)?;
     schema::check(&mut conn)?;
     Ok(conn)
 }
@@ -91,10 +99,10 @@ pub fn apply(addr: &DbAddr, config: &Config, opts: &Options) -> Result<Report> {
     let mut report = Report::default();
     let mut down_since: Option<Instant> = None;
     // A socket that is not there fails at once; a connection that drops (a restart) is retried.
-    let mut conn = match connect(addr) {
+    let mut conn = match connect_with(addr, opts.io_timeout) {
         Err(OvsError::Io { .. } | OvsError::Closed { .. }) => {
             report.reconnects += 1;
-            reconnect(addr, &mut down_since, opts.reconnect_for)?
+            reconnect(addr, &mut down_since, opts)?
         }
         other => other?,
     };
@@ -110,7 +118,7 @@ pub fn apply(addr: &DbAddr, config: &Config, opts: &Options) -> Result<Report> {
                 // The server went away; whatever it committed is re-read after reconnecting.
                 down_since.get_or_insert_with(Instant::now);
                 report.reconnects += 1;
-                conn = reconnect(addr, &mut down_since, opts.reconnect_for)?;
+                conn = reconnect(addr, &mut down_since, opts)?;
                 attempt = 0;
             }
             Err(e) => return Err(e),
@@ -295,10 +303,11 @@ fn validate_flows(ofctl: &Ofctl, config: &Config, snap: &state::Snapshot) -> Res
 fn reconnect(
     addr: &DbAddr,
     down_since: &mut Option<Instant>,
-    grace: Duration,
+    opts: &Options,
 ) -> Result<Connection> {
+    let grace = opts.reconnect_for;
     loop {
-        match connect(addr) {
+        match connect_with(addr, opts.io_timeout) {
             Ok(c) => {
                 *down_since = None;
                 return Ok(c);

@@ -81,7 +81,7 @@ impl Stream {
 }
 
 /// How long a single request may wait for its answer.
-const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One connection to an OVSDB server.
 pub struct Connection {
@@ -90,13 +90,21 @@ pub struct Connection {
     buf: Vec<u8>,
     next_id: u64,
     notifications: VecDeque<Value>,
+    /// Limit of one request (and of each socket read and write).
+    timeout: Duration,
 }
 
 impl Connection {
     pub fn connect(addr: &DbAddr) -> Result<Connection> {
+        Connection::connect_with(addr, CALL_TIMEOUT)
+    }
+
+    /// Connects; each request, socket read and write gives up after `timeout`.
+    pub fn connect_with(addr: &DbAddr, timeout: Duration) -> Result<Connection> {
+        let timeout = timeout.clamp(Duration::from_millis(1), MAX_WAIT);
         let stream = match addr {
             DbAddr::Unix(p) => UnixStream::connect(p).map(Stream::Unix),
-            DbAddr::Tcp(hp) => connect_tcp(hp).map(|s| {
+            DbAddr::Tcp(hp) => connect_tcp(hp, timeout).map(|s| {
                 let _ = s.set_nodelay(true);
                 Stream::Tcp(s)
             }),
@@ -107,7 +115,7 @@ impl Connection {
         })?;
         // A hung server must not block a write (or a read) forever: both time out with an error.
         stream
-            .set_timeouts(Some(CALL_TIMEOUT))
+            .set_timeouts(Some(timeout))
             .map_err(|source| OvsError::Connect {
                 addr: addr.to_string(),
                 source,
@@ -118,6 +126,7 @@ impl Connection {
             buf: Vec::with_capacity(64 * 1024),
             next_id: 0,
             notifications: VecDeque::new(),
+            timeout,
         })
     }
 
@@ -130,7 +139,7 @@ impl Connection {
         if matches!(source.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) {
             return OvsError::Timeout {
                 addr: self.addr.to_string(),
-                secs: CALL_TIMEOUT.as_secs(),
+                secs: self.timeout.as_secs(),
             };
         }
         self.io_err(source)
@@ -170,13 +179,13 @@ impl Connection {
         self.stream.write_all(&out).map_err(|e| self.write_err(e))?;
         let mut answers: Vec<Option<Result<Value>>> = (0..n).map(|_| None).collect();
         let mut missing = answers.len();
-        let deadline = deadline_after(CALL_TIMEOUT);
+        let deadline = deadline_after(self.timeout);
         while missing > 0 {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(OvsError::Timeout {
                     addr: self.addr.to_string(),
-                    secs: CALL_TIMEOUT.as_secs(),
+                    secs: self.timeout.as_secs(),
                 });
             }
             let Some(msg) = self.receive(left)? else {
@@ -276,12 +285,12 @@ impl Connection {
     }
 }
 
-/// Connects to `host:port`, giving up on each resolved address after [`CALL_TIMEOUT`].
-fn connect_tcp(hp: &str) -> std::io::Result<TcpStream> {
+/// Connects to `host:port`, giving up on each resolved address after `timeout`.
+fn connect_tcp(hp: &str, timeout: Duration) -> std::io::Result<TcpStream> {
     use std::net::ToSocketAddrs as _;
     let mut last = std::io::Error::new(ErrorKind::NotFound, format!("{hp} resolves to no address"));
     for a in hp.to_socket_addrs()? {
-        match TcpStream::connect_timeout(&a, CALL_TIMEOUT) {
+        match TcpStream::connect_timeout(&a, timeout) {
             Ok(s) => return Ok(s),
             Err(e) => last = e,
         }

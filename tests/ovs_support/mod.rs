@@ -191,10 +191,12 @@ impl Ovs {
 
     /// Stops (`SIGSTOP`) or resumes (`SIGCONT`) ovs-vswitchd.
     pub fn pause_vswitchd(&self, pause: bool) {
-        let pid = self.vswitchd.as_ref().expect("ovs-vswitchd running").id();
-        let sig = if pause { libc::SIGSTOP } else { libc::SIGCONT };
-        // SAFETY: plain kill(2) on our own child.
-        assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
+        pause_child(self.vswitchd.as_ref().expect("ovs-vswitchd running"), pause);
+    }
+
+    /// Stops (`SIGSTOP`) or resumes (`SIGCONT`) ovsdb-server: a hung database.
+    pub fn pause_ovsdb(&self, pause: bool) {
+        pause_child(self.ovsdb.as_ref().expect("ovsdb-server running"), pause);
     }
 
     fn start_vswitchd(&mut self) {
@@ -311,6 +313,12 @@ impl Ovs {
         v.sort();
         v
     }
+}
+
+fn pause_child(child: &Child, pause: bool) {
+    let sig = if pause { libc::SIGSTOP } else { libc::SIGCONT };
+    // SAFETY: plain kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
 }
 
 pub fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
