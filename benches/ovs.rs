@@ -47,7 +47,7 @@ fn script_for(ovs: &Ovs, config: &Config) -> String {
     let mut s = String::from("set -e\n");
     for b in &config.bridges {
         s += &format!(
-            "ovs-vsctl {db} add-br {0} -- set bridge {0} datapath_type={1} external_ids:ghostbridge-managed=true \
+            "ovs-vsctl {db} add-br {0} -- set bridge {0} datapath_type={1} fail_mode=secure external_ids:ghostbridge-managed=true \
              -- set port {0} external_ids:ghostbridge-managed=true\n",
             b.name,
             b.datapath_type.as_str()
@@ -64,6 +64,11 @@ fn script_for(ovs: &Ovs, config: &Config) -> String {
                 b.name
             );
         }
+        // Secure fail mode: no flow until one is added, as the reconciler builds it.
+        s += &format!(
+            "ovs-ofctl add-flow {} 'priority=0,actions=NORMAL'\n",
+            b.name
+        );
         if let (true, Some(up)) = (b.drop_uplink_broadcast, &b.uplink) {
             s += &format!(
                 "ovs-ofctl add-flow {} 'priority=1001,in_port={up},dl_dst=ff:ff:ff:ff:ff:ff,actions=drop'\n",
@@ -161,6 +166,15 @@ fn main() {
     let big = many_bridges(&ovs, 50, 8);
     let mut rows = vec![converge(&ovs, "converge 2 bridges from empty", &two, 10)];
     rows.push(noop(&ovs, "no-op re-apply, 2 bridges", &two, 50));
+    // extra_flows are compared by `ovs-ofctl diff-flows` (parsed), one process per such bridge.
+    let mut extra = two.clone();
+    extra.bridges[0].extra_flows = vec!["dl_type=0x0800, in_port=gbbv, actions=normal".into()];
+    rows.push(noop(
+        &ovs,
+        "no-op re-apply, 2 bridges, one with extra_flows",
+        &extra,
+        50,
+    ));
     reset(&ovs, &two);
     rows.push(converge(
         &ovs,

@@ -119,3 +119,62 @@ fn apply_status_and_errors_from_the_command_line() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("unknown field `prots`"), "{}", text(&o));
 }
+
+#[test]
+fn extra_flows_written_unlike_the_dump_are_not_rewritten() {
+    if !root_or_skip("ghostbridge-ovs non-canonical extra flows") {
+        return;
+    }
+    let ovs = Ovs::start("cnf");
+    ovs.veth("gbcnu", "gbcnu-p");
+    // Written the way a person might: raw dl_type, lower-case action, fields in any order,
+    // spaces after commas; ovs-ofctl prints them as "ip,in_port=... actions=NORMAL,output:...".
+    let config = json!({
+        "db": format!("unix:{}", ovs.sock().display()),
+        "bridges": [
+            {"name": "gbcn0", "datapath_type": "netdev", "uplink": "gbcnu", "ports": [],
+             "internal_ports": ["gbcn0-a"], "drop_uplink_broadcast": true,
+             "extra_flows": [
+                 "dl_type=0x0800, in_port=gbcnu, actions=normal,output:gbcn0-a",
+                 "priority=5,dl_type=0x0806,nw_dst=10.0.0.1,actions=mod_vlan_vid:7,normal",
+                 "table=0,priority=7,dl_type=0x86dd,actions=drop"
+             ]}
+        ]
+    });
+    let path = ovs.dir.path().join("ovs.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let p = path.to_str().unwrap();
+
+    let o = cli(&ovs, &["apply", "--config", p]);
+    assert!(o.status.success(), "{}", text(&o));
+    let dump = ovs.ofctl_out(&["dump-flows", "--names", "--no-stats", "gbcn0"]);
+    assert!(
+        dump.contains("ip,in_port=gbcnu actions=NORMAL,output:"),
+        "{dump}"
+    );
+    assert!(dump.contains("priority=7,ipv6 actions=drop"), "{dump}");
+
+    // The second apply sees the flows as equal: nothing written, no flows replaced.
+    let o = cli(&ovs, &["apply", "--config", p]);
+    assert!(
+        o.status.success() && text(&o).contains("in sync: nothing written"),
+        "{}",
+        text(&o)
+    );
+    let r = ghostbridge::ovs::apply(
+        &ovs.addr(),
+        &ghostbridge::ovs::Config::parse(&config.to_string(), "t").unwrap(),
+        &ovs.options(),
+    )
+    .unwrap();
+    assert!(r.flows_replaced.is_empty() && r.transactions == 0, "{r:?}");
+    let o = cli(&ovs, &["status", "--config", p]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("flows: 6 in place"), "{}", text(&o));
+
+    // A real difference is still seen.
+    ovs.ofctl_out(&["del-flows", "--strict", "gbcn0", "priority=7,ipv6"]);
+    let o = cli(&ovs, &["status", "--config", p]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("flows: DIFFER"), "{}", text(&o));
+}

@@ -28,8 +28,9 @@ fn converges_from_empty_and_reapply_writes_nothing() {
         first.changes
     );
     assert_eq!(first.changes.len(), 2);
-    // gbbr1 wants only NORMAL forwarding, which a new bridge already has: not rewritten.
-    assert_eq!(first.flows_replaced, vec!["gbbr0"]);
+    // New bridges start in fail_mode=secure with no flows: both get theirs installed.
+    assert_eq!(first.flows_replaced, vec!["gbbr0", "gbbr1"]);
+    assert_eq!(ovs.vsctl(&["get-fail-mode", "gbbr1"]).trim(), "secure");
 
     let mut brs = ovs.bridges();
     brs.sort();
@@ -322,19 +323,41 @@ fn missing_socket_and_wrong_schema_are_clear_errors() {
             .arg(&db)
             .arg("/usr/share/openvswitch/local-config.ovsschema"),
     );
-    let mut server = std::process::Command::new("ovsdb-server")
-        .arg(&db)
-        .arg(format!("--remote=punix:{}", sock.display()))
-        .arg(format!("--unixctl={}", dir.path().join("ctl").display()))
-        .arg("--log-file=/dev/null")
-        .spawn()
-        .unwrap();
+    let server = ovs_support::KillOnDrop(
+        std::process::Command::new("ovsdb-server")
+            .arg(&db)
+            .arg(format!("--remote=punix:{}", sock.display()))
+            .arg(format!("--unixctl={}", dir.path().join("ctl").display()))
+            .arg("--log-file=/dev/null")
+            .spawn()
+            .unwrap(),
+    );
     ovs_support::wait_for(|| sock.exists(), "ovsdb-server socket");
     let e = ovs::apply(&addr, &config, &ovs::Options::default()).unwrap_err();
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     assert!(matches!(e, OvsError::SchemaMismatch { .. }), "{e}");
     assert!(e.to_string().contains("Open_vSwitch schema"), "{e}");
+}
+
+#[test]
+fn a_hung_database_is_a_timeout_error_not_a_hang() {
+    if !root_or_skip("OVS hung database") {
+        return;
+    }
+    let ovs = Ovs::start("hng");
+    let config = ovs.config(json!([{"name": "gbh0", "datapath_type": "netdev"}]));
+    ovs.pause_ovsdb(true);
+    let opts = ovs::Options {
+        io_timeout: std::time::Duration::from_millis(500),
+        ..ovs.options()
+    };
+    let e = ovs::apply(&ovs.addr(), &config, &opts).unwrap_err();
+    ovs.pause_ovsdb(false);
+    assert!(matches!(e, OvsError::Timeout { .. }), "{e}");
+    assert!(e.to_string().contains("not hung"), "{e}");
+    // Once it answers again, the same run works.
+    ovs::apply(&ovs.addr(), &config, &opts).unwrap();
+    assert_eq!(ovs.bridges(), vec!["gbh0"]);
 }
 
 #[test]
@@ -464,6 +487,48 @@ fn a_bad_extra_flow_keeps_the_old_flows() {
         "{e}"
     );
     assert_eq!(ovs.ofctl_out(&["dump-flows", "--no-stats", "gbf0"]), before);
+}
+
+#[test]
+fn a_bad_extra_flow_on_a_new_bridge_writes_nothing() {
+    if !root_or_skip("OVS bad extra flow on a new bridge") {
+        return;
+    }
+    let ovs = Ovs::start("nbf");
+    ovs.veth("gbnbu", "gbnbu-p");
+    let good_flow = "priority=10,in_port=gbnbu,dl_type=0x0806,actions=output:gbnb0-i";
+    let bad_flow = "priority=20,in_port=gbnbu,no_such_field=1,actions=drop";
+    let bridge = |flows: &[&str]| {
+        ovs.config(
+            json!([{"name": "gbnb0", "datapath_type": "netdev", "uplink": "gbnbu",
+            "internal_ports": ["gbnb0-i"], "drop_uplink_broadcast": true, "extra_flows": flows}]),
+        )
+    };
+    let e = ovs::apply(&ovs.addr(), &bridge(&[good_flow, bad_flow]), &ovs.options()).unwrap_err();
+    assert!(
+        matches!(e, OvsError::BadFlow { ref flow, ref bridge, .. } if flow == bad_flow && bridge == "gbnb0"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("no_such_field"), "{e}");
+    assert!(e.to_string().contains("nothing was written"), "{e}");
+    // Nothing in the database: no bridge, no uplink attached, no commit.
+    assert_eq!(ovs.reconciler_commits(), 0);
+    assert!(ovs.bridges().is_empty());
+    // The uplink's offloads were not touched either.
+    let k = ovs_support::ok(std::process::Command::new("ethtool").args(["-k", "gbnbu"]));
+    assert!(k.contains("tcp-segmentation-offload: on"), "{k}");
+
+    // The valid flows (port names resolved by the switch) go in, on a bridge that
+    // forwards nothing until they are there.
+    let r = ovs::apply(&ovs.addr(), &bridge(&[good_flow]), &ovs.options()).unwrap();
+    assert_eq!(r.flows_replaced, vec!["gbnb0"]);
+    assert_eq!(ovs.vsctl(&["get-fail-mode", "gbnb0"]).trim(), "secure");
+    let dump = ovs.ofctl_out(&["dump-flows", "--names", "--no-stats", "gbnb0"]);
+    assert!(
+        dump.contains("priority=10,arp,in_port=gbnbu actions=output:\"gbnb0-i\"")
+            || dump.contains("priority=10,arp,in_port=gbnbu actions=output:gbnb0-i"),
+        "{dump}"
+    );
 }
 
 #[test]

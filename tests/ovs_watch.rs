@@ -11,6 +11,15 @@ use ghostbridge::ovs::{self, watch};
 use ovs_support::{Ovs, root_or_skip};
 use serde_json::json;
 
+/// Sets the flag on drop, so a runner thread stops also when an assertion fails.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 #[test]
 fn watch_restores_a_deleted_port_within_a_second() {
     if !root_or_skip("OVS watch") {
@@ -22,6 +31,7 @@ fn watch_restores_a_deleted_port_within_a_second() {
         {"name": "gbw0", "datapath_type": "netdev", "ports": ["gbwp"], "internal_ports": ["gbw0-i"]}
     ]));
     let stop = Arc::new(AtomicBool::new(false));
+    let _stop_guard = StopOnDrop(stop.clone());
     let applied = Arc::new(AtomicUsize::new(0));
     let failures = Arc::new(AtomicUsize::new(0));
     let handle = {
@@ -42,11 +52,12 @@ fn watch_restores_a_deleted_port_within_a_second() {
                 unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
                 0
             );
+            // A period far longer than the test: only the OVSDB monitor can trigger a repair.
             watch::run(
                 &addr,
                 &config,
                 &opts,
-                Duration::from_millis(200),
+                Duration::from_secs(30),
                 &stop,
                 |r, _| match r {
                     Ok(_) => {
@@ -95,8 +106,28 @@ fn watch_restores_a_deleted_port_within_a_second() {
     assert_eq!(ovs.ports("gbw0"), vec!["gbw0-i", "gbw0-own", "gbwp"]);
 
     stop.store(true, Ordering::SeqCst);
+    // Wake the watcher (it waits for a database change, or 30 s) so it sees `stop`.
+    ovs.vsctl(&["br-set-external-id", "gbw0", "gb-test-wake", "1"]);
     handle.join().unwrap();
     assert_eq!(failures.load(Ordering::SeqCst), 0);
+}
+
+/// Runs one apply on another thread, in the test's network namespace.
+fn apply_in_thread(
+    ovs: &Ovs,
+    config: &ovs::Config,
+) -> std::thread::JoinHandle<Result<ovs::Report, ovs::OvsError>> {
+    let (addr, opts, cfg) = (ovs.addr(), ovs.options(), config.clone());
+    let ns = std::fs::File::open("/proc/thread-self/ns/net").unwrap();
+    std::thread::spawn(move || {
+        use std::os::fd::AsRawFd;
+        // SAFETY: entering the test's namespace from a valid fd.
+        assert_eq!(
+            unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
+            0
+        );
+        ovs::apply(&addr, &cfg, &opts)
+    })
 }
 
 #[test]
@@ -112,19 +143,37 @@ fn ovsdb_restart_mid_apply_ends_consistent() {
         })
         .collect();
     let config = ovs.config(json!(bridges));
+
+    // Deterministic: ovs-vswitchd is stopped, so the apply commits and then waits for it;
+    // the database is killed and restarted exactly then, after the transaction.
+    ovs.pause_vswitchd(true);
+    let commits = ovs.reconciler_commits();
+    let worker = apply_in_thread(&ovs, &config);
+    ovs_support::wait_for(
+        || ovs.reconciler_commits() > commits,
+        "the apply's transaction",
+    );
+    ovs.kill_ovsdb();
+    std::thread::sleep(Duration::from_millis(300));
+    ovs.start_ovsdb();
+    ovs.pause_vswitchd(false);
+    let r = worker.join().unwrap().unwrap();
+    assert!(r.reconnects >= 1, "the restart went unnoticed: {r:?}");
+    assert_eq!(r.transactions, 1, "{r:?}");
+    assert_eq!(ovs.bridges().len(), 20);
+    assert_eq!(
+        ovs::apply(&ovs.addr(), &config, &ovs.options())
+            .unwrap()
+            .transactions,
+        0
+    );
+    ovs::apply(&ovs.addr(), &ovs.config(json!([])), &ovs.options()).unwrap();
+    assert!(ovs.bridges().is_empty());
+
+    // Less controlled: restarts at a few moments of a run; whatever they hit, the end is consistent.
     let mut outcomes = Vec::new();
     for delay_ms in [0u64, 5, 20] {
-        let (addr, opts, cfg) = (ovs.addr(), ovs.options(), config.clone());
-        let ns = std::fs::File::open("/proc/thread-self/ns/net").unwrap();
-        let worker = std::thread::spawn(move || {
-            use std::os::fd::AsRawFd;
-            // SAFETY: entering the test's namespace from a valid fd.
-            assert_eq!(
-                unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
-                0
-            );
-            ovs::apply(&addr, &cfg, &opts)
-        });
+        let worker = apply_in_thread(&ovs, &config);
         std::thread::sleep(Duration::from_millis(delay_ms));
         ovs.kill_ovsdb();
         std::thread::sleep(Duration::from_millis(300));
@@ -132,7 +181,10 @@ fn ovsdb_restart_mid_apply_ends_consistent() {
         let result = worker.join().unwrap();
         // Either it retried after the restart and converged, or it failed saying what happened.
         match &result {
-            Ok(r) => outcomes.push(format!("ok after {} transaction(s)", r.transactions)),
+            Ok(r) => outcomes.push(format!(
+                "ok after {} transaction(s), {} reconnect(s)",
+                r.transactions, r.reconnects
+            )),
             Err(e) => {
                 let msg = e.to_string();
                 assert!(

@@ -87,6 +87,12 @@ fn describe(r: &Report) -> String {
     for w in &r.warnings {
         lines.push(format!("warning: {w}"));
     }
+    if r.reconnects > 0 {
+        lines.push(format!(
+            "note: the database connection was re-established {} time(s) during the run",
+            r.reconnects
+        ));
+    }
     if lines.is_empty() {
         lines.push("in sync: nothing written".into());
     }

@@ -26,6 +26,8 @@ pub struct Options {
     pub vswitchd_timeout: Duration,
     /// How long to keep reconnecting when the database goes away mid-run.
     pub reconnect_for: Duration,
+    /// How long one database request may take before the run fails (a hung ovsdb-server).
+    pub io_timeout: Duration,
 }
 
 impl Default for Options {
@@ -35,6 +37,7 @@ impl Default for Options {
             max_attempts: 5,
             vswitchd_timeout: Duration::from_secs(15),
             reconnect_for: Duration::from_secs(5),
+            io_timeout: super::jsonrpc::CALL_TIMEOUT,
         }
     }
 }
@@ -52,11 +55,18 @@ pub struct Report {
     pub offload: Vec<OffloadReport>,
     /// Problems ovs-vswitchd reported for our interfaces (Interface.error), and offloads refused.
     pub warnings: Vec<String>,
+    /// How often the connection to the database was re-established during the run.
+    pub reconnects: u32,
 }
 
 /// Connects and checks the schema.
 pub fn connect(addr: &DbAddr) -> Result<Connection> {
-    let mut conn = Connection::connect(addr)?;
+    connect_with(addr, super::jsonrpc::CALL_TIMEOUT)
+}
+
+/// Connects with a request timeout and checks the schema.
+pub fn connect_with(addr: &DbAddr, timeout: Duration) -> Result<Connection> {
+    let mut conn = Connection::connect_with(addr, timeout)?;
     schema::check(&mut conn)?;
     Ok(conn)
 }
@@ -86,26 +96,29 @@ fn is_transient(e: &OvsError) -> bool {
 /// Brings OVS to the state `config` describes.
 pub fn apply(addr: &DbAddr, config: &Config, opts: &Options) -> Result<Report> {
     check_nics(config)?;
+    let mut report = Report::default();
     let mut down_since: Option<Instant> = None;
     // A socket that is not there fails at once; a connection that drops (a restart) is retried.
-    let mut conn = match connect(addr) {
+    let mut conn = match connect_with(addr, opts.io_timeout) {
         Err(OvsError::Io { .. } | OvsError::Closed { .. }) => {
-            reconnect(addr, &mut down_since, opts.reconnect_for)?
+            report.reconnects += 1;
+            reconnect(addr, &mut down_since, opts)?
         }
         other => other?,
     };
-    let mut report = Report::default();
     let mut attempt = 0;
+    let mut flows_checked = false;
     let unchanged = loop {
         attempt += 1;
-        match converge_once(&mut conn, config, opts, &mut report) {
+        match converge_once(&mut conn, config, opts, &mut report, &mut flows_checked) {
             Ok(unchanged) => break unchanged,
             Err(OvsError::Conflict { .. }) if attempt < opts.max_attempts => continue,
             Err(OvsError::Conflict { .. }) => return Err(OvsError::Conflict { attempts: attempt }),
             Err(OvsError::Closed { .. } | OvsError::Io { .. } | OvsError::Connect { .. }) => {
                 // The server went away; whatever it committed is re-read after reconnecting.
                 down_since.get_or_insert_with(Instant::now);
-                conn = reconnect(addr, &mut down_since, opts.reconnect_for)?;
+                report.reconnects += 1;
+                conn = reconnect(addr, &mut down_since, opts)?;
                 attempt = 0;
             }
             Err(e) => return Err(e),
@@ -119,16 +132,29 @@ pub fn apply(addr: &DbAddr, config: &Config, opts: &Options) -> Result<Report> {
     };
 
     // Flows and offload need ovs-vswitchd to have the bridges; `converge_once` waited for that.
+    // A failing bridge does not stop the others, nor the offload step: the first error is
+    // returned once everything was attempted.
+    let mut first_error: Option<OvsError> = None;
     let (flow_results, quick) = sync_flows(&opts.ofctl, config, &snap);
     report.flows_via_control_socket = quick;
     for (b, replaced) in config.bridges.iter().zip(flow_results) {
-        if replaced? {
-            report.flows_replaced.push(b.name.clone());
+        match replaced {
+            Ok(true) => report.flows_replaced.push(b.name.clone()),
+            Ok(false) => {}
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
         }
     }
     for b in &config.bridges {
         if let Some(up) = &b.uplink {
-            let r = ethtool::disable_offloads(up)?;
+            let r = match ethtool::disable_offloads(up) {
+                Ok(r) => r,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                    continue;
+                }
+            };
             if !r.refused.is_empty() {
                 report.warnings.push(format!(
                     "{up}: the driver kept these offloads on: {}",
@@ -137,6 +163,9 @@ pub fn apply(addr: &DbAddr, config: &Config, opts: &Options) -> Result<Report> {
             }
             report.offload.push(r);
         }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
     }
     let errors: HashMap<&str, &str> = snap
         .interfaces
@@ -223,7 +252,8 @@ fn sync_with_ofctl(ofctl: &Ofctl, config: &Config, which: &[usize]) -> Vec<Resul
                         .step_by(workers)
                         .map(|i| {
                             let b = &config.bridges[which[i]];
-                            (i, ofctl.sync(&b.name, &flows::desired(b)))
+                            let parsed = !b.extra_flows.is_empty();
+                            (i, ofctl.sync(&b.name, &flows::desired(b), parsed))
                         })
                         .collect::<Vec<_>>()
                 })
@@ -250,15 +280,34 @@ fn sync_with_ofctl(ofctl: &Ofctl, config: &Config, which: &[usize]) -> Vec<Resul
         .collect()
 }
 
+/// Checks the syntax of every bridge's `extra_flows` (port names: the configured ports
+/// and those already on the bridge).
+fn validate_flows(ofctl: &Ofctl, config: &Config, snap: &state::Snapshot) -> Result<()> {
+    for b in config.bridges.iter().filter(|b| !b.extra_flows.is_empty()) {
+        let mut names: Vec<String> = b.desired_ports().into_iter().map(|p| p.name).collect();
+        if let Some(row) = snap.bridge(&b.name) {
+            names.extend(
+                row.ports
+                    .iter()
+                    .filter_map(|p| snap.ports.get(p))
+                    .map(|p| p.name.clone()),
+            );
+        }
+        ofctl.validate(&b.name, &names, &b.extra_flows)?;
+    }
+    Ok(())
+}
+
 /// Connects, retrying while the database is unreachable for less than `grace`
 /// (counted from `down_since`, which a failed first attempt starts).
 fn reconnect(
     addr: &DbAddr,
     down_since: &mut Option<Instant>,
-    grace: Duration,
+    opts: &Options,
 ) -> Result<Connection> {
+    let grace = opts.reconnect_for;
     loop {
-        match connect(addr) {
+        match connect_with(addr, opts.io_timeout) {
             Ok(c) => {
                 *down_since = None;
                 return Ok(c);
@@ -282,9 +331,15 @@ fn converge_once(
     config: &Config,
     opts: &Options,
     report: &mut Report,
+    flows_checked: &mut bool,
 ) -> Result<Option<state::Snapshot>> {
     let snap = state::read(conn)?;
     let plan = plan::plan(config, &snap)?;
+    if !plan.is_empty() && !*flows_checked {
+        // A bad extra flow is an error before anything is written.
+        validate_flows(&opts.ofctl, config, &snap)?;
+        *flows_checked = true;
+    }
     if plan.is_empty() {
         // Still make sure ovs-vswitchd caught up with earlier writes before touching flows.
         if snap.ovs_uuid.is_some() && snap.cur_cfg < snap.next_cfg {

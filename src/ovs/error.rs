@@ -93,6 +93,15 @@ pub enum OvsError {
     )]
     VswitchdTimeout { secs: u64, cur: i64, want: i64 },
 
+    #[error(
+        "bridge {bridge}: extra flow {flow:?} is not valid: {detail}. Fix it in extra_flows; nothing was written"
+    )]
+    BadFlow {
+        bridge: String,
+        flow: String,
+        detail: String,
+    },
+
     #[error("flows of bridge {bridge}: {msg}")]
     Flows { bridge: String, msg: String },
 

@@ -1,7 +1,9 @@
 //! OpenFlow rules per bridge: the generated rules (drop broadcast and multicast
 //! arriving on the uplink, NORMAL forwarding otherwise) plus `extra_flows`,
 //! compared with `ovs-ofctl dump-flows` and replaced atomically with
-//! `ovs-ofctl --bundle replace-flows` only when they differ.
+//! `ovs-ofctl --bundle replace-flows` only when they differ. Bridges with
+//! `extra_flows` are compared by `ovs-ofctl diff-flows`, which parses both sides,
+//! so a flow written differently from how the switch prints it is still equal.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -87,13 +89,11 @@ impl Ofctl {
             bridge: bridge.to_string(),
             msg,
         };
-        let mut text = String::new();
-        for f in flows {
-            text.push_str(f);
-            text.push('\n');
-        }
         // The flows go in on stdin ("-"): no temporary file.
-        let out = self.run(&["--bundle", "replace-flows", bridge, "-"], Some(&text))?;
+        let out = self.run(
+            &["--bundle", "replace-flows", bridge, "-"],
+            Some(&lines(flows)),
+        )?;
         if !out.status.success() {
             return Err(err(format!(
                 "ovs-ofctl --bundle replace-flows failed, the old flows stay in place: {}. Check extra_flows for syntax errors",
@@ -104,13 +104,112 @@ impl Ofctl {
     }
 
     /// Makes the bridge's flows equal `desired`; returns whether anything was written.
-    pub fn sync(&self, bridge: &str, desired: &[String]) -> Result<bool> {
-        if self.dump(bridge)? == normalized(desired) {
+    /// `parsed` compares through `ovs-ofctl diff-flows` instead of as text (for flows
+    /// given by the user, which may be written differently from the dump).
+    pub fn sync(&self, bridge: &str, desired: &[String], parsed: bool) -> Result<bool> {
+        let same = if parsed {
+            !self.differs(bridge, desired)?
+        } else {
+            self.dump(bridge)? == normalized(desired)
+        };
+        if same {
             return Ok(false);
         }
         self.replace(bridge, desired)?;
         Ok(true)
     }
+
+    /// Whether the bridge's flows differ from `desired`, both sides parsed by
+    /// `ovs-ofctl diff-flows` (port names resolved by the switch).
+    pub fn differs(&self, bridge: &str, desired: &[String]) -> Result<bool> {
+        let out = self.run(
+            &["diff-flows", "--names", bridge, "/dev/stdin"],
+            Some(&lines(desired)),
+        )?;
+        match out.status.code() {
+            Some(0) => Ok(false),
+            Some(2) => Ok(true),
+            _ => Err(OvsError::Flows {
+                bridge: bridge.to_string(),
+                msg: format!(
+                    "ovs-ofctl diff-flows failed: {}. Is ovs-vswitchd running, and are extra_flows valid?",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            }),
+        }
+    }
+
+    /// Checks the syntax of `flows` without a switch (`ovs-ofctl parse-flows`), so a bad
+    /// flow is found before anything is written. Port names (`ports`, and `bridge` itself
+    /// as LOCAL) stand in as port numbers, since no switch is asked to resolve them.
+    pub fn validate(&self, bridge: &str, ports: &[String], flows: &[String]) -> Result<()> {
+        if flows.is_empty() {
+            return Ok(());
+        }
+        let text: Vec<String> = flows
+            .iter()
+            .map(|f| with_port_numbers(f, bridge, ports))
+            .collect();
+        let out = self.run(&["parse-flows", "-"], Some(&lines(&text)))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = stderr.trim();
+        // "ovs-ofctl: -:LINE: what is wrong"
+        let (flow, detail) = stderr
+            .split_once("-:")
+            .and_then(|(_, rest)| rest.split_once(':'))
+            .and_then(|(n, detail)| {
+                let i = n.trim().parse::<usize>().ok()?.checked_sub(1)?;
+                Some((flows.get(i)?.clone(), detail.trim().to_string()))
+            })
+            .unwrap_or_else(|| (flows.join(" | "), stderr.to_string()));
+        Err(OvsError::BadFlow {
+            bridge: bridge.to_string(),
+            flow,
+            detail,
+        })
+    }
+}
+
+fn lines(flows: &[String]) -> String {
+    let mut text = String::new();
+    for f in flows {
+        text.push_str(f);
+        text.push('\n');
+    }
+    text
+}
+
+/// `flow` with every token that is one of `ports` replaced by a port number (1, 2, ...)
+/// and the bridge's own name by `LOCAL`, for parsing without a switch.
+pub fn with_port_numbers(flow: &str, bridge: &str, ports: &[String]) -> String {
+    let mut out = String::with_capacity(flow.len());
+    let mut token = String::new();
+    let flush = |token: &mut String, out: &mut String| {
+        if token == bridge {
+            out.push_str("LOCAL");
+        } else if let Some(i) = ports.iter().position(|p| p == token) {
+            out.push_str(&(i + 1).to_string());
+        } else {
+            out.push_str(token);
+        }
+        token.clear();
+    };
+    for c in flow.chars() {
+        if matches!(
+            c,
+            '=' | ',' | ':' | '(' | ')' | ' ' | '\t' | '[' | ']' | '/'
+        ) {
+            flush(&mut token, &mut out);
+            out.push(c);
+        } else {
+            token.push(c);
+        }
+    }
+    flush(&mut token, &mut out);
+    out
 }
 
 /// Where ovs-vswitchd's control socket is: `<rundir>/ovs-vswitchd.<pid>.ctl`, the
@@ -317,6 +416,23 @@ mod tests {
                 &ports
             ),
             normalize(" table=1, priority=5,ip actions=drop"),
+        );
+    }
+
+    #[test]
+    fn port_names_become_numbers_for_parsing() {
+        let ports = vec!["eth0".to_string(), "br0-mgmt".to_string()];
+        assert_eq!(
+            with_port_numbers(
+                "in_port=eth0,dl_dst=ff:ff:ff:ff:ff:ff,actions=output:br0-mgmt,br0",
+                "br0",
+                &ports
+            ),
+            "in_port=1,dl_dst=ff:ff:ff:ff:ff:ff,actions=output:2,LOCAL"
+        );
+        assert_eq!(
+            with_port_numbers("ip,actions=eth00", "br0", &ports),
+            "ip,actions=eth00"
         );
     }
 

@@ -54,6 +54,12 @@ enum Stream {
 }
 
 impl Stream {
+    fn set_timeouts(&self, t: Option<Duration>) -> std::io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.set_read_timeout(t).and_then(|()| s.set_write_timeout(t)),
+            Stream::Tcp(s) => s.set_read_timeout(t).and_then(|()| s.set_write_timeout(t)),
+        }
+    }
     fn set_read_timeout(&self, t: Option<Duration>) -> std::io::Result<()> {
         match self {
             Stream::Unix(s) => s.set_read_timeout(t),
@@ -75,7 +81,7 @@ impl Stream {
 }
 
 /// How long a single request may wait for its answer.
-const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One connection to an OVSDB server.
 pub struct Connection {
@@ -84,13 +90,21 @@ pub struct Connection {
     buf: Vec<u8>,
     next_id: u64,
     notifications: VecDeque<Value>,
+    /// Limit of one request (and of each socket read and write).
+    timeout: Duration,
 }
 
 impl Connection {
     pub fn connect(addr: &DbAddr) -> Result<Connection> {
+        Connection::connect_with(addr, CALL_TIMEOUT)
+    }
+
+    /// Connects; each request, socket read and write gives up after `timeout`.
+    pub fn connect_with(addr: &DbAddr, timeout: Duration) -> Result<Connection> {
+        let timeout = timeout.clamp(Duration::from_millis(1), MAX_WAIT);
         let stream = match addr {
             DbAddr::Unix(p) => UnixStream::connect(p).map(Stream::Unix),
-            DbAddr::Tcp(hp) => TcpStream::connect(hp.as_str()).map(|s| {
+            DbAddr::Tcp(hp) => connect_tcp(hp, timeout).map(|s| {
                 let _ = s.set_nodelay(true);
                 Stream::Tcp(s)
             }),
@@ -99,17 +113,36 @@ impl Connection {
             addr: addr.to_string(),
             source,
         })?;
+        // A hung server must not block a write (or a read) forever: both time out with an error.
+        stream
+            .set_timeouts(Some(timeout))
+            .map_err(|source| OvsError::Connect {
+                addr: addr.to_string(),
+                source,
+            })?;
         Ok(Connection {
             addr: addr.clone(),
             stream,
             buf: Vec::with_capacity(64 * 1024),
             next_id: 0,
             notifications: VecDeque::new(),
+            timeout,
         })
     }
 
     pub fn addr(&self) -> &DbAddr {
         &self.addr
+    }
+
+    /// A failed write: a timeout means the server stopped reading (hung).
+    fn write_err(&self, source: std::io::Error) -> OvsError {
+        if matches!(source.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) {
+            return OvsError::Timeout {
+                addr: self.addr.to_string(),
+                secs: self.timeout.as_secs(),
+            };
+        }
+        self.io_err(source)
     }
 
     fn io_err(&self, source: std::io::Error) -> OvsError {
@@ -121,7 +154,7 @@ impl Connection {
 
     fn send(&mut self, msg: &Value) -> Result<()> {
         let bytes = serde_json::to_vec(msg).map_err(|e| OvsError::Protocol(e.to_string()))?;
-        self.stream.write_all(&bytes).map_err(|e| self.io_err(e))
+        self.stream.write_all(&bytes).map_err(|e| self.write_err(e))
     }
 
     /// Sends a request and waits for its response, returning `result` or the RPC error.
@@ -143,16 +176,16 @@ impl Connection {
             let msg = json!({"method": method, "params": p, "id": first + i as u64});
             serde_json::to_writer(&mut out, &msg).map_err(|e| OvsError::Protocol(e.to_string()))?;
         }
-        self.stream.write_all(&out).map_err(|e| self.io_err(e))?;
+        self.stream.write_all(&out).map_err(|e| self.write_err(e))?;
         let mut answers: Vec<Option<Result<Value>>> = (0..n).map(|_| None).collect();
         let mut missing = answers.len();
-        let deadline = Instant::now() + CALL_TIMEOUT;
+        let deadline = deadline_after(self.timeout);
         while missing > 0 {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(OvsError::Timeout {
                     addr: self.addr.to_string(),
-                    secs: CALL_TIMEOUT.as_secs(),
+                    secs: self.timeout.as_secs(),
                 });
             }
             let Some(msg) = self.receive(left)? else {
@@ -184,7 +217,7 @@ impl Connection {
 
     /// Waits up to `timeout` for the next notification (e.g. a monitor `update`).
     pub fn next_notification(&mut self, timeout: Duration) -> Result<Option<Value>> {
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         loop {
             if let Some(n) = self.notifications.pop_front() {
                 return Ok(Some(n));
@@ -218,7 +251,7 @@ impl Connection {
 
     /// Reads until one complete JSON value is buffered, or `timeout` passes (`None`).
     fn receive(&mut self, timeout: Duration) -> Result<Option<Value>> {
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         loop {
             if let Some(end) = frame_end(&self.buf) {
                 let frame: Vec<u8> = self.buf.drain(..end).collect();
@@ -250,6 +283,28 @@ impl Connection {
             }
         }
     }
+}
+
+/// Connects to `host:port`, giving up on each resolved address after `timeout`.
+fn connect_tcp(hp: &str, timeout: Duration) -> std::io::Result<TcpStream> {
+    use std::net::ToSocketAddrs as _;
+    let mut last = std::io::Error::new(ErrorKind::NotFound, format!("{hp} resolves to no address"));
+    for a in hp.to_socket_addrs()? {
+        match TcpStream::connect_timeout(&a, timeout) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// The longest single wait; longer ones (a huge `watch --interval`) are cut to this.
+pub const MAX_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// `now + timeout`, with `timeout` capped at [`MAX_WAIT`] so no value can overflow.
+pub fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout.min(MAX_WAIT)).unwrap_or(now)
 }
 
 /// Finds where the first complete top-level JSON object or array in `buf` ends.
@@ -300,6 +355,12 @@ mod tests {
         assert_eq!(frame_end(&s[end..]), Some(s.len() - end));
         assert_eq!(frame_end(br#"{"a":[1,2"#), None);
         assert_eq!(frame_end(b"  \n"), None);
+    }
+
+    #[test]
+    fn huge_timeouts_do_not_overflow() {
+        let d = deadline_after(Duration::MAX);
+        assert!(d > Instant::now() + Duration::from_secs(3600));
     }
 
     #[test]

@@ -241,6 +241,8 @@ pub fn plan(config: &Config, snap: &Snapshot) -> Result<Plan> {
                 b.ops.push(
                     json!({"op": "insert", "table": "Bridge", "uuid-name": name, "row": {
                     "name": spec.name, "datapath_type": spec.datapath_type.as_str(),
+                    // Forward nothing until the flows are installed (no default NORMAL flow).
+                    "fail_mode": "secure",
                     "external_ids": atom::string_map(&mark()), "ports": atom::set(ports)}}),
                 );
                 b.changes.push(Change::AddBridge {

@@ -33,7 +33,7 @@ pub fn wait_for_change(conn: &mut Connection, period: Duration, settle: Duration
     let Some(_) = conn.next_notification(period)? else {
         return Ok(false);
     };
-    let until = Instant::now() + settle;
+    let until = super::jsonrpc::deadline_after(settle);
     while let Some(left) = until.checked_duration_since(Instant::now()) {
         if conn.next_notification(left)?.is_none() {
             break;

@@ -56,14 +56,43 @@ pub fn tag() -> String {
     format!("{:x}{n}", std::process::id() % 0xffff)
 }
 
+/// A network namespace, deleted on drop.
+pub struct NetnsGuard(pub String);
+
+impl NetnsGuard {
+    /// Creates the namespace; the guard exists from the moment it does.
+    pub fn add(name: &str) -> NetnsGuard {
+        ok(Command::new("ip").args(["netns", "add", name]));
+        NetnsGuard(name.to_string())
+    }
+}
+
+impl Drop for NetnsGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// A child process killed (and reaped) on drop.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A private Open vSwitch in its own network namespace, entered by the calling thread.
 pub struct Ovs {
     pub dir: tempfile::TempDir,
     pub netns: String,
-    pub extra_netns: Vec<String>,
+    extra_netns: Vec<NetnsGuard>,
     original_ns: File,
     ovsdb: Option<Child>,
     vswitchd: Option<Child>,
+    // Dropped after `Drop for Ovs` has left the namespace.
+    _netns: NetnsGuard,
 }
 
 impl Ovs {
@@ -78,7 +107,7 @@ impl Ovs {
             .tempdir()
             .unwrap();
         let netns = format!("gbt-{name}-{}", tag());
-        ok(Command::new("ip").args(["netns", "add", &netns]));
+        let netns_guard = NetnsGuard::add(&netns);
         let original_ns = File::open("/proc/thread-self/ns/net").unwrap();
         let target = File::open(format!("/run/netns/{netns}")).unwrap();
         // SAFETY: plain syscall on valid fds; only this thread changes namespace.
@@ -91,6 +120,7 @@ impl Ovs {
             original_ns,
             ovsdb: None,
             vswitchd: None,
+            _netns: netns_guard,
         };
         ok(Command::new("ip").args(["link", "set", "lo", "up"]));
         ok(Command::new("ovsdb-tool")
@@ -159,6 +189,16 @@ impl Ovs {
         }
     }
 
+    /// Stops (`SIGSTOP`) or resumes (`SIGCONT`) ovs-vswitchd.
+    pub fn pause_vswitchd(&self, pause: bool) {
+        pause_child(self.vswitchd.as_ref().expect("ovs-vswitchd running"), pause);
+    }
+
+    /// Stops (`SIGSTOP`) or resumes (`SIGCONT`) ovsdb-server: a hung database.
+    pub fn pause_ovsdb(&self, pause: bool) {
+        pause_child(self.ovsdb.as_ref().expect("ovsdb-server running"), pause);
+    }
+
     fn start_vswitchd(&mut self) {
         let d = self.dir.path();
         let mut cmd = Command::new("ovs-vswitchd");
@@ -215,8 +255,7 @@ impl Ovs {
     /// Another named namespace, deleted on drop.
     pub fn add_netns(&mut self, prefix: &str) -> String {
         let name = format!("gbt-{prefix}-{}", tag());
-        ok(Command::new("ip").args(["netns", "add", &name]));
-        self.extra_netns.push(name.clone());
+        self.extra_netns.push(NetnsGuard::add(&name));
         name
     }
 
@@ -276,6 +315,12 @@ impl Ovs {
     }
 }
 
+fn pause_child(child: &Child, pause: bool) {
+    let sig = if pause { libc::SIGSTOP } else { libc::SIGCONT };
+    // SAFETY: plain kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+}
+
 pub fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
     let start = Instant::now();
     while !cond() {
@@ -296,8 +341,6 @@ impl Drop for Ovs {
         self.kill_ovsdb();
         // SAFETY: restoring this thread's original namespace from a valid fd.
         unsafe { libc::setns(self.original_ns.as_raw_fd(), libc::CLONE_NEWNET) };
-        for ns in self.extra_netns.iter().chain(std::iter::once(&self.netns)) {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
+        // The namespaces go when their guards drop, right after this.
     }
 }
