@@ -6,7 +6,7 @@
     ./network.nix
     ./ovs.nix
     ./snapshotter.nix
-    ./vector-sync.nix
+    ./qdrant-sync.nix
     ./opdbus.nix
     ./virtualization.nix
     ./monitoring.nix

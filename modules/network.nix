@@ -1,5 +1,6 @@
-# Open vSwitch bridges and their addresses. The bridges themselves are created
-# by the OVS reconciler (ovs.nix); systemd-networkd only addresses each
+# systemd-networkd for the Open vSwitch bridges. The bridges themselves, with
+# their uplink, ports and flows, are `services.ghostbridge.ovs.settings.bridges`
+# (created by the OVS reconciler, ovs.nix); here systemd-networkd addresses each
 # bridge's own internal interface (which carries the bridge's name) and keeps
 # the uplink and the other ports up without any IP configuration.
 {
@@ -19,50 +20,14 @@ let
     nameValuePair
     ;
   cfg = config.services.ghostbridge;
-  bridges = cfg.network.bridges;
+  addressing = cfg.network.bridges;
+  ovsBridges = cfg.ovs.settings.bridges;
+  ovsNames = map (b: b.name) ovsBridges;
 
   bridgeModule =
     { name, ... }:
     {
       options = {
-        datapathType = mkOption {
-          type = types.enum [
-            "system"
-            "netdev"
-          ];
-          default = "system";
-          description = ''
-            OVS datapath of bridge `${name}`: `system` is the kernel datapath (hosts),
-            `netdev` the userspace datapath (where the openvswitch kernel module is unavailable).
-          '';
-        };
-
-        uplink = mkOption {
-          type = types.nullOr types.str;
-          default = null;
-          example = "enp1s0";
-          description = ''
-            Physical NIC that connects bridge `${name}` to the outside network. It gets no IP
-            configuration of its own, its hardware offloads are turned off, and (with
-            `dropUplinkBroadcast`) broadcast and multicast arriving on it are dropped.
-            `null` makes an internal-only bridge.
-          '';
-        };
-
-        ports = mkOption {
-          type = types.listOf types.str;
-          default = [ ];
-          example = [ "vnet0" ];
-          description = "Other existing interfaces added to bridge `${name}` as ports (not the uplink).";
-        };
-
-        internalPorts = mkOption {
-          type = types.listOf types.str;
-          default = [ ];
-          example = [ "${name}-mgmt" ];
-          description = "Extra OVS internal ports created on bridge `${name}` (the bridge's own internal interface always exists).";
-        };
-
         dhcp = mkOption {
           type = types.bool;
           default = false;
@@ -89,31 +54,32 @@ let
           example = [ "9.9.9.9" ];
           description = "DNS servers used through bridge `${name}`.";
         };
-
-        dropUplinkBroadcast = mkOption {
-          type = types.bool;
-          default = true;
-          description = "Whether to install OpenFlow rules on `${name}` that drop Ethernet broadcast and multicast arriving on the uplink.";
-        };
-
-        extraFlows = mkOption {
-          type = types.listOf types.str;
-          default = [ ];
-          example = [ "priority=100,ip,nw_dst=10.10.0.0/24,actions=normal" ];
-          description = "`ovs-ofctl` flow strings added to bridge `${name}` after the generated flows.";
-        };
       };
     };
 
-  # Interfaces enslaved to a bridge: no addresses, no link-local, no RA, just up.
-  portInterfaces = b: optional (b.uplink != null) b.uplink ++ b.ports ++ b.internalPorts;
-  allPorts = concatMap portInterfaces (lib.attrValues bridges);
-  allNames = lib.attrNames bridges ++ allPorts;
-  duplicates = lib.unique (lib.filter (n: lib.count (m: m == n) allNames > 1) allNames);
-  tooLong = lib.filter (n: lib.stringLength n > 15) allNames;
+  # A bridge without an entry in network.bridges: up, without addresses.
+  unaddressed = {
+    dhcp = false;
+    addresses = [ ];
+    gateway = null;
+    dns = [ ];
+  };
 
-  bridgeNetworks = mapAttrsToList (
-    name: b:
+  # Interfaces enslaved to a bridge: no addresses, no link-local, no RA, just up.
+  # A key the bridge leaves out means none (the daemon's default).
+  portInterfaces =
+    b:
+    let
+      uplink = b.uplink or null;
+    in
+    optional (uplink != null) uplink ++ (b.ports or [ ]) ++ (b.internal_ports or [ ]);
+
+  bridgeNetworks = map (
+    bridge:
+    let
+      name = bridge.name;
+      b = addressing.${name} or unaddressed;
+    in
     nameValuePair "30-ghostbridge-${name}" {
       matchConfig.Name = name;
       address = b.addresses;
@@ -125,7 +91,7 @@ let
       };
       linkConfig.RequiredForOnline = if b.dhcp || b.addresses != [ ] then "routable" else "no";
     }
-  ) bridges;
+  ) ovsBridges;
 
   portNetworks = concatMap (
     b:
@@ -144,7 +110,7 @@ let
         };
       }
     ) (portInterfaces b)
-  ) (lib.attrValues bridges);
+  ) ovsBridges;
 in
 {
   options.services.ghostbridge.network.bridges = mkOption {
@@ -152,42 +118,35 @@ in
     default = { };
     example = lib.literalExpression ''
       {
-        ovsbr0 = { uplink = "enp1s0"; dhcp = true; };
-        ovsbr1 = { addresses = [ "10.10.0.1/24" ]; dropUplinkBroadcast = false; };
+        ovsbr0.dhcp = true;
+        ovsbr1.addresses = [ "10.10.0.1/24" ];
       }
     '';
     description = ''
-      Open vSwitch bridges, by name (at most 15 bytes). The OVS reconciler creates them,
-      with their uplink, ports, internal ports and flows; systemd-networkd addresses the
-      bridge's own internal interface.
+      The IP configuration of each Open vSwitch bridge's own interface, by bridge name:
+      what systemd-networkd does with it. The bridges, with their uplink, ports and flows,
+      are {option}`services.ghostbridge.ovs.settings.bridges`; every name here must be one
+      of them. A bridge without an entry here is up without addresses.
     '';
   };
 
-  config = mkIf (cfg.enable && bridges != { }) {
+  config = mkIf cfg.enable {
     assertions =
-      mapAttrsToList (name: b: {
-        assertion = b.uplink == null || !(lib.elem b.uplink b.ports);
-        message = "services.ghostbridge.network.bridges.${name}: the uplink \"${toString b.uplink}\" is also listed in ports; remove it from ports (the uplink is always a port).";
-      }) bridges
+      mapAttrsToList (name: _: {
+        assertion = lib.elem name ovsNames;
+        message = "services.ghostbridge.network.bridges.${name} configures the interface of Open vSwitch bridge \"${name}\", which services.ghostbridge.ovs.settings.bridges does not declare: add { name = \"${name}\"; } to it, or remove network.bridges.${name}.";
+      }) addressing
       ++ mapAttrsToList (name: b: {
         assertion = lib.all (a: builtins.match "[^/]+/[0-9]+" a != null) b.addresses;
         message = "services.ghostbridge.network.bridges.${name}.addresses must be in CIDR form like \"10.10.0.1/24\"; got ${builtins.toJSON b.addresses}.";
-      }) bridges
+      }) addressing
       ++ mapAttrsToList (name: b: {
         assertion = b.gateway == null || b.dhcp || b.addresses != [ ];
         message = "services.ghostbridge.network.bridges.${name}.gateway is set but the bridge has no address: add an address in CIDR form to addresses, or set dhcp = true.";
-      }) bridges
-      ++ [
-        {
-          assertion = duplicates == [ ];
-          message = "services.ghostbridge.network.bridges: ${lib.concatStringsSep ", " duplicates} used more than once; each bridge, uplink, port and internal port must appear exactly once.";
-        }
-        {
-          assertion = tooLong == [ ];
-          message = "services.ghostbridge.network.bridges: interface names longer than 15 bytes: ${lib.concatStringsSep ", " tooLong}; Linux refuses them, shorten them.";
-        }
-      ];
+      }) addressing;
 
-    systemd.network.networks = listToAttrs (bridgeNetworks ++ portNetworks);
+    systemd.network.networks = mkIf (cfg.ovs.enable && ovsBridges != [ ]) (
+      listToAttrs (bridgeNetworks ++ portNetworks)
+    );
   };
 }

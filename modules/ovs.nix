@@ -1,6 +1,9 @@
-# The OVS reconciler: a oneshot that converges Open vSwitch to the bridges in
-# `services.ghostbridge.network.bridges` after ovsdb and ovs-vswitchd are up
-# and before systemd-networkd configures the bridges' interfaces.
+# The OVS reconciler: a oneshot that converges Open vSwitch to
+# `services.ghostbridge.ovs.settings.bridges` after ovsdb and ovs-vswitchd
+# are up and before systemd-networkd configures the bridges' interfaces.
+# Its settings are the daemon's own JSON keys (nixpkgs' `settings` pattern):
+# the daemon defines their defaults and rules, and checks the rendered file
+# at build time (`ghostbridge-ovs check-config`).
 {
   config,
   lib,
@@ -13,50 +16,113 @@ let
     mkPackageOption
     mkIf
     types
-    mapAttrsToList
     optional
+    literalExpression
+    literalMD
     ;
   cfg = config.services.ghostbridge;
   ovs = cfg.ovs;
-  metricsDir = if cfg.monitoring.enable then cfg.monitoring.textfileDir else null;
-
-  # The reconciler's JSON config (contract: snake_case keys, unknown keys rejected).
-  settings = {
-    db = "unix:/run/openvswitch/db.sock";
-    metrics_dir = metricsDir;
-    bridges = mapAttrsToList (name: b: {
-      inherit name;
-      datapath_type = b.datapathType;
-      uplink = b.uplink;
-      ports = b.ports;
-      internal_ports = b.internalPorts;
-      drop_uplink_broadcast = b.dropUplinkBroadcast;
-      extra_flows = b.extraFlows;
-    }) cfg.network.bridges;
-  };
-  configFile = (pkgs.formats.json { }).generate "ghostbridge-ovs.json" settings;
+  settings = ovs.settings;
+  json = pkgs.formats.json { };
   hardening = import ./lib/hardening.nix;
+
+  # One element of `bridges`: the daemon's keys; only `name` is read here
+  # (network.nix and virtualization.nix read the others with `or`, absence
+  # meaning the daemon's default).
+  bridgeModule = {
+    freeformType = json.type;
+    options.name = mkOption {
+      type = types.str;
+      example = "ovsbr0";
+      description = ''
+        Name of the bridge, which is also the name of its own internal interface
+        (the one {option}`services.ghostbridge.network.bridges` addresses).
+      '';
+    };
+  };
 in
 {
   options.services.ghostbridge.ovs = {
     enable = mkOption {
       type = types.bool;
-      default = cfg.network.bridges != { };
-      defaultText = lib.literalExpression "config.services.ghostbridge.network.bridges != { }";
+      default = settings.bridges != [ ];
+      defaultText = literalExpression "config.services.ghostbridge.ovs.settings.bridges != [ ]";
       description = ''
         Whether to run Open vSwitch and the GhostBridge OVS reconciler
-        (`ghostbridge-ovs apply`) for {option}`services.ghostbridge.network.bridges`.
+        (`ghostbridge-ovs apply`) for {option}`services.ghostbridge.ovs.settings.bridges`.
       '';
     };
 
     package = mkPackageOption pkgs "ghostbridge-ovs" { };
+
+    settings = mkOption {
+      type = types.submodule {
+        freeformType = json.type;
+        options = {
+          bridges = mkOption {
+            type = types.listOf (types.submodule bridgeModule);
+            default = [ ];
+            example = literalExpression ''
+              [
+                { name = "ovsbr0"; uplink = "enp1s0"; ports = [ "vnet0" ]; internal_ports = [ "ovsbr0-mgmt" ]; }
+                { name = "ovsbr1"; drop_uplink_broadcast = false; }
+              ]
+            '';
+            description = ''
+              The Open vSwitch bridges, with the daemon's keys (README, *Open vSwitch
+              reconciler*, *Config*): `name`, `datapath_type`, `uplink`, `ports`,
+              `internal_ports`, `drop_uplink_broadcast`, `extra_flows`; a key left out
+              takes the daemon's default. systemd-networkd keeps the uplink and the ports
+              up without addresses; {option}`services.ghostbridge.network.bridges`
+              addresses the bridge's own interface.
+            '';
+          };
+          metrics_dir = import ./lib/metrics-dir.nix { inherit lib config; } "the OVS reconciler";
+        };
+      };
+      default = { };
+      description = ''
+        The OVS reconciler's configuration, rendered as the JSON file that
+        `ghostbridge-ovs apply --config` reads. The keys are the daemon's own; a key
+        left out takes the daemon's default (e.g. `ovsdb`, the OVSDB socket of
+        nixpkgs' Open vSwitch). The daemon validates the file at build time
+        ({option}`services.ghostbridge.ovs.checkConfig`).
+      '';
+    };
+
+    checkConfig = mkOption {
+      type = types.bool;
+      default = pkgs.stdenv.buildPlatform.canExecute pkgs.stdenv.hostPlatform;
+      defaultText = literalExpression "pkgs.stdenv.buildPlatform.canExecute pkgs.stdenv.hostPlatform";
+      description = ''
+        Whether to validate {option}`services.ghostbridge.ovs.settings` at build time with
+        `ghostbridge-ovs check-config`, so that an invalid value (a duplicate or too long
+        interface name, an uplink also listed in ports, a malformed flow) fails the
+        system build with the daemon's message. Off by default where the build machine
+        cannot run the host's programs (cross builds).
+      '';
+    };
+
+    configFile = mkOption {
+      type = types.path;
+      readOnly = true;
+      default = import ./lib/checked-config.nix { inherit pkgs; } {
+        name = "ghostbridge-ovs";
+        inherit (ovs) package;
+        option = "services.ghostbridge.ovs.settings";
+        inherit settings;
+        check = ovs.checkConfig;
+      };
+      defaultText = literalMD "{option}`services.ghostbridge.ovs.settings` as JSON, checked by `ghostbridge-ovs check-config` when {option}`services.ghostbridge.ovs.checkConfig` is set";
+      description = "The config file the unit applies (`ghostbridge-ovs apply --config`); read-only, for checks and tools (`ghostbridge-ovs status --config`).";
+    };
   };
 
   config = mkIf (cfg.enable && ovs.enable) {
     assertions = [
       {
-        assertion = cfg.network.bridges != { };
-        message = "services.ghostbridge.ovs.enable is true but services.ghostbridge.network.bridges is empty: declare at least one bridge, or set services.ghostbridge.ovs.enable = false.";
+        assertion = settings.bridges != [ ];
+        message = "services.ghostbridge.ovs.enable is true but services.ghostbridge.ovs.settings.bridges is empty: declare at least one bridge, or set services.ghostbridge.ovs.enable = false.";
       }
     ];
 
@@ -84,13 +150,13 @@ in
       serviceConfig = hardening // {
         Type = "oneshot";
         RemainAfterExit = true;
-        ExecStart = "${ovs.package}/bin/ghostbridge-ovs apply --config ${configFile}";
+        ExecStart = "${ovs.package}/bin/ghostbridge-ovs apply --config ${ovs.configFile}";
         # Root for the OVSDB socket; CAP_NET_ADMIN for the ethtool offload settings.
         CapabilityBoundingSet = [
           "CAP_NET_ADMIN"
           "CAP_NET_RAW"
         ];
-        ReadWritePaths = [ "/run/openvswitch" ] ++ optional (metricsDir != null) metricsDir;
+        ReadWritePaths = [ "/run/openvswitch" ] ++ optional (settings.metrics_dir != null) settings.metrics_dir;
         ProtectHostname = true;
         RestrictNamespaces = true;
         MemoryDenyWriteExecute = true;

@@ -1,6 +1,9 @@
 # The 1-second snapshotter: read-only BTRFS snapshots of a source subvolume,
 # each recorded as a block of a hash chain in SQLite, with a D-Bus API
 # (org.ghostbridge.Snapshotter) on the system bus.
+# Its settings are the daemon's own JSON keys (nixpkgs' `settings` pattern):
+# the daemon defines their defaults and rules, and checks the rendered file
+# at build time (`ghostbridge-snapshotter check-config`).
 {
   config,
   lib,
@@ -15,42 +18,14 @@ let
     mkIf
     types
     optional
-    hasPrefix
+    literalExpression
+    literalMD
     ;
   cfg = config.services.ghostbridge;
   snap = cfg.snapshotter;
-  duration = types.strMatching "[1-9][0-9]*(ms|s|m|h|d)";
-  metricsDir = if cfg.monitoring.enable then cfg.monitoring.textfileDir else null;
-  dbDir = dirOf snap.database;
-
-  # Milliseconds of a duration string, for the retention >= interval check.
-  toMillis =
-    d:
-    let
-      m = builtins.match "([0-9]+)(ms|s|m|h|d)" d;
-      n = lib.toInt (builtins.head m);
-      unit = builtins.elemAt m 1;
-      scale = {
-        ms = 1;
-        s = 1000;
-        m = 60000;
-        h = 3600000;
-        d = 86400000;
-      };
-    in
-    n * scale.${unit};
-
-  # The daemon's JSON config (contract: snake_case keys, unknown keys rejected).
-  settings = {
-    source = snap.source;
-    snapshot_dir = snap.snapshotDir;
-    database = snap.database;
-    interval = snap.interval;
-    retention = snap.retention;
-    metrics_dir = metricsDir;
-    dbus = true;
-  };
-  configFile = (pkgs.formats.json { }).generate "ghostbridge-snapshotter.json" settings;
+  settings = snap.settings;
+  dbDir = dirOf settings.database;
+  json = pkgs.formats.json { };
 
   # Only root may own the name; anyone may call it, read its properties and
   # receive its signals. The file is the one the D-Bus tests check.
@@ -58,6 +33,14 @@ let
     builtins.readFile ../src/bus/org.ghostbridge.Snapshotter.conf
   );
   hardening = import ./lib/hardening.nix;
+
+  # A required path the unit also uses (mounts, writable folders); no default.
+  path =
+    description:
+    mkOption {
+      type = types.str;
+      inherit description;
+    };
 in
 {
   options.services.ghostbridge.snapshotter = {
@@ -65,59 +48,68 @@ in
 
     package = mkPackageOption pkgs "ghostbridge-snapshotter" { };
 
-    source = mkOption {
-      type = types.str;
-      default = "/var/lib/overlay";
-      description = "BTRFS subvolume that is snapshotted every interval.";
-    };
-
-    snapshotDir = mkOption {
-      type = types.str;
-      default = "/var/lib/blockchain-timing/snapshots";
-      description = "Directory, on the same BTRFS file system as the source, that receives the read-only snapshots.";
-    };
-
-    database = mkOption {
-      type = types.str;
-      default = "/var/lib/blockchain-timing/chain.db";
+    settings = mkOption {
+      type = types.submodule {
+        freeformType = json.type;
+        options = {
+          source = path "Mount point of the BTRFS subvolume that is snapshotted every `interval`. The unit waits for its mount.";
+          snapshot_dir = path "Folder, on the same BTRFS file system as `source`, that receives the read-only snapshots. The unit waits for its mount, creates it (mode 0750) and may write there.";
+          database = path ''
+            SQLite database of the chain. The unit waits for the mount of its folder and
+            creates the folder, setgid group `ghostbridge` (mode 2770): the Qdrant sync keeps
+            its cursor in the same database.
+          '';
+          metrics_dir = import ./lib/metrics-dir.nix { inherit lib config; } "the snapshotter";
+        };
+      };
+      default = { };
+      example = literalExpression ''
+        {
+          source = "/var/lib/overlay";
+          snapshot_dir = "/var/lib/blockchain-timing/snapshots";
+          database = "/var/lib/blockchain-timing/chain.db";
+          interval = "1s";
+          retention = "1m";
+        }
+      '';
       description = ''
-        SQLite database holding the chain. Its folder is shared with the Qdrant sync
-        (group `ghostbridge`), which keeps its cursor in the same database.
-        It must not live inside the snapshotted source.
+        The snapshotter's configuration, rendered as the JSON file that
+        `ghostbridge-snapshotter run --config` reads. The keys are the daemon's own
+        (README, *Snapshotter*, *Config*): `source`, `snapshot_dir` and `database`
+        are required; a key left out takes the daemon's default (`interval`,
+        `retention`, `dbus`). The daemon validates the file at build time
+        ({option}`services.ghostbridge.snapshotter.checkConfig`).
       '';
     };
 
-    interval = mkOption {
-      type = duration;
-      default = "1s";
-      example = "500ms";
-      description = "Time between snapshots: a whole number and a unit (ms, s, m, h, d).";
+    checkConfig = mkOption {
+      type = types.bool;
+      default = pkgs.stdenv.buildPlatform.canExecute pkgs.stdenv.hostPlatform;
+      defaultText = literalExpression "pkgs.stdenv.buildPlatform.canExecute pkgs.stdenv.hostPlatform";
+      description = ''
+        Whether to validate {option}`services.ghostbridge.snapshotter.settings` at build
+        time with `ghostbridge-snapshotter check-config`, so that an invalid value fails
+        the system build with the daemon's message. Off by default where the build
+        machine cannot run the host's programs (cross builds).
+      '';
     };
 
-    retention = mkOption {
-      type = duration;
-      default = "1m";
-      example = "14d";
-      description = "Snapshots older than this are deleted; their blocks stay in the chain, marked pruned.";
+    configFile = mkOption {
+      type = types.path;
+      readOnly = true;
+      default = import ./lib/checked-config.nix { inherit pkgs; } {
+        name = "ghostbridge-snapshotter";
+        inherit (snap) package;
+        option = "services.ghostbridge.snapshotter.settings";
+        inherit settings;
+        check = snap.checkConfig;
+      };
+      defaultText = literalMD "{option}`services.ghostbridge.snapshotter.settings` as JSON, checked by `ghostbridge-snapshotter check-config` when {option}`services.ghostbridge.snapshotter.checkConfig` is set";
+      description = "The config file the unit runs with (`ghostbridge-snapshotter run --config`); read-only, for checks and tools.";
     };
   };
 
   config = mkIf (cfg.enable && snap.enable) {
-    assertions = [
-      {
-        assertion = hasPrefix "/" snap.source && hasPrefix "/" snap.snapshotDir && hasPrefix "/" snap.database;
-        message = "services.ghostbridge.snapshotter: source, snapshotDir and database must be absolute paths.";
-      }
-      {
-        assertion = !(hasPrefix "${snap.source}/" snap.database) && !(hasPrefix "${snap.source}/" snap.snapshotDir);
-        message = "services.ghostbridge.snapshotter: database (${snap.database}) and snapshotDir (${snap.snapshotDir}) must not live inside the snapshotted source ${snap.source}; put them on another subvolume such as /var/lib/blockchain-timing.";
-      }
-      {
-        assertion = toMillis snap.retention >= toMillis snap.interval;
-        message = "services.ghostbridge.snapshotter.retention (${snap.retention}) is shorter than interval (${snap.interval}): every snapshot would be pruned at once; raise retention to at least the interval.";
-      }
-    ];
-
     users.groups.ghostbridge = { };
     environment.systemPackages = [ snap.package ];
     services.dbus.packages = [ dbusPolicy ];
@@ -130,8 +122,8 @@ in
         "dbus.service"
       ];
       unitConfig.RequiresMountsFor = [
-        snap.source
-        snap.snapshotDir
+        settings.source
+        settings.snapshot_dir
         dbDir
       ];
       serviceConfig = hardening // {
@@ -141,9 +133,9 @@ in
         # the file system was mounted after systemd-tmpfiles ran.
         ExecStartPre = [
           "+${pkgs.coreutils}/bin/install -d -m 2770 -o root -g ghostbridge ${dbDir}"
-          "+${pkgs.coreutils}/bin/install -d -m 0750 -o root -g root ${snap.snapshotDir}"
+          "+${pkgs.coreutils}/bin/install -d -m 0750 -o root -g root ${settings.snapshot_dir}"
         ];
-        ExecStart = "${snap.package}/bin/ghostbridge-snapshotter run --config ${configFile}";
+        ExecStart = "${snap.package}/bin/ghostbridge-snapshotter run --config ${snap.configFile}";
         WatchdogSec = "10s";
         # Real-time priority 1: ticks stay on time on a loaded machine (p99
         # lateness 0.2 ms instead of 56 ms with two busy processes; see README).
@@ -164,9 +156,10 @@ in
           "CAP_FOWNER"
         ];
         ReadWritePaths = [
-          snap.snapshotDir
+          settings.snapshot_dir
           dbDir
-        ] ++ optional (metricsDir != null) metricsDir;
+        ]
+        ++ optional (settings.metrics_dir != null) settings.metrics_dir;
         PrivateDevices = true;
         PrivateNetwork = true;
         ProtectKernelTunables = true;

@@ -59,7 +59,7 @@ in
         description = ''
           libvirt networks, by name, each plugging guests into the named OVS bridge
           (`<virtualport type="openvswitch"/>`). The bridges must be declared in
-          {option}`services.ghostbridge.network.bridges`.
+          {option}`services.ghostbridge.ovs.settings.bridges`.
         '';
       };
     };
@@ -90,8 +90,8 @@ in
   config = mkIf cfg.enable (mkMerge [
     (mkIf virt.libvirt.enable {
       assertions = mapAttrsToList (name: bridge: {
-        assertion = cfg.network.bridges ? ${bridge} && cfg.ovs.enable;
-        message = "services.ghostbridge.virtualization.libvirt.ovsNetworks.${name} plugs guests into OVS bridge \"${bridge}\", which is not declared: add it to services.ghostbridge.network.bridges (and keep services.ghostbridge.ovs.enable on).";
+        assertion = lib.elem bridge (map (b: b.name) cfg.ovs.settings.bridges) && cfg.ovs.enable;
+        message = "services.ghostbridge.virtualization.libvirt.ovsNetworks.${name} plugs guests into OVS bridge \"${bridge}\", which is not declared: add { name = \"${bridge}\"; } to services.ghostbridge.ovs.settings.bridges (and keep services.ghostbridge.ovs.enable on).";
       }) nets;
 
       virtualisation.libvirtd.enable = true;

@@ -23,7 +23,7 @@ fn eval_host(spec: &Spec) -> Value {
     let host = dir.path().join("hosts").join(&spec.hosts[0].name).join("default.nix");
     let expr = format!(
         "let h = import {} {{ config = {{}}; lib = {{}}; pkgs = {{ stdenv.hostPlatform.system = \"x86_64-linux\"; }}; \
-         inputs = {{}}; }}; in {{ inherit (h) networking time i18n system users services nix; }}",
+         inputs = {{}}; }}; in {{ inherit (h) networking time i18n system users nix; services = h.services; }}",
         host.display()
     );
     let out = Command::new("nix-instantiate")
@@ -72,7 +72,7 @@ proptest! {
         host.boot.kernel_params = params.clone();
         host.boot.sysctl = sysctl.iter().map(|(k, v)| (k.clone(), SysctlValue::Str(v.clone()))).collect();
         host.network.bridges = vec![Bridge {
-            name: "br0".into(), datapath: Datapath::Netdev, uplink: Some("eth0".into()), ports: vec![], internal_ports: vec![],
+            name: "br0".into(), datapath_type: ghostbridge::ovs::config::DatapathType::Netdev, uplink: Some("eth0".into()), ports: vec![], internal_ports: vec![],
             dhcp: false, addresses: vec!["10.0.0.1/24".into()], gateway: None, dns: vec![], drop_uplink_broadcast: true,
             extra_flows: flows.clone(),
         }];
@@ -86,8 +86,8 @@ proptest! {
         let gb = &v["services"]["ghostbridge"];
         prop_assert_eq!(&gb["boot"]["kernelParams"], &json!(params));
         prop_assert_eq!(&gb["boot"]["sysctl"], &json!(sysctl));
-        prop_assert_eq!(&gb["network"]["bridges"]["br0"]["extraFlows"], &json!(flows));
-        prop_assert_eq!(&gb["network"]["bridges"]["br0"]["datapathType"], &json!("netdev"));
+        prop_assert_eq!(&gb["ovs"]["settings"]["bridges"][0]["extra_flows"], &json!(flows));
+        prop_assert_eq!(&gb["ovs"]["settings"]["bridges"][0]["datapath_type"], &json!("netdev"));
         prop_assert_eq!(&gb["virtualization"]["libvirt"]["ovsNetworks"], &json!({ net_name: "br0" }));
         prop_assert_eq!(&v["users"]["users"]["ops"]["openssh"]["authorizedKeys"]["keys"], &json!(keys));
     }
@@ -104,15 +104,21 @@ fn reference_host_evaluates_to_what_the_spec_says() {
     assert_eq!(v["networking"]["firewall"]["allowedTCPPorts"], json!([22, 6080]));
     assert_eq!(v["nix"]["settings"]["experimental-features"], json!(["nix-command", "flakes"]));
     let gb = &v["services"]["ghostbridge"];
-    let s = h.snapshots.as_ref().unwrap();
-    assert_eq!(gb["snapshotter"]["source"], json!(s.source));
-    assert_eq!(gb["snapshotter"]["interval"], json!("1s"));
-    assert_eq!(gb["snapshotter"]["retention"], json!("1m"));
-    assert_eq!(gb["vectorSync"]["dimension"], json!(384));
-    assert_eq!(gb["vectorSync"]["localQdrant"], json!(true));
+    // Each daemon's settings are its config, verbatim.
+    let s = h.snapshotter.as_ref().unwrap();
+    assert_eq!(gb["snapshotter"]["settings"], serde_json::to_value(s).unwrap());
+    assert_eq!(gb["snapshotter"]["settings"]["interval"], json!("1s"));
+    assert_eq!(gb["snapshotter"]["settings"]["retention"], json!("1m"));
+    let q = h.qdrant_sync.as_ref().unwrap();
+    assert_eq!(gb["qdrant_sync"]["settings"], serde_json::to_value(q).unwrap());
+    assert_eq!(gb["qdrant_sync"]["settings"]["dimension"], json!(384));
+    assert_eq!(gb["qdrant_sync"]["settings"]["database"], json!(s.database));
+    assert_eq!(gb["qdrant_sync"]["localQdrant"], json!(true));
+    assert_eq!(v["services"]["qdrant"]["settings"]["service"], json!({"host": "127.0.0.1", "http_port": 6333, "grpc_port": 6334}));
+    assert_eq!(gb["ovs"]["settings"]["bridges"], serde_json::to_value(&h.ovs_config().bridges).unwrap());
+    assert_eq!(gb["ovs"]["settings"]["bridges"][0]["uplink"], json!("enp1s0"));
     assert_eq!(gb["boot"]["sysctl"]["vm.swappiness"], json!(10));
     let br0 = &gb["network"]["bridges"]["ovsbr0"];
-    assert_eq!(br0["uplink"], json!("enp1s0"));
     assert_eq!(br0["addresses"], json!(["203.0.113.10/24"]));
     assert_eq!(br0["gateway"], json!("203.0.113.1"));
     assert_eq!(gb["network"]["bridges"]["ovsbr1"]["gateway"], Value::Null);

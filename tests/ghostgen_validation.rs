@@ -175,24 +175,24 @@ fn nodatacow_with_compression_says_why() {
 
 #[test]
 fn retention_at_least_the_interval() {
-    let text = spec_with("[snapshots]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/c.db\"\ninterval = \"2s\"\nretention = \"1500ms\"\n");
-    let help = assert_one(&text, line_of(&text, "retention"), 13, "retention 1500ms is shorter than the interval 2s");
+    let text = spec_with("[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/c.db\"\ninterval = \"2s\"\nretention = \"1500ms\"\n");
+    let help = assert_one(&text, line_of(&text, "retention"), 13, "retention 1500ms is shorter than interval 2s");
     assert!(help.contains("at least \"2s\""), "{help}");
 }
 
 #[test]
 fn durations_must_be_well_formed() {
-    let text = spec_with("[snapshots]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/c.db\"\ninterval = \"1 s\"\n");
+    let text = spec_with("[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/c.db\"\ninterval = \"1 s\"\n");
     assert_one(&text, line_of(&text, "interval"), 12, "expected a duration");
 }
 
 #[test]
 fn vector_dimension_is_positive() {
-    let snaps = "[snapshots]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/c.db\"\n";
-    let text = spec_with(&format!("{snaps}[vectors]\ndimension = 0\n"));
-    assert_one(&text, line_of(&text, "dimension"), 13, "vector dimension 0 is not positive");
-    let text = spec_with(&format!("{snaps}[vectors]\ndimension = -3\n"));
-    assert_one(&text, line_of(&text, "dimension"), 13, "vector dimension -3 is not positive");
+    let snaps = "[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/c.db\"\n";
+    let text = spec_with(&format!("{snaps}[qdrant_sync]\ndimension = 0\n"));
+    assert_one(&text, line_of(&text, "dimension"), 13, "dimension is 0; it must be between 1 and 65536");
+    let text = spec_with(&format!("{snaps}[qdrant_sync]\ndimension = -3\n"));
+    assert_one(&text, line_of(&text, "dimension"), 13, "`qdrant_sync.dimension`: must be at least 0");
 }
 
 #[test]
@@ -202,7 +202,7 @@ fn tcp_ports_do_not_collide() {
     let text = spec_with("[virtualization]\nnovnc_port = 9090\n[monitoring]\n");
     let d = diagnostics(&text);
     assert!(d.iter().any(|(_, _, m, h)| m.contains("noVNC and Prometheus both use TCP port 9090") && h.contains("give noVNC")), "{d:?}");
-    let text = spec_with("[snapshots]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/c.db\"\n[vectors]\n[virtualization]\nnovnc_port = 6334\n");
+    let text = spec_with("[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/c.db\"\n[qdrant_sync]\n[virtualization]\nnovnc_port = 6334\n");
     assert_one(&text, line_of(&text, "novnc_port"), 14, "noVNC and Qdrant (gRPC) both use TCP port 6334");
 }
 
@@ -232,14 +232,14 @@ fn some_admin_must_have_a_key() {
 #[test]
 fn snapshot_database_outside_the_snapshotted_subvolume() {
     let disk = "[disk]\ndevice = \"/dev/sda\"\n[[disk.subvolumes]]\nname = \"@\"\nmount = \"/\"\n[[disk.subvolumes]]\nname = \"@data\"\nmount = \"/srv/data\"\n[[disk.subvolumes]]\nname = \"@chain\"\nmount = \"/srv/data/chain\"\n";
-    let text = spec_with(&format!("{disk}[snapshots]\nsource = \"/srv/data\"\nsnapshot_dir = \"/snapshots\"\ndatabase = \"/srv/data/chain.db\"\n"));
+    let text = spec_with(&format!("{disk}[snapshotter]\nsource = \"/srv/data\"\nsnapshot_dir = \"/snapshots\"\ndatabase = \"/srv/data/chain.db\"\n"));
     let help = assert_one(&text, line_of(&text, "database"), 12, "lives inside the snapshotted subvolume");
     assert!(help.contains("another subvolume"), "{help}");
     // A nested subvolume is not part of the snapshot: fine.
-    let ok = spec_with(&format!("{disk}[snapshots]\nsource = \"/srv/data\"\nsnapshot_dir = \"/snapshots\"\ndatabase = \"/srv/data/chain/chain.db\"\n"));
+    let ok = spec_with(&format!("{disk}[snapshotter]\nsource = \"/srv/data\"\nsnapshot_dir = \"/snapshots\"\ndatabase = \"/srv/data/chain/chain.db\"\n"));
     assert!(diagnostics(&ok).is_empty(), "{:?}", diagnostics(&ok));
     // Without a declared layout, plain path containment decides.
-    let text = spec_with("[snapshots]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/srv/db/chain.db\"\n");
+    let text = spec_with("[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/srv/db/chain.db\"\n");
     assert_one(&text, line_of(&text, "database"), 12, "lives inside the snapshotted subvolume");
 }
 
@@ -298,12 +298,12 @@ fn netboot_url_must_be_plain_http() {
 fn paths_are_plain() {
     let text = spec_with("[disk]\ndevice = \"/dev/sda\"\n[[disk.subvolumes]]\nname = \"@\"\nmount = \"/\"\n[[disk.subvolumes]]\nname = \"@x\"\nmount = \"/my data\"\n");
     assert_one(&text, line_of(&text, "/my data"), 9, "mount point \"/my data\" has characters other than");
-    let text = spec_with("[snapshots]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/c'.db\"\n");
+    let text = spec_with("[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/c'.db\"\n");
     assert_one(&text, line_of(&text, "database"), 12, "database \"/var/lib/c'.db\" has characters other than");
 }
 
 #[test]
 fn absurd_durations_are_refused() {
-    let text = spec_with("[snapshots]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/c.db\"\nretention = \"400d\"\n");
+    let text = spec_with("[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/c.db\"\nretention = \"400d\"\n");
     assert_one(&text, line_of(&text, "retention"), 13, "it is longer than 366 days");
 }

@@ -9,6 +9,8 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use ghostbridge::ovs::{self, Config, DbAddr, Options, Report};
 use ghostbridge::runtime::duration::HumanDuration;
+use ghostbridge::runtime::config::check_config_command;
+use ghostbridge::runtime::exit;
 use ghostbridge::runtime::notify;
 
 /// Open vSwitch reconciler: bridges, ports, flows and uplink offloads from a JSON config,
@@ -23,6 +25,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Validate a config file without touching what it names; exit 0 valid,
+    /// 1 unreadable, 2 invalid (the NixOS module runs it at build time).
+    CheckConfig {
+        /// The JSON config.
+        file: PathBuf,
+    },
     /// Converge OVS to the config once; exit 0 when done.
     Apply(Common),
     /// Print bridges, ports, flows, offloads and drift; exit 0 in sync, 1 on drift.
@@ -42,15 +50,15 @@ struct Common {
     /// The JSON config (see examples/ovs.json).
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
-    /// OVSDB address, overriding "db" in the config: unix:/path or tcp:host:port.
-    #[arg(long, value_name = "ADDR")]
-    db: Option<String>,
+    /// OVSDB address, overriding `ovsdb` in the config: unix:/path or tcp:host:port.
+    #[arg(long = "ovsdb", visible_alias = "db", value_name = "ADDR")]
+    ovsdb: Option<String>,
 }
 
 impl Common {
     fn load(&self) -> anyhow::Result<(Config, DbAddr)> {
         let config = Config::load(&self.config)?;
-        let db = self.db.clone().unwrap_or_else(|| config.db.clone());
+        let db = self.ovsdb.clone().unwrap_or_else(|| config.ovsdb.clone());
         let addr = DbAddr::parse(&db)?;
         Ok((config, addr))
     }
@@ -60,10 +68,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("ghostbridge-ovs: error: {e:#}");
-            ExitCode::from(2)
-        }
+        Err(e) => exit::report("ghostbridge-ovs", &e),
     }
 }
 
@@ -110,6 +115,7 @@ fn write_metrics(config: &Config, totals: &ovs::metrics::Totals, took: Duration,
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let opts = Options::default();
     match cli.command {
+        Command::CheckConfig { file } => Ok(check_config_command::<Config>(&file)),
         Command::Apply(common) => {
             let (config, addr) = common.load()?;
             let start = Instant::now();

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
+use ghostbridge::runtime::config::{self, check_config_command};
+use ghostbridge::runtime::exit::{self, UsageError};
 use clap::{Args, Parser, Subcommand};
 use ghostbridge::runtime::notify;
 use ghostbridge::vectors::status::{format_hit, search, status};
@@ -26,6 +28,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Validate a config file without touching what it names; exit 0 valid,
+    /// 1 unreadable, 2 invalid (the NixOS module runs it at build time).
+    CheckConfig {
+        /// The JSON config.
+        file: PathBuf,
+    },
     /// The daemon: sync every `interval` until stopped (SIGTERM/SIGINT).
     Run(Common),
     /// Sync what is pending, then exit (exit 1 if Qdrant cannot take it now).
@@ -54,8 +62,8 @@ struct Common {
     #[arg(long, short = 'c', value_name = "FILE")]
     config: Option<PathBuf>,
     /// The chain database (overrides `database`).
-    #[arg(long, value_name = "PATH")]
-    db: Option<PathBuf>,
+    #[arg(long = "database", visible_alias = "db", value_name = "PATH")]
+    database: Option<PathBuf>,
     /// Qdrant's REST URL (overrides `url`).
     #[arg(long, value_name = "URL")]
     url: Option<String>,
@@ -66,12 +74,12 @@ struct Common {
 
 impl Common {
     fn load(&self) -> Result<SyncConfig> {
-        let mut cfg = match (&self.config, &self.db) {
+        let mut cfg = match (&self.config, &self.database) {
             (Some(path), _) => SyncConfig::load(path)?,
             (None, Some(db)) => SyncConfig::with_database(db),
-            (None, None) => bail!("give --config FILE, or at least --db PATH"),
+            (None, None) => return Err(UsageError("give --config FILE, or at least --database PATH".into()).into()),
         };
-        if let Some(db) = &self.db {
+        if let Some(db) = &self.database {
             cfg.database = db.clone();
         }
         if let Some(url) = &self.url {
@@ -80,7 +88,8 @@ impl Common {
         if let Some(collection) = &self.collection {
             cfg.collection = collection.clone();
         }
-        cfg.validate()?;
+        let origin = self.config.clone().unwrap_or_else(|| PathBuf::from("(command line)"));
+        config::check(&cfg, &origin)?;
         Ok(cfg)
     }
 }
@@ -115,15 +124,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match execute(cli) {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("ghostbridge-qdrant-sync: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => exit::report("ghostbridge-qdrant-sync", &e),
     }
 }
 
 fn execute(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::CheckConfig { file } => return Ok(check_config_command::<SyncConfig>(&file)),
         Command::Run(common) => {
             install_signal_handlers()?;
             let mut syncer = syncer(common.load()?)?;
@@ -151,7 +158,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             let cfg = common.load()?;
             let embedder = FeatureHashEmbedder::new(cfg.dimension);
             match search(&client(&cfg)?, &embedder, &cfg.collection, &text, limit)? {
-                None => bail!("nothing to search for: give at least one term"),
+                None => return Err(UsageError("nothing to search for: give at least one term".into()).into()),
                 Some(hits) if hits.is_empty() => println!("no blocks in collection {:?} yet", cfg.collection),
                 Some(hits) => hits.iter().for_each(|h| println!("{}", format_hit(h))),
             }

@@ -3,9 +3,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use ghostbridge::runtime::config::{self, check_config_command};
 use ghostbridge::runtime::duration::HumanDuration;
+use ghostbridge::runtime::exit::{self, UsageError};
 use ghostbridge::snapshot::config::Config;
 use ghostbridge::snapshot::daemon::{self, Settings};
 use ghostbridge::snapshot::report;
@@ -33,8 +35,8 @@ enum Command {
         #[arg(long)]
         snapshot_dir: Option<PathBuf>,
         /// The SQLite chain database.
-        #[arg(long)]
-        db: Option<PathBuf>,
+        #[arg(long = "database", visible_alias = "db", value_name = "FILE")]
+        database: Option<PathBuf>,
         /// Time between snapshots, e.g. 1s or 20ms.
         #[arg(long)]
         interval: Option<HumanDuration>,
@@ -50,13 +52,15 @@ enum Command {
     },
     /// Recompute the whole chain; exit 0 when valid, 1 with the first bad height.
     Verify {
-        #[arg(long)]
-        db: PathBuf,
+        /// The SQLite chain database.
+        #[arg(long = "database", visible_alias = "db", value_name = "FILE")]
+        database: PathBuf,
     },
     /// Show recent blocks: height, time, snapshot, kept or pruned, hash.
     List {
-        #[arg(long)]
-        db: PathBuf,
+        /// The SQLite chain database.
+        #[arg(long = "database", visible_alias = "db", value_name = "FILE")]
+        database: PathBuf,
         /// How many blocks.
         #[arg(short = 'n', default_value_t = 20)]
         n: u32,
@@ -66,38 +70,33 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Validate a config file without touching what it names; exit 0 valid,
+    /// 1 unreadable, 2 invalid (the NixOS module runs it at build time).
+    CheckConfig {
+        /// The JSON config.
+        file: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     match real_main() {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("ghostbridge-snapshotter: error: {e:#}");
-            ExitCode::from(2)
-        }
+        Err(e) => exit::report("ghostbridge-snapshotter", &e),
     }
 }
 
 fn real_main() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
-        Command::Run { config, source, snapshot_dir, db, interval, retention, metrics_dir, no_dbus } => {
+        Command::Run { config, source, snapshot_dir, database, interval, retention, metrics_dir, no_dbus } => {
             let mut c = match &config {
-                Some(path) => Config::load(path)?,
+                Some(path) => config::load_unvalidated::<Config>(path)?,
                 None => {
                     let (Some(source), Some(snapshot_dir), Some(database)) =
-                        (source.clone(), snapshot_dir.clone(), db.clone())
+                        (source.clone(), snapshot_dir.clone(), database.clone())
                     else {
-                        bail!("without --config, give --source, --snapshot-dir and --db");
+                        return Err(UsageError("without --config, give --source, --snapshot-dir and --database".into()).into());
                     };
-                    Config {
-                        source,
-                        snapshot_dir,
-                        database,
-                        interval: HumanDuration::from_secs(1),
-                        retention: "1m".parse()?,
-                        metrics_dir: None,
-                        dbus: false,
-                    }
+                    Config { dbus: false, ..Config::new(source, snapshot_dir, database) }
                 }
             };
             if let Some(v) = source {
@@ -106,7 +105,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             if let Some(v) = snapshot_dir {
                 c.snapshot_dir = v;
             }
-            if let Some(v) = db {
+            if let Some(v) = database {
                 c.database = v;
             }
             if let Some(v) = interval {
@@ -121,11 +120,12 @@ fn real_main() -> anyhow::Result<ExitCode> {
             if no_dbus {
                 c.dbus = false;
             }
-            c.validate().context("invalid settings")?;
+            let origin = config.unwrap_or_else(|| PathBuf::from("(command line)"));
+            config::check(&c, &origin)?;
             daemon::run(Settings::from(c));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { db } => {
+        Command::Verify { database: db } => {
             let v = report::verify(&db).with_context(|| format!("cannot verify {}", db.display()))?;
             if v.ok() {
                 println!("{}", v.message());
@@ -135,7 +135,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::from(1))
             }
         }
-        Command::List { db, n } => {
+        Command::List { database: db, n } => {
             print!("{}", report::list(&db, n)?);
             Ok(ExitCode::SUCCESS)
         }
@@ -144,5 +144,6 @@ fn real_main() -> anyhow::Result<ExitCode> {
             print!("{}", report::status(&c)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::CheckConfig { file } => Ok(check_config_command::<Config>(&file)),
     }
 }

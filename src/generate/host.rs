@@ -4,9 +4,9 @@
 
 use crate::nix::{attrs, Expr, Key};
 use crate::spec::model::{HostSpec, Iommu, SysctlValue};
-use crate::spec::check::ports::local_qdrant_port;
 
 use super::flake::input_name;
+use super::{settings, GenerateError};
 
 fn keyed<'a>(entries: impl IntoIterator<Item = (&'a String, Expr)>) -> Expr {
     Expr::Attrs(entries.into_iter().map(|(k, v)| (vec![Key::from(k)], v)).collect())
@@ -25,7 +25,7 @@ fn flake_package(flake: &str, package: &str) -> Expr {
     )
 }
 
-pub fn host(h: &HostSpec) -> Expr {
+pub fn host(h: &HostSpec) -> Result<Expr, GenerateError> {
     let mut imports = Vec::new();
     if h.disk.is_some() {
         imports.push(Expr::path("disko.nix"));
@@ -99,8 +99,20 @@ pub fn host(h: &HostSpec) -> Expr {
         }
     }
 
-    e.push(("services.ghostbridge", ghostbridge(h)));
-    attrs_lambda(attrs(e))
+    // A Qdrant on this host, where the sync's URL says it listens (gRPC on the next port).
+    if let Some((ip, port)) = h.qdrant_sync.as_ref().and_then(|q| q.local_qdrant()) {
+        e.push((
+            "services.qdrant.settings.service",
+            attrs([
+                ("host", Expr::str(ip.to_string())),
+                ("http_port", Expr::int(port)),
+                ("grpc_port", Expr::Int(i64::from(port) + 1)),
+            ]),
+        ));
+    }
+
+    e.push(("services.ghostbridge", ghostbridge(h)?));
+    Ok(attrs_lambda(attrs(e)))
 }
 
 fn attrs_lambda(body: Expr) -> Expr {
@@ -112,7 +124,7 @@ fn attrs_lambda(body: Expr) -> Expr {
     }
 }
 
-fn ghostbridge(h: &HostSpec) -> Expr {
+fn ghostbridge(h: &HostSpec) -> Result<Expr, GenerateError> {
     let mut e: Vec<(&str, Expr)> = vec![("enable", Expr::Bool(true))];
 
     let sysctl: Vec<(&String, Expr)> = h
@@ -145,6 +157,8 @@ fn ghostbridge(h: &HostSpec) -> Expr {
         ]),
     ));
 
+    // What systemd-networkd does with each bridge's own interface; the bridges
+    // themselves are the OVS reconciler's settings, its JSON keys verbatim.
     let bridges: Vec<(&String, Expr)> = h
         .network
         .bridges
@@ -153,49 +167,31 @@ fn ghostbridge(h: &HostSpec) -> Expr {
             (
                 &b.name,
                 attrs([
-                    ("datapathType", Expr::str(b.datapath.as_str())),
-                    ("uplink", Expr::opt_str(b.uplink.as_deref())),
-                    ("ports", Expr::strs(&b.ports)),
-                    ("internalPorts", Expr::strs(&b.internal_ports)),
                     ("dhcp", Expr::Bool(b.dhcp)),
                     ("addresses", Expr::strs(&b.addresses)),
                     ("gateway", Expr::opt_str(b.gateway.as_deref())),
                     ("dns", Expr::strs(&b.dns)),
-                    ("dropUplinkBroadcast", Expr::Bool(b.drop_uplink_broadcast)),
-                    ("extraFlows", Expr::strs(&b.extra_flows)),
                 ]),
             )
         })
         .collect();
     e.push(("network.bridges", keyed(bridges)));
-
-    if let Some(s) = &h.snapshots {
-        e.push((
-            "snapshotter",
-            attrs([
-                ("enable", Expr::Bool(true)),
-                ("source", Expr::str(&s.source)),
-                ("snapshotDir", Expr::str(&s.snapshot_dir)),
-                ("database", Expr::str(&s.database)),
-                ("interval", Expr::str(s.interval.to_string())),
-                ("retention", Expr::str(s.retention.to_string())),
-            ]),
-        ));
+    if !h.network.bridges.is_empty() {
+        let ovs = h.ovs_config();
+        e.push(("ovs.settings.bridges", settings(&ovs.bridges)?));
     }
 
-    if let Some(v) = &h.vectors {
+    if let Some(s) = &h.snapshotter {
+        e.push(("snapshotter", attrs([("enable", Expr::Bool(true)), ("settings", settings(s)?)])));
+    }
+
+    if let Some(q) = &h.qdrant_sync {
         e.push((
-            "vectorSync",
+            "qdrant_sync",
             attrs([
                 ("enable", Expr::Bool(true)),
-                ("url", Expr::str(&v.url)),
-                ("collection", Expr::str(&v.collection)),
-                ("dimension", Expr::Int(v.dimension)),
-                ("distance", Expr::str(v.distance.as_str())),
-                ("batch", Expr::Int(v.batch)),
-                ("interval", Expr::str(v.interval.to_string())),
-                ("apiKeyFile", Expr::opt_str(v.api_key_file.as_deref())),
-                ("localQdrant", Expr::Bool(local_qdrant_port(&v.url).is_some())),
+                ("localQdrant", Expr::Bool(q.local_qdrant().is_some())),
+                ("settings", settings(q)?),
             ]),
         ));
     }
@@ -248,5 +244,5 @@ fn ghostbridge(h: &HostSpec) -> Expr {
             ]),
         ));
     }
-    attrs(e)
+    Ok(attrs(e))
 }

@@ -8,11 +8,29 @@ mod hardware;
 mod host;
 pub mod manifest;
 mod netboot;
-mod vm_check;
+pub mod python;
+pub mod vm_check;
 pub mod write;
 
-use crate::nix::{parse_check, print_file, Expr, ParseError};
+use crate::nix::{parse_check, print_file, Expr, NotNixData, ParseError};
 use crate::spec::Spec;
+
+/// Why a file could not be generated. Both mean a bug in ghostgen, not in the
+/// spec: a checked spec always generates.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error("the generated Nix did not parse")]
+    Parse(#[from] ParseError),
+    #[error("a setting cannot be written as Nix")]
+    Data(#[from] NotNixData),
+    #[error("a setting cannot be serialized")]
+    Json(#[from] serde_json::Error),
+}
+
+/// A daemon's settings, its JSON keys verbatim, as a Nix attribute set.
+fn settings<T: serde::Serialize>(config: &T) -> Result<Expr, GenerateError> {
+    Ok(Expr::from_json(&serde_json::to_value(config)?)?)
+}
 
 /// When a file is (re)written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +61,7 @@ fn header(spec_name: &str, what: &str) -> Vec<String> {
     ]
 }
 
-fn nix_file(path: String, header: &[String], expr: &Expr, policy: Policy) -> Result<File, ParseError> {
+fn nix_file(path: String, header: &[String], expr: &Expr, policy: Policy) -> Result<File, GenerateError> {
     let contents = print_file(header, expr);
     parse_check(&contents)?;
     Ok(File { path, contents, policy })
@@ -51,14 +69,14 @@ fn nix_file(path: String, header: &[String], expr: &Expr, policy: Policy) -> Res
 
 /// Every file of the flake for `spec`, in a fixed order. `spec_name` is the
 /// spec's file name as it should appear in headers.
-pub fn plan(spec: &Spec, spec_name: &str) -> Result<Vec<File>, ParseError> {
+pub fn plan(spec: &Spec, spec_name: &str) -> Result<Vec<File>, GenerateError> {
     let mut files = vec![nix_file("flake.nix".into(), &header(spec_name, "The flake of these hosts."), &flake::flake(spec), Policy::Always)?];
     for host in &spec.hosts {
         let dir = format!("hosts/{}", host.name);
         files.push(nix_file(
             format!("{dir}/default.nix"),
             &header(spec_name, &format!("Host {}: GhostBridge services and plain NixOS settings.", host.name)),
-            &host::host(host),
+            &host::host(host)?,
             Policy::Always,
         )?);
         if let Some(disk) = &host.disk {
@@ -79,7 +97,7 @@ pub fn plan(spec: &Spec, spec_name: &str) -> Result<Vec<File>, ParseError> {
         files.push(nix_file(
             format!("checks/{}.nix", host.name),
             &header(spec_name, &format!("VM check: boots {} in a nixosTest and checks its services.", host.name)),
-            &vm_check::check(host),
+            &vm_check::check(host)?,
             Policy::Always,
         )?);
     }

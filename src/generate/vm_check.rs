@@ -2,67 +2,58 @@
 //! services come up. What a VM cannot have is replaced: the uplink NICs become
 //! the VM's test NICs, and the BTRFS subvolumes are created on a spare disk.
 
+use serde_json::json;
+
+use super::{python, settings, GenerateError};
 use crate::nix::{attrs, Expr, Key};
 use crate::spec::HostSpec;
 
-/// Python for the test driver, one statement per line.
-fn test_script(h: &HostSpec) -> String {
-    let mut s = String::new();
-    let mut line = |l: String| {
-        s.push_str(&l);
-        s.push('\n');
+/// The fixed part of every VM check's test script.
+const SCRIPT: &str = include_str!("vm_check.py");
+
+/// What the VM check of `h` checks, as the JSON document its script reads.
+fn facts(h: &HostSpec) -> serde_json::Value {
+    let bridges: Vec<_> = h
+        .network
+        .bridges
+        .iter()
+        .map(|b| json!({"name": b.name, "drops_uplink_broadcast": b.uplink.is_some() && b.drop_uplink_broadcast}))
+        .collect();
+    let snapshotter = match (&h.snapshotter, &h.disk) {
+        (Some(snap), Some(disk)) => {
+            let subvolumes: Vec<_> = disk
+                .subvolumes
+                .iter()
+                .filter(|s| s.mount != "/")
+                .map(|s| json!({"name": s.name, "mount": s.mount}))
+                .collect();
+            let wait_seconds = (snap.interval.as_millis() * 4).div_ceil(1000).max(2);
+            json!({"database": snap.database, "subvolumes": subvolumes, "wait_seconds": wait_seconds})
+        }
+        _ => serde_json::Value::Null,
     };
-    line("machine.start()".into());
-    line("machine.wait_for_unit(\"multi-user.target\")".into());
-    line("machine.wait_for_unit(\"sshd.service\")".into());
-    line(format!("machine.succeed(\"hostname | grep -x {}\")", h.name));
-    if !h.network.bridges.is_empty() {
-        line("machine.wait_for_unit(\"ghostbridge-ovs.service\")".into());
-        for b in &h.network.bridges {
-            line(format!("machine.succeed(\"ovs-vsctl br-exists {}\")", b.name));
-            if b.uplink.is_some() && b.drop_uplink_broadcast {
-                line(format!("machine.succeed(\"ovs-ofctl dump-flows {} | grep -q actions=drop\")", b.name));
-            }
-        }
-    }
-    if let (Some(snap), Some(disk)) = (&h.snapshots, &h.disk) {
-        // The VM's root is not BTRFS: build the subvolumes on the spare disk.
-        line("machine.succeed(\"mkfs.btrfs -f /dev/vdb\", \"mkdir -p /mnt/pool\", \"mount /dev/vdb /mnt/pool\")".into());
-        for sv in disk.subvolumes.iter().filter(|s| s.mount != "/") {
-            line(format!(
-                "machine.succeed(\"btrfs subvolume create /mnt/pool/{name}\", \"mkdir -p {mount}\", \"mount -o subvol={name} /dev/vdb {mount}\")",
-                name = sv.name,
-                mount = sv.mount
-            ));
-        }
-        line("machine.succeed(\"systemctl restart ghostbridge-snapshotter.service\")".into());
-        line("machine.wait_for_unit(\"ghostbridge-snapshotter.service\")".into());
-        let wait = (snap.interval.as_millis() * 4).div_ceil(1000).max(2);
-        line(format!("machine.sleep({wait})"));
-        line(format!("machine.succeed(\"ghostbridge-snapshotter verify --db {}\")", snap.database));
-    }
-    if h.vectors.is_some() && h.snapshots.is_some() {
-        line("machine.wait_for_unit(\"ghostbridge-qdrant-sync.service\")".into());
-    }
-    if let Some(m) = &h.monitoring {
-        line("machine.wait_for_unit(\"prometheus.service\")".into());
-        line("machine.wait_for_unit(\"prometheus-node-exporter.service\")".into());
-        line(format!("machine.wait_for_open_port({})", m.prometheus_port));
-        if m.grafana {
-            line("machine.wait_for_unit(\"grafana.service\")".into());
-        }
-    }
-    if h.virtualization.docker {
-        line("machine.wait_for_unit(\"docker.service\")".into());
-    }
-    if h.virtualization.libvirt {
-        line("machine.wait_for_unit(\"libvirtd.service\")".into());
-    }
-    line("machine.fail(\"grep -q '^PasswordAuthentication yes' /etc/ssh/sshd_config\")".into());
-    s
+    let monitoring = match &h.monitoring {
+        Some(m) => json!({"prometheus_port": m.prometheus_port, "grafana": m.grafana}),
+        None => serde_json::Value::Null,
+    };
+    json!({
+        "name": h.name,
+        "bridges": bridges,
+        "snapshotter": snapshotter,
+        "qdrant_sync": h.qdrant_sync.is_some() && h.snapshotter.is_some(),
+        "monitoring": monitoring,
+        "docker": h.virtualization.docker,
+        "libvirt": h.virtualization.libvirt,
+    })
 }
 
-pub fn check(h: &HostSpec) -> Expr {
+/// Python for the test driver: the facts as data, then the fixed script.
+pub fn test_script(h: &HostSpec) -> String {
+    let data = facts(h).to_string();
+    format!("import json\nspec = json.loads({})\n{SCRIPT}", python::string(&data))
+}
+
+pub fn check(h: &HostSpec) -> Result<Expr, GenerateError> {
     let mk_force = |v: Expr| Expr::var("lib").select("mkForce").apply(v);
     let mut node: Vec<(Vec<Key>, Expr)> = vec![
         (
@@ -82,15 +73,17 @@ pub fn check(h: &HostSpec) -> Expr {
         let vlans: Vec<Expr> = (1..=uplinks.len() as i64).map(Expr::Int).collect();
         node.push((vec![Key::from("virtualisation"), Key::from("vlans")], Expr::List(vlans)));
     }
-    let mut nic = 0;
-    for b in &h.network.bridges {
-        if b.uplink.is_some() {
+    if !uplinks.is_empty() {
+        let mut nic = 0;
+        let mut ovs = h.ovs_config();
+        for b in ovs.bridges.iter_mut().filter(|b| b.uplink.is_some()) {
             nic += 1;
-            node.push((
-                vec![Key::from("services"), Key::from("ghostbridge"), Key::from("network"), Key::from("bridges"), Key::from(&b.name), Key::from("uplink")],
-                mk_force(Expr::str(format!("eth{nic}"))),
-            ));
+            b.uplink = Some(format!("eth{nic}"));
         }
+        node.push((
+            ["services", "ghostbridge", "ovs", "settings", "bridges"].into_iter().map(Key::from).collect(),
+            mk_force(settings(&ovs.bridges)?),
+        ));
     }
     let node_module = Expr::Lambda { formals: vec!["lib".into()], ellipsis: true, at: None, body: Box::new(Expr::Attrs(node)) };
     let test = Expr::var("pkgs").select("testers.runNixOSTest").apply(attrs([
@@ -101,5 +94,5 @@ pub fn check(h: &HostSpec) -> Expr {
         ("nodes.machine", node_module),
         ("testScript", Expr::Lines(test_script(h))),
     ]));
-    Expr::Lambda { formals: vec!["inputs".into(), "pkgs".into()], ellipsis: false, at: None, body: Box::new(test) }
+    Ok(Expr::Lambda { formals: vec!["inputs".into(), "pkgs".into()], ellipsis: false, at: None, body: Box::new(test) })
 }

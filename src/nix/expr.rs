@@ -93,3 +93,28 @@ impl Expr {
 pub fn attrs<'a>(entries: impl IntoIterator<Item = (&'a str, Expr)>) -> Expr {
     Expr::Attrs(entries.into_iter().map(|(k, v)| (k.split('.').map(Key::from).collect(), v)).collect())
 }
+
+/// Nix cannot hold this JSON value exactly.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the number {0} is not a 64-bit integer; the generated settings hold only integers")]
+pub struct NotNixData(pub String);
+
+impl Expr {
+    /// JSON data as the Nix value `builtins.fromJSON` would give: the way a
+    /// daemon's settings (its JSON keys verbatim) enter a generated file.
+    pub fn from_json(value: &serde_json::Value) -> Result<Expr, NotNixData> {
+        use serde_json::Value;
+        Ok(match value {
+            Value::Null => Expr::Null,
+            Value::Bool(b) => Expr::Bool(*b),
+            Value::Number(n) => Expr::Int(n.as_i64().ok_or_else(|| NotNixData(n.to_string()))?),
+            Value::String(s) => Expr::Str(s.clone()),
+            Value::Array(items) => Expr::List(items.iter().map(Expr::from_json).collect::<Result<_, _>>()?),
+            Value::Object(map) => Expr::Attrs(
+                map.iter()
+                    .map(|(k, v)| Ok((vec![Key::Name(k.clone())], Expr::from_json(v)?)))
+                    .collect::<Result<_, NotNixData>>()?,
+            ),
+        })
+    }
+}

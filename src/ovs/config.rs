@@ -1,12 +1,17 @@
-//! The JSON config written by the NixOS module (`services.ghostbridge.ovs`):
-//! the desired bridges, strictly parsed (unknown keys are errors) and validated.
+//! The OVS reconciler's settings: the one definition of its keys, defaults and
+//! rules. The NixOS module renders `services.ghostbridge.ovs.settings` as this
+//! JSON; the spec's `[[network.bridges]]` entries convert to its `bridges`
+//! (same keys) and `ghostgen check` runs the same `validate()`. Unknown keys
+//! are refused.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::error::{OvsError, Result};
+use crate::runtime::config::{self, DaemonConfig, Finding, PathSeg};
 
 /// Default OVSDB address when neither the config nor `--db` names one.
 pub const DEFAULT_DB: &str = "unix:/run/openvswitch/db.sock";
@@ -14,24 +19,32 @@ pub const DEFAULT_DB: &str = "unix:/run/openvswitch/db.sock";
 /// Linux limits interface names to 15 bytes (IFNAMSIZ - 1).
 const IFNAME_MAX: usize = 15;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `ghostbridge-ovs apply --config FILE`: the bridges Open vSwitch must have.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// OVSDB address, `unix:/path` or `tcp:host:port`.
-    #[serde(default = "default_db")]
-    pub db: String,
-    /// node exporter's textfile collector directory; `null` = no metrics file.
-    #[serde(default)]
+    /// OVSDB address, `unix:/path` or `tcp:host:port` (`db` is its old name).
+    #[serde(default = "default_ovsdb", alias = "db")]
+    pub ovsdb: String,
+    /// node exporter's textfile collector folder; absent = no metrics file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_dir: Option<PathBuf>,
+    /// The bridges; a managed bridge missing here is removed.
     #[serde(default)]
     pub bridges: Vec<BridgeSpec>,
 }
 
-fn default_db() -> String {
+fn default_ovsdb() -> String {
     DEFAULT_DB.to_string()
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+impl Default for Config {
+    fn default() -> Self {
+        Config { ovsdb: default_ovsdb(), metrics_dir: None, bridges: vec![] }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum DatapathType {
     /// The kernel datapath (`openvswitch` module).
@@ -57,29 +70,35 @@ impl DatapathType {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One bridge. The spec's `[[network.bridges]]` entries carry these keys verbatim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BridgeSpec {
+    /// Bridge name (at most 15 bytes); also the name of its own internal interface.
     pub name: String,
+    /// `system` (kernel datapath) or `netdev` (userspace, where there is no kernel module).
     #[serde(default)]
     pub datapath_type: DatapathType,
-    /// The physical NIC facing the outside; a port, and the one whose broadcasts are dropped.
+    /// The physical NIC facing the outside: a port, its hardware offloads turned
+    /// off, and the one whose broadcasts are dropped.
     #[serde(default)]
     pub uplink: Option<String>,
-    /// Existing system interfaces attached as ports.
+    /// More existing system interfaces attached as ports.
     #[serde(default)]
     pub ports: Vec<String>,
     /// Extra ports of type internal (the bridge's own internal interface is implicit).
     #[serde(default)]
     pub internal_ports: Vec<String>,
-    #[serde(default = "yes")]
+    /// Drop Ethernet broadcast and multicast arriving on the uplink.
+    #[serde(default = "default_drop_uplink_broadcast")]
     pub drop_uplink_broadcast: bool,
-    /// ovs-ofctl flow strings added after the generated ones.
+    /// More OpenFlow rules in ovs-ofctl syntax, added after the generated ones.
     #[serde(default)]
     pub extra_flows: Vec<String>,
 }
 
-fn yes() -> bool {
+/// Default of `drop_uplink_broadcast` (also the spec's).
+pub fn default_drop_uplink_broadcast() -> bool {
     true
 }
 
@@ -141,72 +160,89 @@ impl BridgeSpec {
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).map_err(|source| OvsError::ConfigRead {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Config::parse(&text, &path.display().to_string())
+        config::load(path).map_err(OvsError::from)
     }
 
     /// Parses and validates config text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Config> {
-        let config: Config = serde_json::from_str(text).map_err(|e| OvsError::Config {
-            path: origin.to_string(),
-            msg: format!("{e} (see examples/ovs.json for the format)"),
-        })?;
-        config.validate().map_err(|msg| OvsError::Config {
-            path: origin.to_string(),
-            msg,
-        })?;
-        Ok(config)
+        config::parse(text, Path::new(origin)).map_err(OvsError::from)
     }
+}
 
-    fn validate(&self) -> std::result::Result<(), String> {
-        super::jsonrpc::DbAddr::parse(&self.db).map_err(|e| e.to_string())?;
+impl DaemonConfig for Config {
+    const DAEMON: &'static str = "ovs";
+
+    fn validate(&self) -> Vec<Finding> {
+        let mut out = Vec::new();
+        if let Err(e) = super::jsonrpc::DbAddr::parse(&self.ovsdb) {
+            out.push(Finding::new(vec![PathSeg::from("ovsdb")], e.to_string(), "e.g. \"unix:/run/openvswitch/db.sock\""));
+        }
+        if let Some(dir) = &self.metrics_dir {
+            out.extend(config::absolute("metrics_dir", dir));
+        }
         // Every interface name (bridges and ports) must be unique across the config.
-        let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
-        for b in &self.bridges {
-            let names = std::iter::once(&b.name)
-                .chain(&b.internal_ports)
-                .chain(b.uplink.iter())
-                .chain(&b.ports);
-            for n in names {
-                check_ifname(n).map_err(|e| format!("bridge {}: {e}", b.name))?;
-                if let Some(prev) = seen.insert(n, &b.name) {
-                    return Err(format!(
-                        "interface name {n:?} appears twice (bridges {prev} and {}); each bridge and port name must be unique",
-                        b.name
+        let mut seen: BTreeMap<&str, Vec<PathSeg>> = BTreeMap::new();
+        for (i, b) in self.bridges.iter().enumerate() {
+            let at = |key: &str| vec![PathSeg::from("bridges"), PathSeg::Index(i), PathSeg::from(key)];
+            let at_item = |key: &str, j: usize| {
+                vec![PathSeg::from("bridges"), PathSeg::Index(i), PathSeg::from(key), PathSeg::Index(j)]
+            };
+            let mut names: Vec<(Vec<PathSeg>, &String)> = vec![(at("name"), &b.name)];
+            names.extend(b.internal_ports.iter().enumerate().map(|(j, n)| (at_item("internal_ports", j), n)));
+            names.extend(b.uplink.iter().map(|n| (at("uplink"), n)));
+            names.extend(b.ports.iter().enumerate().map(|(j, n)| (at_item("ports", j), n)));
+            for (path, n) in names {
+                if let Err(why) = check_ifname(n) {
+                    out.push(Finding::new(
+                        path,
+                        format!("interface name {n:?} is invalid: {why}"),
+                        "use a plain name such as \"ovsbr0\" or \"enp1s0\"",
                     ));
+                    continue;
+                }
+                if let Some(first) = seen.get(n.as_str()) {
+                    out.push(Finding::new(
+                        path,
+                        format!("interface name {n:?} is attached to the switch twice"),
+                        format!(
+                            "each bridge and port exists once; it is already named at {}",
+                            config::display_path(first)
+                        ),
+                    ));
+                } else {
+                    seen.insert(n, path);
                 }
             }
-            for f in &b.extra_flows {
-                if f.contains('\n') || !f.contains("actions=") {
-                    return Err(format!(
-                        "bridge {}: extra flow {f:?} must be one ovs-ofctl flow line with actions=",
-                        b.name
+            for (j, f) in b.extra_flows.iter().enumerate() {
+                if let Err(why) = super::flows::check_extra_flow(f) {
+                    out.push(Finding::new(
+                        at_item("extra_flows", j),
+                        format!("extra flow {f:?} {why}"),
+                        "write one ovs-ofctl flow, e.g. \"priority=100,ip,nw_dst=10.0.0.0/24,actions=normal\"",
                     ));
                 }
             }
         }
-        Ok(())
+        out
     }
 }
 
-fn check_ifname(n: &str) -> std::result::Result<(), String> {
-    if n.is_empty() || n.len() > IFNAME_MAX {
-        return Err(format!(
-            "interface name {n:?} must be 1 to {IFNAME_MAX} bytes long"
-        ));
+/// Why `n` cannot be an interface GhostBridge manages. Linux refuses '/', ':'
+/// and white space; ovs-ofctl flows split on ',' and '='; systemd-networkd
+/// reads `[Match] Name=` as a glob list, so glob and negation characters
+/// would match other interfaces.
+pub fn check_ifname(n: &str) -> std::result::Result<(), String> {
+    if n.is_empty() {
+        return Err("it is empty".into());
     }
-    if n == "."
-        || n == ".."
-        || n.chars().any(|c| {
-            c == '/' || c == ':' || c == ',' || c == '=' || c.is_whitespace() || c.is_control()
-        })
-    {
-        return Err(format!(
-            "interface name {n:?} contains a character Linux or ovs-ofctl does not accept (/ : , = or space)"
-        ));
+    if n.len() > IFNAME_MAX {
+        return Err(format!("it is {} bytes long; Linux allows at most {IFNAME_MAX}", n.len()));
+    }
+    if n == "." || n == ".." {
+        return Err("it may not be '.' or '..'".into());
+    }
+    if let Some(c) = n.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))) {
+        return Err(format!("it holds {c:?}; use letters, digits, '-', '_', '.' and '@'"));
     }
     Ok(())
 }
@@ -221,7 +257,7 @@ mod tests {
             Config::parse(include_str!("../../examples/ovs.json"), "examples/ovs.json").unwrap();
         assert_eq!(c.bridges.len(), 2);
         let c = Config::parse(r#"{"bridges":[{"name":"br0"}]}"#, "t").unwrap();
-        assert_eq!(c.db, DEFAULT_DB);
+        assert_eq!(c.ovsdb, DEFAULT_DB);
         assert!(c.bridges[0].drop_uplink_broadcast);
         assert_eq!(c.bridges[0].datapath_type, DatapathType::System);
         assert_eq!(c.bridges[0].desired_ports().len(), 1);
@@ -239,11 +275,11 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("appears twice"), "{e}");
+        assert!(e.contains("t: bridges[1].uplink: interface name \"a\" is attached to the switch twice"), "{e}");
         let e = Config::parse(r#"{"bridges":[{"name":"a-very-long-bridge-name"}]}"#, "t")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("1 to 15 bytes"), "{e}");
+        assert!(e.contains("Linux allows at most 15") && e.contains("t: bridges[0].name:"), "{e}");
         let e = Config::parse(r#"{"db":"/run/db.sock","bridges":[]}"#, "t")
             .unwrap_err()
             .to_string();

@@ -47,14 +47,8 @@ pub enum OvsError {
     )]
     SchemaMismatch { addr: String, detail: String },
 
-    #[error("cannot read config {path}: {source}")]
-    ConfigRead {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-
-    #[error("config {path}: {msg}")]
-    Config { path: String, msg: String },
+    #[error(transparent)]
+    Config(#[from] crate::runtime::config::ConfigError),
 
     #[error(
         "bridge {bridge}: port {port} names a network interface that does not exist on this host. \

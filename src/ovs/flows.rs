@@ -309,6 +309,25 @@ fn from_vswitchd(line: &str, ports: &HashMap<i64, String>) -> Option<String> {
     normalize(&format!("{} {actions}", fields.join(",")))
 }
 
+/// Why an `extra_flows` entry cannot go to ovs-ofctl as one flow line (stdin of
+/// `add-flows`/`replace-flows`, one flow per line, `#` starts a comment).
+/// The switch's own parser still has the last word at apply time.
+pub fn check_extra_flow(flow: &str) -> std::result::Result<(), String> {
+    if let Some(c) = flow.chars().find(|c| !c.is_ascii() || c.is_ascii_control()) {
+        return Err(format!("holds {c:?}; a flow is one line of printable ASCII"));
+    }
+    if flow.trim_start().starts_with('#') {
+        return Err("starts with '#', which ovs-ofctl reads as a comment".into());
+    }
+    let Some(at) = flow.find("actions=") else {
+        return Err("has no actions=".into());
+    };
+    if flow[at + "actions=".len()..].trim().is_empty() {
+        return Err("has an empty actions=".into());
+    }
+    Ok(())
+}
+
 /// The flows a bridge should have, in ovs-ofctl syntax.
 pub fn desired(spec: &BridgeSpec) -> Vec<String> {
     let mut flows = Vec::new();

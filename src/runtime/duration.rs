@@ -108,6 +108,22 @@ impl fmt::Display for HumanDuration {
     }
 }
 
+/// The spelling of a duration, for the JSON Schema and for messages.
+pub const DURATION_PATTERN: &str = r"^[1-9][0-9]*(ms|s|m|h|d)$";
+
+impl schemars::JsonSchema for HumanDuration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": DURATION_PATTERN,
+            "description": "A whole number and a unit (ms, s, m, h, d), at most 366 days, e.g. \"1s\"."
+        })
+    }
+}
+
 impl serde::Serialize for HumanDuration {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)

@@ -1,32 +1,38 @@
-//! The snapshotter's JSON config, as the NixOS module writes it with
-//! `builtins.toJSON`. Unknown keys are refused.
+//! The snapshotter's settings: the one definition of its keys, defaults and
+//! rules. The same struct is the spec's `[snapshotter]` section, the JSON that
+//! `services.ghostbridge.snapshotter.settings` renders, and what
+//! `ghostbridge-snapshotter check-config` validates. Unknown keys are refused.
 
 use std::path::{Path, PathBuf};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::runtime::config::{self, ConfigError, DaemonConfig, Finding, PathSeg};
 use crate::runtime::duration::HumanDuration;
 
-/// `ghostbridge-snapshotter run --config FILE`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `[snapshotter]`: read-only BTRFS snapshots of `source` every `interval`,
+/// each recorded as a block of a SHA-256 chain in SQLite.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// The BTRFS subvolume to snapshot (must be a subvolume root).
+    /// Mount point of the BTRFS subvolume to snapshot (a subvolume root).
     pub source: PathBuf,
-    /// Where the read-only snapshots are created (on the same BTRFS filesystem).
+    /// Folder, on the same BTRFS file system, that receives the read-only snapshots.
     pub snapshot_dir: PathBuf,
-    /// The SQLite chain database.
+    /// SQLite database of the chain. Must not live inside the snapshotted subvolume.
     pub database: PathBuf,
-    /// Time between snapshots (default `"1s"`).
+    /// Time between snapshots.
     #[serde(default = "default_interval")]
     pub interval: HumanDuration,
-    /// How long a snapshot is kept (default `"1m"`); its block stays forever.
+    /// How long a snapshot is kept; its block stays in the chain.
     #[serde(default = "default_retention")]
     pub retention: HumanDuration,
-    /// node exporter's textfile collector directory; `null` = no metrics file.
-    #[serde(default)]
+    /// node exporter's textfile collector folder; absent = no metrics file
+    /// (the NixOS module points it at the collector when monitoring is on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_dir: Option<PathBuf>,
-    /// Serve `org.ghostbridge.Snapshotter` on the system bus (default true).
+    /// Serve `org.ghostbridge.Snapshotter1` on the system bus.
     #[serde(default = "default_true")]
     pub dbus: bool,
 }
@@ -35,55 +41,61 @@ fn default_interval() -> HumanDuration {
     HumanDuration::from_secs(1)
 }
 fn default_retention() -> HumanDuration {
-    "1m".parse().unwrap_or(HumanDuration::from_secs(60))
+    HumanDuration::from_mins(1)
 }
 fn default_true() -> bool {
     true
 }
 
-/// Why a config was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error(
-        "config {path}: {source} (see the README for the keys: source, snapshot_dir, database, interval, retention, metrics_dir, dbus)"
-    )]
-    Parse { path: PathBuf, source: serde_json::Error },
-    #[error(
-        "config: retention {retention} is shorter than interval {interval}; every snapshot would be deleted at the next tick: raise retention"
-    )]
-    RetentionTooShort { retention: HumanDuration, interval: HumanDuration },
-    #[error("config: {key} must be an absolute path, got {value:?}")]
-    Relative { key: &'static str, value: PathBuf },
-}
+impl DaemonConfig for Config {
+    const DAEMON: &'static str = "snapshotter";
 
-impl Config {
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        Self::parse(&text, path)
-    }
-
-    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let c: Config =
-            serde_json::from_str(text).map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source })?;
-        c.validate()?;
-        Ok(c)
-    }
-
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    fn validate(&self) -> Vec<Finding> {
+        let mut out = Vec::new();
         if self.retention.as_millis() < self.interval.as_millis() {
-            return Err(ConfigError::RetentionTooShort { retention: self.retention, interval: self.interval });
+            out.push(Finding::new(
+                vec![PathSeg::from("retention")],
+                format!("retention {} is shorter than interval {}", self.retention, self.interval),
+                format!(
+                    "every snapshot would be pruned before the next one exists: set retention to at least \"{}\"",
+                    self.interval
+                ),
+            ));
         }
         for (key, value) in
             [("source", &self.source), ("snapshot_dir", &self.snapshot_dir), ("database", &self.database)]
         {
-            if value.is_relative() {
-                return Err(ConfigError::Relative { key, value: value.clone() });
-            }
+            out.extend(config::absolute(key, value));
         }
-        Ok(())
+        if let Some(dir) = &self.metrics_dir {
+            out.extend(config::absolute("metrics_dir", dir));
+        }
+        out
+    }
+}
+
+impl Config {
+    /// A config with every default and the three required paths.
+    pub fn new(source: PathBuf, snapshot_dir: PathBuf, database: PathBuf) -> Self {
+        Config {
+            source,
+            snapshot_dir,
+            database,
+            interval: default_interval(),
+            retention: default_retention(),
+            metrics_dir: None,
+            dbus: default_true(),
+        }
+    }
+
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        config::load(path)
+    }
+
+    /// Parses and validates config text; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        config::parse(text, path)
     }
 }
 
@@ -102,11 +114,12 @@ mod tests {
         assert_eq!(c.interval.as_millis(), 1000);
         assert_eq!(c.metrics_dir, None);
         let d = Config::parse(r#"{ "source": "/a", "snapshot_dir": "/b", "database": "/c" }"#, Path::new("x")).unwrap();
+        assert_eq!(d, Config::new("/a".into(), "/b".into(), "/c".into()));
         assert_eq!((d.interval.to_string(), d.retention.to_string(), d.dbus), ("1s".into(), "1m".into(), true));
     }
 
     #[test]
-    fn refuses_unknown_keys_and_bad_values() {
+    fn refuses_unknown_keys_and_bad_values_at_their_key() {
         let e = Config::parse(
             r#"{ "source": "/a", "snapshot_dir": "/b", "database": "/c", "intervall": "1s" }"#,
             Path::new("x"),
@@ -115,14 +128,20 @@ mod tests {
         let e = Config::parse(
             r#"{ "source": "/a", "snapshot_dir": "/b", "database": "/c", "interval": "1 s" }"#,
             Path::new("x"),
-        );
-        assert!(e.unwrap_err().to_string().contains("invalid duration"));
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("x: interval: invalid duration"), "{e}");
         let e = Config::parse(
             r#"{ "source": "/a", "snapshot_dir": "/b", "database": "/c", "interval": "1m", "retention": "1s" }"#,
             Path::new("x"),
-        );
-        assert!(matches!(e, Err(ConfigError::RetentionTooShort { .. })));
-        let e = Config::parse(r#"{ "source": "a", "snapshot_dir": "/b", "database": "/c" }"#, Path::new("x"));
-        assert!(matches!(e, Err(ConfigError::Relative { key: "source", .. })));
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("x: retention: retention 1s is shorter than interval 1m"), "{e}");
+        let e = Config::parse(r#"{ "source": "a", "snapshot_dir": "/b", "database": "/c" }"#, Path::new("x"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("x: source: source must be an absolute path"), "{e}");
     }
 }

@@ -3,6 +3,7 @@
 //! Every problem found is reported, in file order, not only the first.
 
 use super::check;
+use super::migrate;
 use super::diagnostic::{closest, Diagnostic};
 use super::model::{FlakeInputs, HostSpec, Spec};
 use super::schema;
@@ -47,7 +48,10 @@ pub fn load(text: &str) -> Result<Loaded, Rejected> {
             diags.push(Diagnostic::error(span, format!("netboot_url {url:?} is not a plain http(s) URL")).help("write where the installers are served, e.g. \"http://boot.example.net/ghostbridge\""));
         }
     }
-    let host_nodes = host_trees(&root, &mut diags);
+    let mut host_nodes = host_trees(&root, &mut diags);
+    for node in &mut host_nodes {
+        migrate::host(node, &mut diags);
+    }
     let host_schema = schema::host();
     let mut hosts = Vec::new();
     let mut decoded_nodes = Vec::new();

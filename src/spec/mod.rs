@@ -4,6 +4,7 @@
 pub mod check;
 pub mod diagnostic;
 pub mod load;
+pub mod migrate;
 pub mod model;
 pub mod schema;
 pub mod source;

@@ -7,10 +7,12 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::duration::HumanDuration;
+use crate::ovs::config::{default_drop_uplink_broadcast, BridgeSpec, Config as OvsConfig, DatapathType};
+pub use crate::runtime::duration::DURATION_PATTERN;
+use crate::snapshot::config::Config as SnapshotterConfig;
+use crate::vectors::config::SyncConfig as QdrantSyncConfig;
 
 /// Patterns of the string-encoded values, and what each means (for error messages).
-pub const DURATION_PATTERN: &str = r"^[1-9][0-9]*(ms|s|m|h|d)$";
 pub const SIZE_PATTERN: &str = r"^[1-9][0-9]*(KiB|MiB|GiB|TiB)$";
 pub const COMPRESS_PATTERN: &str = r"^(zstd|zlib|lzo)(:[0-9]+)?$";
 pub const STATE_VERSION_PATTERN: &str = r"^[0-9]{2}\.[0-9]{2}$";
@@ -86,12 +88,12 @@ pub struct HostSpec {
     pub disk: Option<Disk>,
     #[serde(default)]
     pub network: Network,
-    /// The 1-second snapshot chain; absent = off.
+    /// The snapshotter (`ghostbridge-snapshotter`): its settings, verbatim; absent = off.
     #[serde(default)]
-    pub snapshots: Option<Snapshots>,
-    /// The Qdrant mirror of the chain; absent = off.
+    pub snapshotter: Option<SnapshotterConfig>,
+    /// The Qdrant sync (`ghostbridge-qdrant-sync`): its settings, verbatim; absent = off.
     #[serde(default)]
-    pub vectors: Option<Vectors>,
+    pub qdrant_sync: Option<QdrantSyncConfig>,
     /// op-dbus and its companions; absent = off.
     #[serde(default)]
     pub dbus: Option<Dbus>,
@@ -107,6 +109,13 @@ pub struct HostSpec {
     pub users: Vec<User>,
     #[serde(default)]
     pub firewall: Firewall,
+}
+
+impl HostSpec {
+    /// The OVS reconciler's config for this host: its bridges, the rest default.
+    pub fn ovs_config(&self) -> OvsConfig {
+        OvsConfig { bridges: self.network.bridges.iter().map(Bridge::ovs).collect(), ..OvsConfig::default() }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
@@ -263,7 +272,7 @@ pub struct Bridge {
     pub name: String,
     /// `system` (kernel datapath) or `netdev` (userspace, where there is no kernel module).
     #[serde(default)]
-    pub datapath: Datapath,
+    pub datapath_type: DatapathType,
     /// The physical NIC attached to this bridge. Its hardware offloads are turned off.
     #[serde(default)]
     pub uplink: Option<String>,
@@ -286,91 +295,24 @@ pub struct Bridge {
     #[serde(default)]
     pub dns: Vec<String>,
     /// Drop Ethernet broadcast and multicast arriving on the uplink.
-    #[serde(default = "defaults::yes")]
+    #[serde(default = "default_drop_uplink_broadcast")]
     pub drop_uplink_broadcast: bool,
     /// More OpenFlow rules in ovs-ofctl syntax, added after the generated ones.
     #[serde(default)]
     pub extra_flows: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Datapath {
-    #[default]
-    System,
-    Netdev,
-}
-
-impl Datapath {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Datapath::System => "system",
-            Datapath::Netdev => "netdev",
-        }
-    }
-}
-
-/// `[snapshots]`: the snapshot chain.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Snapshots {
-    /// Mount point of the BTRFS subvolume to snapshot.
-    pub source: String,
-    /// Folder, on the same BTRFS file system, that receives the read-only snapshots.
-    pub snapshot_dir: String,
-    /// Time between snapshots.
-    #[serde(default = "defaults::one_second")]
-    #[schemars(with = "String", regex(pattern = DURATION_PATTERN))]
-    pub interval: HumanDuration,
-    /// How long a snapshot is kept; its block stays in the chain.
-    #[serde(default = "defaults::one_minute")]
-    #[schemars(with = "String", regex(pattern = DURATION_PATTERN))]
-    pub retention: HumanDuration,
-    /// SQLite database of the chain. Must not live inside the snapshotted subvolume.
-    pub database: String,
-}
-
-/// `[vectors]`: the Qdrant mirror of the chain.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Vectors {
-    /// Qdrant REST URL. The default is a local Qdrant bound to loopback.
-    #[serde(default = "defaults::qdrant_url")]
-    pub url: String,
-    #[serde(default = "defaults::collection")]
-    pub collection: String,
-    /// Vector dimension.
-    #[serde(default = "defaults::dimension")]
-    pub dimension: i64,
-    #[serde(default)]
-    pub distance: Distance,
-    /// Points per upsert request.
-    #[serde(default = "defaults::batch")]
-    pub batch: i64,
-    #[serde(default = "defaults::one_second")]
-    #[schemars(with = "String", regex(pattern = DURATION_PATTERN))]
-    pub interval: HumanDuration,
-    /// File holding the Qdrant API key (never the key itself).
-    #[serde(default)]
-    pub api_key_file: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-pub enum Distance {
-    #[default]
-    Cosine,
-    Euclid,
-    Dot,
-    Manhattan,
-}
-
-impl Distance {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Distance::Cosine => "Cosine",
-            Distance::Euclid => "Euclid",
-            Distance::Dot => "Dot",
-            Distance::Manhattan => "Manhattan",
+impl Bridge {
+    /// The OVS reconciler's view of this bridge: the same keys, converted losslessly.
+    pub fn ovs(&self) -> BridgeSpec {
+        BridgeSpec {
+            name: self.name.clone(),
+            datapath_type: self.datapath_type,
+            uplink: self.uplink.clone(),
+            ports: self.ports.clone(),
+            internal_ports: self.internal_ports.clone(),
+            drop_uplink_broadcast: self.drop_uplink_broadcast,
+            extra_flows: self.extra_flows.clone(),
         }
     }
 }
@@ -521,24 +463,6 @@ pub mod defaults {
     }
     pub fn esp_size() -> String {
         "512MiB".into()
-    }
-    pub fn one_second() -> HumanDuration {
-        HumanDuration::from_secs(1)
-    }
-    pub fn one_minute() -> HumanDuration {
-        HumanDuration::from_mins(1)
-    }
-    pub fn qdrant_url() -> String {
-        "http://127.0.0.1:6333".into()
-    }
-    pub fn collection() -> String {
-        "ghostbridge-blocks".into()
-    }
-    pub fn dimension() -> i64 {
-        384
-    }
-    pub fn batch() -> i64 {
-        100
     }
     pub fn state_file() -> String {
         "/var/lib/op-dbus/state.json".into()

@@ -49,6 +49,7 @@ pub fn file_schema() -> Json {
     let host = host_schema();
     let flake = flake_schema();
     let mut defs = host.get("$defs").cloned().unwrap_or_else(|| json!({}));
+    super::migrate::relax_derived(&mut defs);
     if let (Some(defs), Some(fdefs)) = (defs.as_object_mut(), flake.get("$defs").and_then(Json::as_object)) {
         defs.extend(fdefs.clone());
     }

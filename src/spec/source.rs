@@ -205,12 +205,8 @@ impl Node {
     }
 }
 
-/// One step of a path into the tree.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PathSeg {
-    Key(String),
-    Index(usize),
-}
+/// One step of a path into the tree (the same type daemon configs locate findings with).
+pub use crate::runtime::config::PathSeg;
 
 /// Builds a path from `"a"`, `0`, ... conveniently.
 #[macro_export]
@@ -220,23 +216,8 @@ macro_rules! spec_path {
     };
 }
 
-impl From<&str> for PathSeg {
-    fn from(s: &str) -> Self {
-        PathSeg::Key(s.to_string())
-    }
-}
 
-impl From<String> for PathSeg {
-    fn from(s: String) -> Self {
-        PathSeg::Key(s)
-    }
-}
 
-impl From<usize> for PathSeg {
-    fn from(i: usize) -> Self {
-        PathSeg::Index(i)
-    }
-}
 
 /// Line and column (both 1-based; the column counts characters) of a byte offset.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {

@@ -1,16 +1,22 @@
-//! The Qdrant sync's JSON config, as written by the NixOS module with
-//! `builtins.toJSON`: strict (unknown keys are refused), with defaults for
-//! everything but the database path, and checked before anything starts.
+//! The Qdrant sync's settings: the one definition of its keys, defaults and
+//! rules. The same struct is the spec's `[qdrant_sync]` section, the JSON that
+//! `services.ghostbridge.qdrant_sync.settings` renders, and what
+//! `ghostbridge-qdrant-sync check-config` validates. Unknown keys are refused.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use crate::runtime::config::{self, DaemonConfig, Finding, PathSeg};
 
 use crate::runtime::duration::HumanDuration;
 
 /// Qdrant's distance functions, spelled as Qdrant spells them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 pub enum Distance {
+    #[default]
     Cosine,
     Euclid,
     Dot,
@@ -52,13 +58,15 @@ pub fn upsert_bytes(batch: usize, dimension: usize) -> usize {
     batch.saturating_mul(dimension.saturating_mul(JSON_BYTES_PER_COMPONENT).saturating_add(JSON_BYTES_PER_POINT))
 }
 
-/// `ghostbridge-qdrant-sync --config FILE`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `[qdrant_sync]`: every block of the snapshot chain as a point in a Qdrant collection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SyncConfig {
-    /// The snapshotter's chain database (SQLite).
+    /// The snapshotter's chain database (SQLite). In a spec it defaults to
+    /// `[snapshotter] database`.
     pub database: PathBuf,
-    /// Qdrant's REST endpoint.
+    /// Qdrant's REST endpoint, `http://HOST[:PORT][/PREFIX]`. A loopback host
+    /// (127.0.0.1, localhost, [::1]) means a Qdrant on this machine, which the host runs.
     #[serde(default = "default_url")]
     pub url: String,
     /// The collection that holds one point per block.
@@ -75,11 +83,12 @@ pub struct SyncConfig {
     /// How often `run` looks for new blocks.
     #[serde(default = "default_interval")]
     pub interval: HumanDuration,
-    /// A file holding the Qdrant API key (sent as the `api-key` header).
-    #[serde(default)]
+    /// A file holding the Qdrant API key, sent as the `api-key` header (never the key itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_file: Option<PathBuf>,
-    /// Node exporter's textfile collector directory; `null` = no metrics file.
-    #[serde(default)]
+    /// node exporter's textfile collector folder; absent = no metrics file
+    /// (the NixOS module points it at the collector when monitoring is on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_dir: Option<PathBuf>,
     /// Longest a single request to Qdrant may take (connect, send, answer).
     #[serde(default = "default_request_timeout")]
@@ -99,7 +108,7 @@ fn default_dimension() -> usize {
     384
 }
 fn default_distance() -> Distance {
-    Distance::Cosine
+    Distance::default()
 }
 fn default_batch() -> usize {
     100
@@ -114,18 +123,13 @@ fn default_max_backoff() -> HumanDuration {
     HumanDuration::from_secs(30)
 }
 
+/// Why the API key could not be read.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("invalid config {path}: {source}")]
-    Parse { path: PathBuf, source: serde_json::Error },
-    #[error("invalid config: {0}")]
-    Invalid(String),
+pub enum ApiKeyError {
     #[error("cannot read the API key file {path}: {source} (it must be readable by the sync's user)")]
-    ApiKeyRead { path: PathBuf, source: std::io::Error },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("the API key file {path} is empty; write the key into it, or set api_key_file to null")]
-    ApiKeyEmpty { path: PathBuf },
+    Empty { path: PathBuf },
 }
 
 impl SyncConfig {
@@ -146,86 +150,166 @@ impl SyncConfig {
         }
     }
 
-    /// Parses a config from JSON text; `origin` names it in errors.
-    pub fn from_json(text: &str, origin: &Path) -> Result<Self, ConfigError> {
-        serde_json::from_str(text).map_err(|source| ConfigError::Parse { path: origin.to_path_buf(), source })
+    /// Parses a config from JSON text, not yet validated (flags may override it).
+    pub fn from_json(text: &str, origin: &Path) -> Result<Self, config::ConfigError> {
+        config::decode(text, origin)
     }
 
     /// Reads and parses a config file (not yet validated: flags may override it).
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        Self::from_json(&text, path)
+    pub fn load(path: &Path) -> Result<Self, config::ConfigError> {
+        config::load_unvalidated(path)
     }
 
-    /// Checks the values a type cannot: ranges, the URL scheme, the collection name.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |m: String| Err(ConfigError::Invalid(m));
-        if self.dimension == 0 || self.dimension > MAX_DIMENSION {
-            return bad(format!("dimension is {}; it must be between 1 and {MAX_DIMENSION}", self.dimension));
-        }
-        if self.batch == 0 || self.batch > MAX_BATCH {
-            return bad(format!("batch is {}; it must be between 1 and {MAX_BATCH}", self.batch));
-        }
-        let bytes = upsert_bytes(self.batch, self.dimension);
-        if bytes > MAX_REQUEST_BYTES {
-            let fits = MAX_REQUEST_BYTES / upsert_bytes(1, self.dimension);
-            return bad(format!(
-                "batch {} of dimension {} makes upsert requests of up to {} MiB, more than Qdrant accepts by default \
-                 (32 MiB, service.max_request_size_mb); set batch to at most {fits}",
-                self.batch,
-                self.dimension,
-                bytes.div_ceil(1024 * 1024)
-            ));
-        }
-        validate_collection_name(&self.collection).or_else(bad)?;
-        validate_url(&self.url).or_else(bad)?;
-        Ok(())
+    /// The Qdrant this host runs itself, when `url` names a loopback address:
+    /// the address Qdrant binds to and its REST port (gRPC takes the next one).
+    pub fn local_qdrant(&self) -> Option<(IpAddr, u16)> {
+        let parsed = parse_url(&self.url).ok()?;
+        let ip = match parsed.host.as_str() {
+            "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            h => h.trim_start_matches('[').trim_end_matches(']').parse().ok()?,
+        };
+        ip.is_loopback().then_some((ip, parsed.port))
     }
 
     /// The API key from `api_key_file`, trimmed of surrounding whitespace.
-    pub fn api_key(&self) -> Result<Option<String>, ConfigError> {
+    pub fn api_key(&self) -> Result<Option<String>, ApiKeyError> {
         let Some(path) = &self.api_key_file else { return Ok(None) };
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::ApiKeyRead { path: path.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ApiKeyError::Read { path: path.clone(), source })?;
         let key = text.trim();
         if key.is_empty() {
-            return Err(ConfigError::ApiKeyEmpty { path: path.clone() });
+            return Err(ApiKeyError::Empty { path: path.clone() });
         }
         Ok(Some(key.to_string()))
     }
 }
 
+impl DaemonConfig for SyncConfig {
+    const DAEMON: &'static str = "qdrant-sync";
+
+    /// Ranges, the request size, the URL and the collection name.
+    fn validate(&self) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let at = |key: &str| vec![PathSeg::from(key)];
+        if self.dimension == 0 || self.dimension > MAX_DIMENSION {
+            out.push(Finding::new(
+                at("dimension"),
+                format!("dimension is {}; it must be between 1 and {MAX_DIMENSION}", self.dimension),
+                "set the embedding size, e.g. 384",
+            ));
+        }
+        if self.batch == 0 || self.batch > MAX_BATCH {
+            out.push(Finding::new(
+                at("batch"),
+                format!("batch is {}; it must be between 1 and {MAX_BATCH}", self.batch),
+                "set how many points go in one request, e.g. 100",
+            ));
+        } else if (1..=MAX_DIMENSION).contains(&self.dimension) {
+            let bytes = upsert_bytes(self.batch, self.dimension);
+            if bytes > MAX_REQUEST_BYTES {
+                let fits = MAX_REQUEST_BYTES / upsert_bytes(1, self.dimension);
+                out.push(Finding::new(
+                    at("batch"),
+                    format!(
+                        "batch {} of dimension {} makes upsert requests of up to {} MiB, more than Qdrant accepts by default \
+                         (32 MiB, service.max_request_size_mb)",
+                        self.batch,
+                        self.dimension,
+                        bytes.div_ceil(1024 * 1024)
+                    ),
+                    format!("set batch to at most {fits}"),
+                ));
+            }
+        }
+        if let Err((message, help)) = validate_collection_name(&self.collection) {
+            out.push(Finding::new(at("collection"), message, help));
+        }
+        if let Err((message, help)) = parse_url(&self.url) {
+            out.push(Finding::new(at("url"), message, help));
+        }
+        if self.local_qdrant().is_some_and(|(_, port)| port == u16::MAX) {
+            out.push(Finding::new(
+                at("url"),
+                format!("url {:?} puts the local Qdrant's REST API on port 65535, which leaves no port for its gRPC API (the next one)", self.url),
+                "pick a lower port, e.g. 6333",
+            ));
+        }
+        for (key, value) in [("database", Some(&self.database)), ("api_key_file", self.api_key_file.as_ref()), ("metrics_dir", self.metrics_dir.as_ref())] {
+            if let Some(value) = value {
+                out.extend(config::absolute(key, value));
+            }
+        }
+        out
+    }
+}
+
 /// Collection names go into URL paths unescaped, so they are kept to a safe set.
-pub fn validate_collection_name(name: &str) -> Result<(), String> {
+fn validate_collection_name(name: &str) -> Result<(), (String, String)> {
+    let help = "use 1 to 255 letters, digits, '-', '_' and '.', e.g. \"ghostbridge-blocks\"".to_string();
     if name.is_empty() || name.len() > 255 {
-        return Err(format!("collection {name:?} must be 1 to 255 characters long"));
+        return Err((format!("collection {name:?} must be 1 to 255 characters long"), help));
     }
     if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))) {
-        return Err(format!("collection {name:?} contains {c:?}; use only letters, digits, '-', '_' and '.'"));
+        return Err((format!("collection {name:?} contains {c:?}"), help));
+    }
+    if name == "." || name == ".." {
+        return Err((format!("collection {name:?} is a path step, not a name"), help));
     }
     Ok(())
 }
 
-fn validate_url(url: &str) -> Result<(), String> {
+/// The parts of a Qdrant URL that matter: host (IPv6 in brackets) and port.
+struct QdrantUrl {
+    host: String,
+    port: u16,
+}
+
+/// `http://HOST[:PORT][/PREFIX]`; the port defaults to 80, as in any http URL.
+fn parse_url(url: &str) -> Result<QdrantUrl, (String, String)> {
+    let example = "write http://HOST[:PORT][/PREFIX], e.g. \"http://127.0.0.1:6333\"".to_string();
     if url.starts_with("https://") {
-        return Err(format!(
-            "url {url:?} uses https, but this build speaks plain http only; \
-             reach Qdrant over loopback (the default), or through a local TLS-terminating proxy"
+        return Err((
+            format!("url {url:?} uses https, but this build speaks plain http only"),
+            "reach Qdrant over loopback (the default), or through a local TLS-terminating proxy".into(),
         ));
     }
     let Some(rest) = url.strip_prefix("http://") else {
-        return Err(format!("url {url:?} must start with http://, e.g. \"http://127.0.0.1:6333\""));
+        return Err((format!("url {url:?} must start with http://"), example));
     };
-    if rest.trim_end_matches('/').is_empty() || rest.contains(char::is_whitespace) || rest.contains(['?', '#']) {
-        return Err(format!("url {url:?} must be http://HOST[:PORT][/PREFIX], e.g. \"http://127.0.0.1:6333\""));
+    if rest.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '?' | '#' | '@' | '\\')) {
+        return Err((format!("url {url:?} holds white space, a query, a fragment or user info"), example));
     }
-    Ok(())
+    let authority = rest.split('/').next().unwrap_or_default();
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let Some((addr, after)) = v6.split_once(']') else {
+            return Err((format!("url {url:?} opens an IPv6 address with '[' but does not close it"), example));
+        };
+        if addr.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err((format!("url {url:?}: {addr:?} is not an IPv6 address"), example));
+        }
+        (format!("[{addr}]"), after.strip_prefix(':'))
+    } else {
+        match authority.split_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (authority.to_string(), None),
+        }
+    };
+    if host.is_empty() {
+        return Err((format!("url {url:?} names no host"), example));
+    }
+    let port = match port {
+        None => 80,
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if n > 0 && !p.starts_with('+') => n,
+            _ => return Err((format!("url {url:?} has port {p:?}; a port is a number from 1 to 65535"), example)),
+        },
+    };
+    Ok(QdrantUrl { host, port })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::config::DaemonConfig;
 
     #[test]
     fn parses_the_module_example_and_defaults() {
@@ -234,7 +318,7 @@ mod tests {
             "dimension": 384, "distance": "Cosine", "batch": 100, "interval": "1s",
             "api_key_file": null, "metrics_dir": "/var/lib/prometheus-node-exporter-text" }"#;
         let c = SyncConfig::from_json(text, Path::new("x.json")).unwrap();
-        c.validate().unwrap();
+        assert_eq!(c.validate(), vec![]);
         assert_eq!(c.dimension, 384);
         assert_eq!(c.interval.to_string(), "1s");
         let minimal = SyncConfig::from_json(r#"{"database": "/x.db"}"#, Path::new("x.json")).unwrap();
@@ -248,11 +332,11 @@ mod tests {
             let mut c = SyncConfig::with_database("/x.db");
             c.dimension = dimension;
             c.batch = fits.min(MAX_BATCH);
-            c.validate().unwrap();
+            assert_eq!(c.validate(), vec![]);
             assert!(upsert_bytes(c.batch, dimension) <= MAX_REQUEST_BYTES);
             if fits < MAX_BATCH {
                 c.batch = fits + 1;
-                assert!(c.validate().unwrap_err().to_string().contains(&format!("at most {fits}")), "{dimension}");
+                assert!(c.validate().iter().map(|f| f.to_string()).collect::<String>().contains(&format!("at most {fits}")), "{dimension}");
             }
         }
         // The estimate is an upper bound of the real body: the widest f32 text.
@@ -264,7 +348,7 @@ mod tests {
     fn the_example_in_the_repository_is_valid() {
         let text = include_str!("../../examples/qdrant-sync.json");
         let c = SyncConfig::from_json(text, Path::new("examples/qdrant-sync.json")).unwrap();
-        c.validate().unwrap();
+        assert_eq!(c.validate(), vec![]);
         assert_eq!((c.collection.as_str(), c.batch, c.distance), ("ghostbridge-blocks", 100, Distance::Cosine));
     }
 
@@ -286,11 +370,34 @@ mod tests {
             (r#""collection": "a/b""#, "contains '/'"),
             (r#""url": "https://q:6333""#, "plain http only"),
             (r#""url": "127.0.0.1:6333""#, "must start with http://"),
+            (r#""url": "http://[::1:6333""#, "does not close it"),
+            (r#""url": "http://q:0""#, "a port is a number from 1 to 65535"),
+            (r#""url": "http://127.0.0.1:65535""#, "no port for its gRPC API"),
+            (r#""api_key_file": "key""#, "api_key_file must be an absolute path"),
         ] {
             let c =
                 SyncConfig::from_json(&format!(r#"{{"database": "/x.db", {patch}}}"#), Path::new("c.json")).unwrap();
-            let err = c.validate().unwrap_err().to_string();
+            let err = c.validate().iter().map(|f| f.to_string()).collect::<String>();
             assert!(err.contains(needle), "{patch}: {err}");
+        }
+    }
+
+    #[test]
+    fn finds_the_local_qdrant() {
+        let mut c = SyncConfig::with_database("/x.db");
+        for (url, local) in [
+            ("http://127.0.0.1:6333", Some(("127.0.0.1", 6333))),
+            ("http://127.0.0.1", Some(("127.0.0.1", 80))),
+            ("http://localhost:7000/prefix", Some(("127.0.0.1", 7000))),
+            ("http://[::1]:6333", Some(("::1", 6333))),
+            ("http://127.0.0.2:6333", Some(("127.0.0.2", 6333))),
+            ("http://10.0.0.5:6333", None),
+            ("http://qdrant.example:6333", None),
+        ] {
+            c.url = url.into();
+            assert_eq!(c.validate(), vec![], "{url}");
+            let got = c.local_qdrant().map(|(ip, port)| (ip.to_string(), port));
+            assert_eq!(got, local.map(|(ip, port)| (ip.to_string(), port)), "{url}");
         }
     }
 

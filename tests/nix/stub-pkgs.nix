@@ -1,24 +1,50 @@
 # Stand-ins for the packages the modules reference, for mini-eval.nix.
-# `formats.json` puts the rendered config into the unit's command line
-# ("--config json:{...}") so that a test can read it back.
+# Derivations are attribute sets with an outPath that keep, as nixpkgs'
+# derivations do, the attributes a test reads back: `formats.json`'s
+# `generate` keeps the rendered JSON text as `value` (nixpkgs passes it to
+# the builder under that name), `runCommand` keeps its build command, its
+# environment and its passthru.
 let
   b = builtins;
+  lib = import ./stub-lib.nix;
   stubPkg = name: {
     inherit name;
     outPath = "/nix/store/00000000000000000000000000000000-${name}";
   };
+  # nixpkgs' pkgs.formats.json's type: a JSON value, nested attribute sets and lists.
+  jsonValue =
+    with lib.types;
+    nullOr (oneOf [
+      bool
+      int
+      float
+      str
+      path
+      (attrsOf jsonValue)
+      (listOf jsonValue)
+    ])
+    // {
+      description = "JSON value";
+    };
   pkgs = {
     formats.json = _: {
-      # The rendered config is carried inside the unit's command line, to be read back here.
-      generate = name: value: "json:" + b.toJSON value;
+      type = jsonValue;
+      generate = name: value: stubPkg name // { value = b.toJSON value; };
+    };
+    stdenv = {
+      hostPlatform.system = "x86_64-linux";
+      buildPlatform.canExecute = platform: platform.system == "x86_64-linux";
     };
     writeTextDir = path: text: stubPkg "dir" // { inherit path text; };
     writeText = name: text: stubPkg name // { inherit text; };
-    runCommand = name: _: _: stubPkg name;
+    runCommand =
+      name: env: buildCommand:
+      stubPkg name // b.removeAttrs env [ "passthru" ] // env.passthru or { } // { inherit buildCommand; };
     coreutils = stubPkg "coreutils";
     libvirt = stubPkg "libvirt";
     gnugrep = stubPkg "gnugrep";
     novnc = stubPkg "novnc";
+    openvswitch = stubPkg "openvswitch";
     python3Packages.websockify = stubPkg "websockify";
     ghostbridge-snapshotter = stubPkg "ghostbridge-snapshotter";
     ghostbridge-ovs = stubPkg "ghostbridge-ovs";

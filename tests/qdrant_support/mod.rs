@@ -30,7 +30,7 @@ pub fn config(chain: &Chain, double: &QdrantDouble, tag: &str) -> SyncConfig {
     c.interval = "50ms".parse().unwrap();
     c.max_backoff = "200ms".parse().unwrap();
     c.request_timeout = "5s".parse().unwrap();
-    c.validate().unwrap();
+    assert_eq!(ghostbridge::runtime::config::DaemonConfig::validate(&c), vec![]);
     c
 }
 

@@ -2,6 +2,7 @@
 //! keys, disk layout and the snapshot/vector settings. Each finding points at
 //! the value it is about.
 
+mod daemons;
 pub mod disk;
 mod host;
 mod network;
@@ -47,6 +48,7 @@ pub fn all(hosts: &[HostSpec], nodes: &[Node], diags: &mut Vec<Diagnostic>) {
         host::check(host, &mut ctx);
         disk::check(host, &mut ctx);
         network::check(host, &mut ctx);
+        daemons::check(host, &mut ctx);
         services::check(host, &mut ctx);
         ports::check(host, &mut ctx);
         ssh::check(host, &mut ctx);

@@ -1,30 +1,12 @@
-//! Network: interface and bridge names (at most 15 bytes, unique), every OVS
-//! port attached once, addresses and CIDRs that parse, gateways inside their subnet.
+//! Network: what systemd-networkd does with each bridge's own interface:
+//! addresses and CIDRs that parse, gateways inside their subnet, DNS servers.
+//! (Bridge and port names are the OVS reconciler's rules: `daemons.rs`.)
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 
 use super::Ctx;
 use crate::spec::model::HostSpec;
-use crate::spec::source::PathSeg;
 use crate::spec_path;
-
-/// Linux IFNAMSIZ is 16 including the terminating NUL.
-const IFNAME_MAX: usize = 15;
-
-/// Why `name` cannot be a Linux interface name, if it cannot.
-pub fn interface_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("it is empty".into());
-    }
-    if name.len() > IFNAME_MAX {
-        return Err(format!("it is {} bytes long; Linux allows at most {IFNAME_MAX}", name.len()));
-    }
-    if name == "." || name == ".." || name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control()) {
-        return Err("it may not be '.' or '..' or hold '/', ':' or white space".into());
-    }
-    Ok(())
-}
 
 /// An address with its prefix length, e.g. `10.0.0.1/24`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,31 +44,7 @@ impl Cidr {
 }
 
 pub fn check(host: &HostSpec, ctx: &mut Ctx) {
-    // Every name attached to the switch: bridge interfaces and ports.
-    let mut attached: HashMap<String, Vec<PathSeg>> = HashMap::new();
     for (b, bridge) in host.network.bridges.iter().enumerate() {
-        let mut names: Vec<(Vec<PathSeg>, &String)> = vec![(spec_path!["network", "bridges", b, "name"], &bridge.name)];
-        if let Some(uplink) = &bridge.uplink {
-            names.push((spec_path!["network", "bridges", b, "uplink"], uplink));
-        }
-        for (p, port) in bridge.ports.iter().enumerate() {
-            names.push((spec_path!["network", "bridges", b, "ports", p], port));
-        }
-        for (p, port) in bridge.internal_ports.iter().enumerate() {
-            names.push((spec_path!["network", "bridges", b, "internal_ports", p], port));
-        }
-        for (path, name) in names {
-            if let Err(why) = interface_name(name) {
-                ctx.error(path.clone(), format!("interface name {name:?} is invalid: {why}"), "pick a shorter name such as \"ovsbr0\" or \"enp1s0\"");
-            }
-            if let Some(first) = attached.get(name.as_str()) {
-                let first = crate::spec::schema::location(first);
-                ctx.error(path, format!("{name:?} is attached to the switch twice"), format!("an interface or port can exist only once; it is already named at {first}"));
-            } else {
-                attached.insert(name.clone(), path);
-            }
-        }
-
         let mut cidrs = Vec::new();
         for (a, text) in bridge.addresses.iter().enumerate() {
             match Cidr::parse(text) {

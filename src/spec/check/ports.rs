@@ -27,24 +27,13 @@ pub fn tcp_listeners(host: &HostSpec) -> Vec<(u16, Vec<PathSeg>, String)> {
             out.push((web.port, spec_path!["dbus", "web", "port"], "the op-dbus web UI".into()));
         }
     }
-    if let Some(v) = &host.vectors {
-        if let Some(port) = local_qdrant_port(&v.url) {
-            out.push((port, spec_path!["vectors", "url"], "Qdrant (REST)".into()));
-            out.push((port.wrapping_add(1), spec_path!["vectors", "url"], "Qdrant (gRPC)".into()));
+    if let Some((_, port)) = host.qdrant_sync.as_ref().and_then(|v| v.local_qdrant()) {
+        out.push((port, spec_path!["qdrant_sync", "url"], "Qdrant (REST)".into()));
+        if let Some(grpc) = port.checked_add(1) {
+            out.push((grpc, spec_path!["qdrant_sync", "url"], "Qdrant (gRPC)".into()));
         }
     }
     out
-}
-
-/// The port of a Qdrant URL on loopback (which the host then runs itself).
-pub fn local_qdrant_port(url: &str) -> Option<u16> {
-    let rest = url.strip_prefix("http://")?;
-    let authority = rest.split('/').next()?;
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) => (h, p.parse().ok()?),
-        None => (authority, 80),
-    };
-    matches!(host, "127.0.0.1" | "localhost" | "[::1]").then_some(port)
 }
 
 pub fn check(host: &HostSpec, ctx: &mut Ctx) {

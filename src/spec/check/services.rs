@@ -1,6 +1,7 @@
-//! Snapshots, vectors, D-Bus and virtualization settings: retention against
-//! interval, the chain database outside the snapshotted subvolume, a positive
-//! vector dimension, OVS networks naming declared bridges.
+//! How the daemons fit the host (the daemons' own rules are in `daemons.rs`):
+//! the snapshotter's source is a declared subvolume and its database lives
+//! outside it, the Qdrant sync reads the chain the snapshotter writes, paths
+//! that land in unit lines are plain; D-Bus and virtualization wiring.
 
 use std::path::{Component, Path};
 
@@ -40,60 +41,75 @@ fn owning_mount<'a>(host: &'a HostSpec, path: &[String]) -> Option<&'a str> {
         .map(|(_, m)| m)
 }
 
+/// Paths that land in systemd unit lines (`ReadWritePaths=`, `RequiresMountsFor=`,
+/// `LoadCredential=`, `ExecStartPre=`), which split on white space and expand
+/// `%` and `$`: refused unless plain.
+fn plain_unit_path(ctx: &mut Ctx, section: &str, key: &str, value: &std::path::Path) -> bool {
+    let text = value.to_string_lossy();
+    if super::disk::plain_path(&text) {
+        return true;
+    }
+    ctx.error(
+        spec_path![section, key],
+        format!("{key} {text:?} has characters other than letters, digits and /@._+-"),
+        "it goes into systemd unit lines, which split on spaces and expand % and $: use a plain absolute path such as \"/var/lib/ghostbridge\"",
+    );
+    false
+}
+
 pub fn check(host: &HostSpec, ctx: &mut Ctx) {
-    if let Some(s) = &host.snapshots {
-        let fields = [("source", &s.source), ("snapshot_dir", &s.snapshot_dir), ("database", &s.database)];
+    if let Some(s) = &host.snapshotter {
         let mut ok = true;
-        for (key, value) in fields {
-            if !super::disk::plain_path(value) {
-                ok = false;
-                ctx.error(spec_path!["snapshots", key], format!("{key} {value:?} has characters other than letters, digits and /@._+-"), "use a plain absolute path such as \"/var/lib/ghostbridge\"");
-            } else if components(value).is_none() {
-                ok = false;
-                ctx.error(spec_path!["snapshots", key], format!("{key} {value:?} is not an absolute path"), "write an absolute path without '..', e.g. \"/var/lib/ghostbridge\"");
-            }
+        for (key, value) in [("source", &s.source), ("snapshot_dir", &s.snapshot_dir), ("database", &s.database)] {
+            ok &= plain_unit_path(ctx, "snapshotter", key, value);
+            ok &= components(&value.to_string_lossy()).is_some();
         }
-        if s.retention.as_millis() < s.interval.as_millis() {
-            ctx.error(
-                spec_path!["snapshots", "retention"],
-                format!("retention {} is shorter than the interval {}", s.retention, s.interval),
-                format!("every snapshot would be pruned before the next one exists: set retention to at least \"{}\"", s.interval),
-            );
+        if let Some(dir) = &s.metrics_dir {
+            plain_unit_path(ctx, "snapshotter", "metrics_dir", dir);
         }
         if ok {
-            let (source, db, dir) = (components(&s.source).unwrap_or_default(), components(&s.database).unwrap_or_default(), components(&s.snapshot_dir).unwrap_or_default());
+            let text = |p: &std::path::Path| p.to_string_lossy().into_owned();
+            let (source_text, db_text, dir_text) = (text(&s.source), text(&s.database), text(&s.snapshot_dir));
+            let (source, db, dir) = (
+                components(&source_text).unwrap_or_default(),
+                components(&db_text).unwrap_or_default(),
+                components(&dir_text).unwrap_or_default(),
+            );
             let source_mount = owning_mount(host, &source);
-            if host.disk.is_some() && source_mount != Some(s.source.as_str()) {
-                ctx.error(spec_path!["snapshots", "source"], format!("source {:?} is not the mount point of a declared subvolume", s.source), "snapshots are taken of whole subvolumes: name a `mount` from [[disk.subvolumes]]");
+            if host.disk.is_some() && source_mount != Some(source_text.as_str()) {
+                ctx.error(spec_path!["snapshotter", "source"], format!("source {source_text:?} is not the mount point of a declared subvolume"), "snapshots are taken of whole subvolumes: name a `mount` from [[disk.subvolumes]]");
             }
             let db_inside = match (host.disk.is_some(), owning_mount(host, &db)) {
-                (true, m) => m == Some(s.source.as_str()),
+                (true, m) => m == Some(source_text.as_str()),
                 (false, _) => is_under(&db, &source),
             };
             if db_inside {
                 ctx.error(
-                    spec_path!["snapshots", "database"],
-                    format!("the chain database {:?} lives inside the snapshotted subvolume {:?}", s.database, s.source),
+                    spec_path!["snapshotter", "database"],
+                    format!("the chain database {db_text:?} lives inside the snapshotted subvolume {source_text:?}"),
                     "every snapshot would capture a half-written database and the chain would record itself: put it on another subvolume, e.g. under /var/lib",
                 );
             }
-            if is_under(&dir, &source) && host.disk.is_some() && owning_mount(host, &dir) == Some(s.source.as_str()) {
-                ctx.warn(spec_path!["snapshots", "snapshot_dir"], "snapshots are stored inside the subvolume they snapshot", "BTRFS does not recurse into nested snapshots, but they are easier to manage elsewhere: use a directory on another subvolume of the same file system");
+            if is_under(&dir, &source) && host.disk.is_some() && owning_mount(host, &dir) == Some(source_text.as_str()) {
+                ctx.warn(spec_path!["snapshotter", "snapshot_dir"], "snapshots are stored inside the subvolume they snapshot", "BTRFS does not recurse into nested snapshots, but they are easier to manage elsewhere: use a directory on another subvolume of the same file system");
             }
         }
     }
-    if let Some(v) = &host.vectors {
-        if v.dimension <= 0 {
-            ctx.error(spec_path!["vectors", "dimension"], format!("vector dimension {} is not positive", v.dimension), "set the embedding size, e.g. dimension = 384");
+    if let Some(v) = &host.qdrant_sync {
+        match &host.snapshotter {
+            None => ctx.error(spec_path!["qdrant_sync"], "[qdrant_sync] mirrors the snapshot chain, but [snapshotter] is not configured", "add a [snapshotter] section, or remove [qdrant_sync]"),
+            Some(s) if s.database != v.database => ctx.error(
+                spec_path!["qdrant_sync", "database"],
+                format!("the Qdrant sync reads {:?}, but the snapshotter writes its chain to {:?}", v.database.display().to_string(), s.database.display().to_string()),
+                "remove `database` from [qdrant_sync]: it defaults to the snapshotter's",
+            ),
+            Some(_) => {}
         }
-        if v.batch <= 0 {
-            ctx.error(spec_path!["vectors", "batch"], format!("batch size {} is not positive", v.batch), "set how many points go in one request, e.g. batch = 100");
-        }
-        if host.snapshots.is_none() {
-            ctx.error(spec_path!["vectors"], "[vectors] mirrors the snapshot chain, but [snapshots] is not configured", "add a [snapshots] section, or remove [vectors]");
-        }
-        if !(v.url.starts_with("http://") || v.url.starts_with("https://")) {
-            ctx.error(spec_path!["vectors", "url"], format!("Qdrant URL {:?} is not http(s)", v.url), "use the REST endpoint, e.g. \"http://127.0.0.1:6333\"");
+        plain_unit_path(ctx, "qdrant_sync", "database", &v.database);
+        for (key, value) in [("api_key_file", &v.api_key_file), ("metrics_dir", &v.metrics_dir)] {
+            if let Some(value) = value {
+                plain_unit_path(ctx, "qdrant_sync", key, value);
+            }
         }
     }
     if let Some(d) = &host.dbus {

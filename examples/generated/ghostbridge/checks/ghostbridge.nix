@@ -18,34 +18,79 @@ pkgs.testers.runNixOSTest {
     virtualisation.memorySize = 3072;
     virtualisation.emptyDiskImages = [ 4096 ];
     virtualisation.vlans = [ 1 ];
-    services.ghostbridge.network.bridges.ovsbr0.uplink = lib.mkForce "eth1";
+    services.ghostbridge.ovs.settings.bridges = lib.mkForce [
+      {
+        datapath_type = "system";
+        drop_uplink_broadcast = true;
+        extra_flows = [ ];
+        internal_ports = [ ];
+        name = "ovsbr0";
+        ports = [ ];
+        uplink = "eth1";
+      }
+      {
+        datapath_type = "system";
+        drop_uplink_broadcast = true;
+        extra_flows = [ ];
+        internal_ports = [ ];
+        name = "ovsbr1";
+        ports = [ ];
+        uplink = null;
+      }
+    ];
   };
   testScript = ''
+    import json
+    spec = json.loads("{\"bridges\":[{\"drops_uplink_broadcast\":true,\"name\":\"ovsbr0\"},{\"drops_uplink_broadcast\":false,\"name\":\"ovsbr1\"}],\"docker\":true,\"libvirt\":true,\"monitoring\":{\"grafana\":true,\"prometheus_port\":9090},\"name\":\"ghostbridge\",\"qdrant_sync\":true,\"snapshotter\":{\"database\":\"/var/lib/blockchain-timing/chain.db\",\"subvolumes\":[{\"mount\":\"/home\",\"name\":\"@home\"},{\"mount\":\"/var/lib/overlay\",\"name\":\"@overlay\"},{\"mount\":\"/var/lib/blockchain-timing\",\"name\":\"@blockchain-timing\"},{\"mount\":\"/var/lib/blockchain-vectors\",\"name\":\"@blockchain-vectors\"},{\"mount\":\"/work\",\"name\":\"@work\"}],\"wait_seconds\":4}}")
+    # The test script of a generated VM check. Fixed text: what it checks comes
+    # from `spec` (JSON, defined just above this line by ghostgen); every value
+    # that reaches a shell command goes through shlex.quote.
+    import shlex
+
+    q = shlex.quote
+
     machine.start()
     machine.wait_for_unit("multi-user.target")
     machine.wait_for_unit("sshd.service")
-    machine.succeed("hostname | grep -x ghostbridge")
-    machine.wait_for_unit("ghostbridge-ovs.service")
-    machine.succeed("ovs-vsctl br-exists ovsbr0")
-    machine.succeed("ovs-ofctl dump-flows ovsbr0 | grep -q actions=drop")
-    machine.succeed("ovs-vsctl br-exists ovsbr1")
-    machine.succeed("mkfs.btrfs -f /dev/vdb", "mkdir -p /mnt/pool", "mount /dev/vdb /mnt/pool")
-    machine.succeed("btrfs subvolume create /mnt/pool/@home", "mkdir -p /home", "mount -o subvol=@home /dev/vdb /home")
-    machine.succeed("btrfs subvolume create /mnt/pool/@overlay", "mkdir -p /var/lib/overlay", "mount -o subvol=@overlay /dev/vdb /var/lib/overlay")
-    machine.succeed("btrfs subvolume create /mnt/pool/@blockchain-timing", "mkdir -p /var/lib/blockchain-timing", "mount -o subvol=@blockchain-timing /dev/vdb /var/lib/blockchain-timing")
-    machine.succeed("btrfs subvolume create /mnt/pool/@blockchain-vectors", "mkdir -p /var/lib/blockchain-vectors", "mount -o subvol=@blockchain-vectors /dev/vdb /var/lib/blockchain-vectors")
-    machine.succeed("btrfs subvolume create /mnt/pool/@work", "mkdir -p /work", "mount -o subvol=@work /dev/vdb /work")
-    machine.succeed("systemctl restart ghostbridge-snapshotter.service")
-    machine.wait_for_unit("ghostbridge-snapshotter.service")
-    machine.sleep(4)
-    machine.succeed("ghostbridge-snapshotter verify --db /var/lib/blockchain-timing/chain.db")
-    machine.wait_for_unit("ghostbridge-qdrant-sync.service")
-    machine.wait_for_unit("prometheus.service")
-    machine.wait_for_unit("prometheus-node-exporter.service")
-    machine.wait_for_open_port(9090)
-    machine.wait_for_unit("grafana.service")
-    machine.wait_for_unit("docker.service")
-    machine.wait_for_unit("libvirtd.service")
+    machine.succeed("hostname | grep -x -- " + q(spec["name"]))
+
+    if spec["bridges"]:
+        machine.wait_for_unit("ghostbridge-ovs.service")
+    for bridge in spec["bridges"]:
+        machine.succeed("ovs-vsctl br-exists " + q(bridge["name"]))
+        if bridge["drops_uplink_broadcast"]:
+            machine.succeed("ovs-ofctl dump-flows " + q(bridge["name"]) + " | grep -q actions=drop")
+
+    snap = spec["snapshotter"]
+    if snap is not None:
+        # The VM's root is not BTRFS: build the subvolumes on the spare disk.
+        machine.succeed("mkfs.btrfs -f /dev/vdb", "mkdir -p /mnt/pool", "mount /dev/vdb /mnt/pool")
+        for sv in snap["subvolumes"]:
+            machine.succeed(
+                "btrfs subvolume create " + q("/mnt/pool/" + sv["name"]),
+                "mkdir -p -- " + q(sv["mount"]),
+                "mount -o subvol=" + q(sv["name"]) + " /dev/vdb " + q(sv["mount"]),
+            )
+        machine.succeed("systemctl restart ghostbridge-snapshotter.service")
+        machine.wait_for_unit("ghostbridge-snapshotter.service")
+        machine.sleep(snap["wait_seconds"])
+        machine.succeed("ghostbridge-snapshotter verify --database " + q(snap["database"]))
+
+    if spec["qdrant_sync"]:
+        machine.wait_for_unit("ghostbridge-qdrant-sync.service")
+
+    mon = spec["monitoring"]
+    if mon is not None:
+        machine.wait_for_unit("prometheus.service")
+        machine.wait_for_unit("prometheus-node-exporter.service")
+        machine.wait_for_open_port(mon["prometheus_port"])
+        if mon["grafana"]:
+            machine.wait_for_unit("grafana.service")
+
+    if spec["docker"]:
+        machine.wait_for_unit("docker.service")
+    if spec["libvirt"]:
+        machine.wait_for_unit("libvirtd.service")
     machine.fail("grep -q '^PasswordAuthentication yes' /etc/ssh/sshd_config")
     '';
 }

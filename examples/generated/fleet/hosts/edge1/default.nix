@@ -41,18 +41,23 @@
     };
     network.bridges = {
       ovsbr0 = {
-        datapathType = "system";
-        uplink = "eno1";
-        ports = [ ];
-        internalPorts = [ ];
         dhcp = true;
         addresses = [ ];
         gateway = null;
         dns = [ ];
-        dropUplinkBroadcast = true;
-        extraFlows = [ ];
       };
     };
+    ovs.settings.bridges = [
+      {
+        datapath_type = "system";
+        drop_uplink_broadcast = true;
+        extra_flows = [ ];
+        internal_ports = [ ];
+        name = "ovsbr0";
+        ports = [ ];
+        uplink = "eno1";
+      }
+    ];
     virtualization = {
       libvirt = {
         enable = false;

@@ -41,18 +41,23 @@
     };
     network.bridges = {
       ovsbr0 = {
-        datapathType = "system";
-        uplink = "eth0";
-        ports = [ ];
-        internalPorts = [ ];
         dhcp = false;
         addresses = [ "192.0.2.20/24" ];
         gateway = "192.0.2.1";
         dns = [ "192.0.2.53" ];
-        dropUplinkBroadcast = true;
-        extraFlows = [ ];
       };
     };
+    ovs.settings.bridges = [
+      {
+        datapath_type = "system";
+        drop_uplink_broadcast = true;
+        extra_flows = [ ];
+        internal_ports = [ ];
+        name = "ovsbr0";
+        ports = [ ];
+        uplink = "eth0";
+      }
+    ];
     virtualization = {
       libvirt = {
         enable = false;

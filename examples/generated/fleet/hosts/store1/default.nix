@@ -43,11 +43,14 @@
     network.bridges = { };
     snapshotter = {
       enable = true;
-      source = "/srv/data";
-      snapshotDir = "/var/lib/chain/snapshots";
-      database = "/var/lib/chain/chain.db";
-      interval = "5s";
-      retention = "10m";
+      settings = {
+        database = "/var/lib/chain/chain.db";
+        dbus = true;
+        interval = "5s";
+        retention = "10m";
+        snapshot_dir = "/var/lib/chain/snapshots";
+        source = "/srv/data";
+      };
     };
     virtualization = {
       libvirt = {

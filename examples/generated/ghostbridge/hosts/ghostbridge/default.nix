@@ -31,6 +31,11 @@
   networking.firewall.allowedTCPPorts = [ 22 6080 ];
   networking.firewall.allowedUDPPorts = [ ];
   systemd.tmpfiles.rules = [ "h /work - - - - +C" ];
+  services.qdrant.settings.service = {
+    host = "127.0.0.1";
+    http_port = 6333;
+    grpc_port = 6334;
+  };
   services.ghostbridge = {
     enable = true;
     boot = {
@@ -47,48 +52,63 @@
     };
     network.bridges = {
       ovsbr0 = {
-        datapathType = "system";
-        uplink = "enp1s0";
-        ports = [ ];
-        internalPorts = [ ];
         dhcp = false;
         addresses = [ "203.0.113.10/24" ];
         gateway = "203.0.113.1";
         dns = [ "1.1.1.1" "9.9.9.9" ];
-        dropUplinkBroadcast = true;
-        extraFlows = [ ];
       };
       ovsbr1 = {
-        datapathType = "system";
-        uplink = null;
-        ports = [ ];
-        internalPorts = [ ];
         dhcp = false;
         addresses = [ "10.0.0.1/24" ];
         gateway = null;
         dns = [ ];
-        dropUplinkBroadcast = true;
-        extraFlows = [ ];
       };
     };
+    ovs.settings.bridges = [
+      {
+        datapath_type = "system";
+        drop_uplink_broadcast = true;
+        extra_flows = [ ];
+        internal_ports = [ ];
+        name = "ovsbr0";
+        ports = [ ];
+        uplink = "enp1s0";
+      }
+      {
+        datapath_type = "system";
+        drop_uplink_broadcast = true;
+        extra_flows = [ ];
+        internal_ports = [ ];
+        name = "ovsbr1";
+        ports = [ ];
+        uplink = null;
+      }
+    ];
     snapshotter = {
       enable = true;
-      source = "/var/lib/overlay";
-      snapshotDir = "/var/lib/blockchain-timing/snapshots";
-      database = "/var/lib/blockchain-timing/chain.db";
-      interval = "1s";
-      retention = "1m";
+      settings = {
+        database = "/var/lib/blockchain-timing/chain.db";
+        dbus = true;
+        interval = "1s";
+        retention = "1m";
+        snapshot_dir = "/var/lib/blockchain-timing/snapshots";
+        source = "/var/lib/overlay";
+      };
     };
-    vectorSync = {
+    qdrant_sync = {
       enable = true;
-      url = "http://127.0.0.1:6333";
-      collection = "ghostbridge-blocks";
-      dimension = 384;
-      distance = "Cosine";
-      batch = 100;
-      interval = "1s";
-      apiKeyFile = null;
       localQdrant = true;
+      settings = {
+        batch = 100;
+        collection = "ghostbridge-blocks";
+        database = "/var/lib/blockchain-timing/chain.db";
+        dimension = 384;
+        distance = "Cosine";
+        interval = "1s";
+        max_backoff = "30s";
+        request_timeout = "10s";
+        url = "http://127.0.0.1:6333";
+      };
     };
     virtualization = {
       libvirt = {
