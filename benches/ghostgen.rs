@@ -44,6 +44,7 @@ fn library_build(text: &str, out: &Path) -> [Duration; 4] {
 }
 
 /// Wall time and peak RSS (KiB) of one `ghostgen build` process.
+#[expect(clippy::zombie_processes, reason = "the child is reaped by wait4, which also reads its rusage")]
 fn command_build(spec: &Path, out: &Path) -> (Duration, i64) {
     let start = Instant::now();
     let child = Command::new(env!("CARGO_BIN_EXE_ghostgen"))
@@ -69,14 +70,17 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 fn main() {
-    let reference = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/ghostbridge.toml")).expect("reference spec");
+    let reference = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/ghostbridge.toml"))
+        .expect("reference spec");
     let cases: Vec<(String, String, usize)> = vec![
         ("reference".into(), reference, 1),
         ("fleet-10".into(), fleet(10), 10),
         ("fleet-100".into(), fleet(100), 100),
         ("fleet-1000".into(), fleet(1000), 1000),
     ];
-    println!("| spec | hosts | files | library build (median) | load / plan / write | per host | `ghostgen build` wall | peak RSS |");
+    println!(
+        "| spec | hosts | files | library build (median) | load / plan / write | per host | `ghostgen build` wall | peak RSS |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for (name, text, hosts) in cases {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -91,8 +95,11 @@ fn main() {
         let times: Vec<Duration> = runs.iter().map(|r| r[0]).collect();
         let spec_path = dir.path().join("spec.toml");
         std::fs::write(&spec_path, &text).expect("write spec");
-        let (wall, rss) = (0..3).map(|i| command_build(&spec_path, &dir.path().join(format!("cmd{i}")))).min().expect("runs");
-        let files = std::fs::read_to_string(dir.path().join("cmd0/.ghostgen-manifest.json")).map(|m| m.matches(".nix\"").count()).unwrap_or(0);
+        let (wall, rss) =
+            (0..3).map(|i| command_build(&spec_path, &dir.path().join(format!("cmd{i}")))).min().expect("runs");
+        let files = std::fs::read_to_string(dir.path().join("cmd0/.ghostgen-manifest.json"))
+            .map(|m| m.matches(".nix\"").count())
+            .unwrap_or(0);
         let med = median(times);
         println!(
             "| {name} | {hosts} | {files} | {:.1} ms | {:.1} / {:.1} / {:.1} ms | {:.2} ms | {:.1} ms | {:.1} MiB |",

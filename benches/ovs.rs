@@ -65,10 +65,7 @@ fn script_for(ovs: &Ovs, config: &Config) -> String {
             );
         }
         // Secure fail mode: no flow until one is added, as the reconciler builds it.
-        s += &format!(
-            "ovs-ofctl add-flow {} 'priority=0,actions=NORMAL'\n",
-            b.name
-        );
+        s += &format!("ovs-ofctl add-flow {} 'priority=0,actions=NORMAL'\n", b.name);
         if let (true, Some(up)) = (b.drop_uplink_broadcast, &b.uplink) {
             s += &format!(
                 "ovs-ofctl add-flow {} 'priority=1001,in_port={up},dl_dst=ff:ff:ff:ff:ff:ff,actions=drop'\n",
@@ -92,9 +89,7 @@ fn reset(ovs: &Ovs, config: &Config) {
     for b in &config.bridges {
         if let Some(up) = &b.uplink {
             let _ = Command::new("ethtool")
-                .args([
-                    "-K", up, "tx", "on", "sg", "on", "tso", "on", "gso", "on", "gro", "on",
-                ])
+                .args(["-K", up, "tx", "on", "sg", "on", "tso", "on", "gso", "on", "gro", "on"])
                 .output();
         }
     }
@@ -125,17 +120,9 @@ fn converge(ovs: &Ovs, name: &str, config: &Config, runs: usize) -> Row {
         script.push(t.elapsed());
         // The script's result is what apply would have built: nothing left to change.
         let again = ovs::apply(&ovs.addr(), config, &ovs.options()).unwrap();
-        assert_eq!(
-            again.transactions, 0,
-            "script result differs: {:?}",
-            again.changes
-        );
+        assert_eq!(again.transactions, 0, "script result differs: {:?}", again.changes);
     }
-    Row {
-        case: name.to_string(),
-        ours: median(ours),
-        script: Some(median(script)),
-    }
+    Row { case: name.to_string(), ours: median(ours), script: Some(median(script)) }
 }
 
 fn noop(ovs: &Ovs, name: &str, config: &Config, runs: usize) -> Row {
@@ -147,11 +134,7 @@ fn noop(ovs: &Ovs, name: &str, config: &Config, runs: usize) -> Row {
         ours.push(t.elapsed());
         assert!(r.transactions == 0 && r.flows_replaced.is_empty());
     }
-    Row {
-        case: name.to_string(),
-        ours: median(ours),
-        script: None,
-    }
+    Row { case: name.to_string(), ours: median(ours), script: None }
 }
 
 fn main() {
@@ -169,19 +152,9 @@ fn main() {
     // extra_flows are compared by `ovs-ofctl diff-flows` (parsed), one process per such bridge.
     let mut extra = two.clone();
     extra.bridges[0].extra_flows = vec!["dl_type=0x0800, in_port=gbbv, actions=normal".into()];
-    rows.push(noop(
-        &ovs,
-        "no-op re-apply, 2 bridges, one with extra_flows",
-        &extra,
-        50,
-    ));
+    rows.push(noop(&ovs, "no-op re-apply, 2 bridges, one with extra_flows", &extra, 50));
     reset(&ovs, &two);
-    rows.push(converge(
-        &ovs,
-        "converge 50 bridges x 8 ports from empty",
-        &big,
-        3,
-    ));
+    rows.push(converge(&ovs, "converge 50 bridges x 8 ports from empty", &big, 3));
     rows.push(noop(&ovs, "no-op re-apply, 50 bridges x 8 ports", &big, 10));
     reset(&ovs, &big);
 
@@ -189,13 +162,9 @@ fn main() {
     println!("|---|---:|---:|---:|");
     for r in rows {
         match r.script {
-            Some(s) => println!(
-                "| {} | {} | {} | {:.1}x |",
-                r.case,
-                ms(r.ours),
-                ms(s),
-                s.as_secs_f64() / r.ours.as_secs_f64()
-            ),
+            Some(s) => {
+                println!("| {} | {} | {} | {:.1}x |", r.case, ms(r.ours), ms(s), s.as_secs_f64() / r.ours.as_secs_f64())
+            }
             None => println!("| {} | {} | - | - |", r.case, ms(r.ours)),
         }
     }

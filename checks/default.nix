@@ -1,6 +1,7 @@
 # The VM checks of this repository's flake (`nix flake check` runs them all),
-# plus two cheap evaluation checks: the module options' types and what the
-# modules compute (both also run without nixpkgs: tests/nix/check.sh).
+# two cheap evaluation checks: the module options' types and what the
+# modules compute (both also run without nixpkgs: tests/nix/check.sh), and a
+# build check without a VM: an invalid daemon setting fails the build.
 {
   pkgs,
   self,
@@ -37,6 +38,7 @@ in
 {
   option-types = optionTypes;
   module-behaviour = moduleBehaviour;
+  config-validation = import ./config-validation.nix args;
   snapshotter = import ./snapshotter.nix args;
   ovs = import ./ovs.nix args;
   qdrant-sync = import ./qdrant-sync.nix args;

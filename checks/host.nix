@@ -1,9 +1,9 @@
 # Boots the host that `ghostgen build` generated from examples/ghostbridge.toml
 # and asserts that every unit its spec turns on is active. Only what a VM
 # cannot have is changed: the disk layout is not applied (the VM has its own
-# disks; a scratch BTRFS disk carries the snapshotter's subvolumes), the
-# uplink NIC is the VM's eth1, and the op-dbus units need a package the
-# reference spec does not ship.
+# disks; a scratch BTRFS disk carries the snapshotter's subvolumes), and the
+# op-dbus units need a package the reference spec does not ship. The host's
+# settings stay as generated: each bridge's uplink is a VM NIC of that name.
 {
   pkgs,
   self,
@@ -47,12 +47,14 @@ pkgs.testers.runNixOSTest {
       disko.enableConfig = lib.mkForce false;
       virtualisation.memorySize = 4096;
       virtualisation.diskSize = 8192;
-      virtualisation.interfaces.eth1 = {
-        vlan = 1;
-        assignIP = false;
-      };
-      # The reference spec's internet-facing bridge.
-      services.ghostbridge.network.bridges.ovsbr0.uplink = lib.mkForce "eth1";
+      # One NIC per uplink, named like it (enp1s0 for the reference spec), each on
+      # its own test network, so that ovs.settings.bridges need not change.
+      virtualisation.interfaces = lib.listToAttrs (
+        lib.imap1 (i: uplink: lib.nameValuePair uplink {
+          vlan = i;
+          assignIP = false;
+        }) (lib.filter (u: u != null) (map (b: b.uplink or null) gb.ovs.settings.bridges))
+      );
       services.ghostbridge.opDbus.enable = lib.mkIf (gb.opDbus.package == null) (lib.mkForce false);
     };
 
@@ -70,8 +72,8 @@ pkgs.testers.runNixOSTest {
         ++ [ "systemd-networkd.service" ]
         ++ lib.optional cfg.services.openssh.enable "sshd.service"
         ++ lib.optional gb.snapshotter.enable "ghostbridge-snapshotter.service"
-        ++ lib.optionals gb.vectorSync.enable (
-          [ "ghostbridge-qdrant-sync.service" ] ++ lib.optional gb.vectorSync.localQdrant "qdrant.service"
+        ++ lib.optionals gb.qdrant_sync.enable (
+          [ "ghostbridge-qdrant-sync.service" ] ++ lib.optional gb.qdrant_sync.localQdrant "qdrant.service"
         )
         ++ lib.optionals gb.monitoring.enable [
           "prometheus.service"
@@ -98,7 +100,7 @@ pkgs.testers.runNixOSTest {
 
       ${lib.optionalString gb.ovs.enable ''
         with subtest("the spec's bridges exist"):
-            for bridge in ${builtins.toJSON (builtins.attrNames gb.network.bridges)}:
+            for bridge in ${builtins.toJSON (map (b: b.name) gb.ovs.settings.bridges)}:
                 ghostbridge.succeed(f"ovs-vsctl br-exists {bridge}")
       ''}
       ${lib.optionalString (gb.monitoring.enable && gb.snapshotter.enable) ''

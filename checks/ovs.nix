@@ -32,17 +32,21 @@ pkgs.testers.runNixOSTest {
       environment.systemPackages = [ pkgs.ethtool ];
       services.ghostbridge = {
         enable = true;
-        network.bridges = {
-          ovsbr0 = {
+        ovs.settings.bridges = [
+          {
+            name = "ovsbr0";
             uplink = "eth1";
-            internalPorts = [ "ovsbr0-mgmt" ];
-            addresses = [ "${bridgeAddress}/24" ];
-          };
-          ovsbr1 = {
+            internal_ports = [ "ovsbr0-mgmt" ];
+          }
+          {
+            name = "ovsbr1";
             ports = [ "eth2" ];
-            addresses = [ "10.10.0.1/24" ];
-            dropUplinkBroadcast = false;
-          };
+            drop_uplink_broadcast = false;
+          }
+        ];
+        network.bridges = {
+          ovsbr0.addresses = [ "${bridgeAddress}/24" ];
+          ovsbr1.addresses = [ "10.10.0.1/24" ];
         };
       };
     };
@@ -57,8 +61,8 @@ pkgs.testers.runNixOSTest {
   testScript =
     { nodes, ... }:
     let
-      execStart = nodes.server.systemd.services.ghostbridge-ovs.serviceConfig.ExecStart;
-      configFile = pkgs.lib.last (pkgs.lib.splitString " " execStart);
+      # The file the unit applies (checked by `ghostbridge-ovs check-config` at build time).
+      configFile = nodes.server.services.ghostbridge.ovs.configFile;
     in
     ''
       import re

@@ -25,10 +25,24 @@ pkgs.testers.runNixOSTest {
       ];
       services.ghostbridge = {
         enable = true;
-        snapshotter.enable = true;
-        vectorSync = {
+        snapshotter = {
           enable = true;
-          batch = 4;
+          settings = {
+            source = "/var/lib/overlay";
+            snapshot_dir = "/var/lib/blockchain-timing/snapshots";
+            database = "/var/lib/blockchain-timing/chain.db";
+          };
+        };
+        # Not the daemon's defaults, so that the collection's shape proves they arrive;
+        # url and database come from the modules (local Qdrant, the snapshotter's database).
+        qdrant_sync = {
+          enable = true;
+          settings = {
+            collection = "vm-check-blocks";
+            dimension = 64;
+            distance = "Dot";
+            batch = 4;
+          };
         };
         # The sync (a dynamic user) and the snapshotter (root) write node exporter's textfile folder.
         monitoring.enable = true;
@@ -38,8 +52,8 @@ pkgs.testers.runNixOSTest {
   testScript =
     { nodes, ... }:
     let
-      sync = nodes.machine.services.ghostbridge.vectorSync;
-      port = builtins.elemAt (builtins.match "http://[^/:]+:([0-9]+).*" sync.url) 0;
+      sync = nodes.machine.services.ghostbridge.qdrant_sync.settings;
+      port = toString nodes.machine.services.qdrant.settings.service.http_port;
     in
     ''
       import json

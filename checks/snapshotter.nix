@@ -20,8 +20,13 @@ pkgs.testers.runNixOSTest {
       enable = true;
       snapshotter = {
         enable = true;
-        interval = "1s";
-        retention = "4s";
+        settings = {
+          source = "/var/lib/overlay";
+          snapshot_dir = "/var/lib/blockchain-timing/snapshots";
+          database = "/var/lib/blockchain-timing/chain.db";
+          interval = "1s";
+          retention = "4s";
+        };
       };
     };
   };
@@ -29,13 +34,13 @@ pkgs.testers.runNixOSTest {
   testScript =
     { nodes, ... }:
     let
-      snap = nodes.machine.services.ghostbridge.snapshotter;
+      snap = nodes.machine.services.ghostbridge.snapshotter.settings;
     in
     ''
       import re
 
       db = "${snap.database}"
-      snapdir = "${snap.snapshotDir}"
+      snapdir = "${snap.snapshot_dir}"
 
       def sql(query):
           return machine.succeed(f"sqlite3 {db} '{query}'").strip()
@@ -50,7 +55,7 @@ pkgs.testers.runNixOSTest {
           assert blocks >= 8, f"only {blocks} blocks after 10 s at a 1 s interval"
 
       with subtest("the chain verifies"):
-          machine.succeed(f"ghostbridge-snapshotter verify --db {db}")
+          machine.succeed(f"ghostbridge-snapshotter verify --database {db}")
 
       with subtest("snapshots past the retention are pruned, their blocks kept"):
           pruned = int(sql("SELECT COUNT(*) FROM blocks WHERE pruned_ns IS NOT NULL"))
@@ -93,6 +98,6 @@ pkgs.testers.runNixOSTest {
           machine.succeed("systemctl restart ghostbridge-snapshotter.service")
           machine.wait_for_unit("ghostbridge-snapshotter.service")
           machine.wait_until_succeeds(f"test $(sqlite3 {db} 'SELECT MAX(height) FROM blocks') -gt {before + 2}")
-          machine.succeed(f"ghostbridge-snapshotter verify --db {db}")
+          machine.succeed(f"ghostbridge-snapshotter verify --database {db}")
     '';
 }

@@ -62,7 +62,8 @@ fn check_exit_codes() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("valid (1 host: ghostbridge)"));
 
-    std::fs::write(dir.path().join("bad.toml"), reference().replace("compress = \"zstd:9\"", "compress = \"zstd:99\"")).unwrap();
+    std::fs::write(dir.path().join("bad.toml"), reference().replace("compress = \"zstd:9\"", "compress = \"zstd:99\""))
+        .unwrap();
     let o = ghostgen(&["check", "bad.toml"], dir.path());
     assert_eq!(code(&o), 1);
     let err = stderr(&o);
@@ -82,7 +83,14 @@ fn build_writes_the_tree_next_to_the_spec_and_is_idempotent() {
     std::fs::write(dir.path().join("spec.toml"), reference()).unwrap();
     let o = ghostgen(&["build", "spec.toml"], dir.path());
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    for f in ["flake.nix", "hosts/ghostbridge/default.nix", "hosts/ghostbridge/disko.nix", "hosts/ghostbridge/hardware.nix", "checks/ghostbridge.nix", ".ghostgen-manifest.json"] {
+    for f in [
+        "flake.nix",
+        "hosts/ghostbridge/default.nix",
+        "hosts/ghostbridge/disko.nix",
+        "hosts/ghostbridge/hardware.nix",
+        "checks/ghostbridge.nix",
+        ".ghostgen-manifest.json",
+    ] {
         assert!(dir.path().join(f).is_file(), "{f} missing");
     }
     let before = snapshot(dir.path());
@@ -95,7 +103,11 @@ fn build_writes_the_tree_next_to_the_spec_and_is_idempotent() {
 #[test]
 fn invalid_spec_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("spec.toml"), reference().replace("name = \"ghostbridge\"", "name = \"ghost_bridge\"")).unwrap();
+    std::fs::write(
+        dir.path().join("spec.toml"),
+        reference().replace("name = \"ghostbridge\"", "name = \"ghost_bridge\""),
+    )
+    .unwrap();
     let o = ghostgen(&["build", "spec.toml", "-o", "out"], dir.path());
     assert_eq!(code(&o), 1);
     assert!(!dir.path().join("out").exists());
@@ -109,11 +121,19 @@ fn check_flag_detects_stale_output() {
     assert_eq!(code(&o), 1, "missing output must be stale");
     assert!(stderr(&o).contains("missing:"), "{}", stderr(&o));
     assert_eq!(code(&ghostgen(&["build", "spec.toml"], dir.path())), 0);
-    std::fs::write(dir.path().join("spec.toml"), reference().replace("time_zone = \"UTC\"", "time_zone = \"Europe/Berlin\"")).unwrap();
+    std::fs::write(
+        dir.path().join("spec.toml"),
+        reference().replace("time_zone = \"UTC\"", "time_zone = \"Europe/Berlin\""),
+    )
+    .unwrap();
     let before = snapshot(dir.path());
     let o = ghostgen(&["build", "spec.toml", "--check"], dir.path());
     assert_eq!(code(&o), 1);
-    assert!(stderr(&o).contains("out of date:") && stderr(&o).contains("hosts/ghostbridge/default.nix"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("out of date:") && stderr(&o).contains("hosts/ghostbridge/default.nix"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(before, snapshot(dir.path()), "--check must not write");
 }
 
@@ -125,13 +145,22 @@ fn edited_files_are_not_overwritten_without_force() {
     let host = dir.path().join("hosts/ghostbridge/default.nix");
     let edited = std::fs::read_to_string(&host).unwrap().replace("\"UTC\"", "\"Asia/Tokyo\"");
     std::fs::write(&host, &edited).unwrap();
-    std::fs::write(dir.path().join("spec.toml"), reference().replace("locale = \"en_US.UTF-8\"", "locale = \"de_DE.UTF-8\"")).unwrap();
+    std::fs::write(
+        dir.path().join("spec.toml"),
+        reference().replace("locale = \"en_US.UTF-8\"", "locale = \"de_DE.UTF-8\""),
+    )
+    .unwrap();
 
     let before = snapshot(dir.path());
     let o = ghostgen(&["build", "spec.toml"], dir.path());
     assert_eq!(code(&o), 1);
     let err = stderr(&o);
-    assert!(err.contains("refusing to overwrite") && err.contains("hosts/ghostbridge/default.nix") && err.contains("--force"), "{err}");
+    assert!(
+        err.contains("refusing to overwrite")
+            && err.contains("hosts/ghostbridge/default.nix")
+            && err.contains("--force"),
+        "{err}"
+    );
     assert_eq!(before, snapshot(dir.path()), "a refused build must write nothing");
 
     let o = ghostgen(&["build", "spec.toml", "--force"], dir.path());

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 fn generate(example: &str, dir: &Path) {
     let text = std::fs::read_to_string(format!("examples/{example}.toml")).unwrap();
@@ -74,7 +74,10 @@ fn reference_flake_outputs() {
         v["hosts"],
         json!({"ghostbridge": {"modules": ["disko-module", "ghostbridge-module", format!("{d}/hosts/ghostbridge")], "inputsPassed": true}})
     );
-    assert_eq!(v["checks"], json!({"x86_64-linux": {"ghostbridge": {"system": "x86_64-linux", "testName": "ghostbridge-host-ghostbridge"}}}));
+    assert_eq!(
+        v["checks"],
+        json!({"x86_64-linux": {"ghostbridge": {"system": "x86_64-linux", "testName": "ghostbridge-host-ghostbridge"}}})
+    );
     assert_eq!(
         v["packages"],
         json!({"x86_64-linux": {"netboot-ghostbridge": {"name": "netboot-ghostbridge", "paths": ["kernel", "initrd", "ipxe"], "system": "x86_64-linux"}}})

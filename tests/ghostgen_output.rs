@@ -122,6 +122,12 @@ fn committed_example_output_is_fresh() {
         let out = Path::new("examples/generated").join(name);
         let files = plan_for(&path);
         let stale = generate::write::staleness(&out, &files).unwrap();
-        assert!(stale.is_fresh(), "{} is stale: {stale:?}; run `ghostgen build {} -o {}`", out.display(), path.display(), out.display());
+        assert!(
+            stale.is_fresh(),
+            "{} is stale: {stale:?}; run `ghostgen build {} -o {}`",
+            out.display(),
+            path.display(),
+            out.display()
+        );
     }
 }

@@ -9,7 +9,7 @@ use std::process::Command;
 use ghostbridge::generate;
 use ghostbridge::spec::model::*;
 use proptest::prelude::*;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 /// Evaluates the generated host with stand-ins for the module arguments.
 fn eval_host(spec: &Spec) -> Value {
@@ -114,7 +114,10 @@ fn reference_host_evaluates_to_what_the_spec_says() {
     assert_eq!(gb["qdrant_sync"]["settings"]["dimension"], json!(384));
     assert_eq!(gb["qdrant_sync"]["settings"]["database"], json!(s.database));
     assert_eq!(gb["qdrant_sync"]["localQdrant"], json!(true));
-    assert_eq!(v["services"]["qdrant"]["settings"]["service"], json!({"host": "127.0.0.1", "http_port": 6333, "grpc_port": 6334}));
+    assert_eq!(
+        v["services"]["qdrant"]["settings"]["service"],
+        json!({"host": "127.0.0.1", "http_port": 6333, "grpc_port": 6334})
+    );
     assert_eq!(gb["ovs"]["settings"]["bridges"], serde_json::to_value(&h.ovs_config().bridges).unwrap());
     assert_eq!(gb["ovs"]["settings"]["bridges"][0]["uplink"], json!("enp1s0"));
     assert_eq!(gb["boot"]["sysctl"]["vm.swappiness"], json!(10));

@@ -7,16 +7,22 @@ const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK0wmN/Cr3JXqmLW7u+g9pTh+
 
 /// A valid host; `extra` is appended (TOML sections).
 fn spec_with(extra: &str) -> String {
-    format!("[host]\nname = \"web1\"\nstate_version = \"25.11\"\n\n[[users]]\nname = \"ops\"\nadmin = true\nssh_keys = [\"{KEY}\"]\n{extra}")
+    format!(
+        "[host]\nname = \"web1\"\nstate_version = \"25.11\"\n\n[[users]]\nname = \"ops\"\nadmin = true\nssh_keys = [\"{KEY}\"]\n{extra}"
+    )
 }
 
 /// (line, col, message, help) of every diagnostic, in file order.
 fn diagnostics(text: &str) -> Vec<(usize, usize, String, String)> {
     match spec::load(text) {
-        Ok(loaded) => loaded.warnings.iter().map(|d| {
-            let (l, c) = line_col(text, d.span.start);
-            (l, c, format!("warning: {}", d.message), d.help.clone().unwrap_or_default())
-        }).collect(),
+        Ok(loaded) => loaded
+            .warnings
+            .iter()
+            .map(|d| {
+                let (l, c) = line_col(text, d.span.start);
+                (l, c, format!("warning: {}", d.message), d.help.clone().unwrap_or_default())
+            })
+            .collect(),
         Err(r) => r
             .diagnostics
             .iter()
@@ -75,7 +81,9 @@ fn type_error_says_expected_and_found() {
 
 #[test]
 fn unknown_key_suggests_closest() {
-    let text = spec_with("[[disk.subvolumes]]\nname = \"@\"\nmount = \"/\"\ncompres = \"zstd:3\"\n[disk]\ndevice = \"/dev/sda\"\n");
+    let text = spec_with(
+        "[[disk.subvolumes]]\nname = \"@\"\nmount = \"/\"\ncompres = \"zstd:3\"\n[disk]\ndevice = \"/dev/sda\"\n",
+    );
     // `[[disk.subvolumes]]` before `[disk]` is valid TOML; the typo is what is reported.
     let help = assert_one(&text, line_of(&text, "compres ="), 1, "unknown key `compres`");
     assert_eq!(help, "did you mean `compress`?");
@@ -92,7 +100,10 @@ fn unknown_section_suggests_closest() {
 fn missing_required_key_is_named() {
     let text = "[host]\nname = \"a\"\n";
     let d = diagnostics(text);
-    assert!(d.iter().any(|(_, _, m, h)| m.contains("missing key `state_version`") && h.contains("add `state_version")), "{d:?}");
+    assert!(
+        d.iter().any(|(_, _, m, h)| m.contains("missing key `state_version`") && h.contains("add `state_version")),
+        "{d:?}"
+    );
 }
 
 #[test]
@@ -115,9 +126,13 @@ fn addresses_must_parse() {
 
 #[test]
 fn gateway_must_lie_inside_the_subnet() {
-    let text = spec_with("[[network.bridges]]\nname = \"br0\"\naddresses = [\"203.0.113.10/24\"]\ngateway = \"203.0.114.1\"\n");
+    let text = spec_with(
+        "[[network.bridges]]\nname = \"br0\"\naddresses = [\"203.0.113.10/24\"]\ngateway = \"203.0.114.1\"\n",
+    );
     assert_one(&text, line_of(&text, "gateway"), 11, "gateway 203.0.114.1 is outside the bridge's subnets");
-    let ok = spec_with("[[network.bridges]]\nname = \"br0\"\naddresses = [\"203.0.113.10/24\"]\ngateway = \"203.0.113.1\"\n");
+    let ok = spec_with(
+        "[[network.bridges]]\nname = \"br0\"\naddresses = [\"203.0.113.10/24\"]\ngateway = \"203.0.113.1\"\n",
+    );
     assert!(diagnostics(&ok).is_empty());
 }
 
@@ -126,12 +141,19 @@ fn interface_names_are_short_and_unique() {
     let text = spec_with("[[network.bridges]]\nname = \"averyverylongbr0\"\n");
     assert_one(&text, line_of(&text, "averyvery"), 8, "is 16 bytes long; Linux allows at most 15");
     let text = spec_with("[[network.bridges]]\nname = \"br0\"\n[[network.bridges]]\nname = \"br0\"\n");
-    assert_one(&text, last_line(&text, |l| l.contains("br0")).unwrap() + 1, 8, "\"br0\" is attached to the switch twice");
+    assert_one(
+        &text,
+        last_line(&text, |l| l.contains("br0")).unwrap() + 1,
+        8,
+        "\"br0\" is attached to the switch twice",
+    );
 }
 
 #[test]
 fn every_ovs_port_exists_once() {
-    let text = spec_with("[[network.bridges]]\nname = \"br0\"\nuplink = \"eth0\"\n[[network.bridges]]\nname = \"br1\"\nports = [\"eth0\"]\n");
+    let text = spec_with(
+        "[[network.bridges]]\nname = \"br0\"\nuplink = \"eth0\"\n[[network.bridges]]\nname = \"br1\"\nports = [\"eth0\"]\n",
+    );
     let help = assert_one(&text, line_of(&text, "ports"), 10, "\"eth0\" is attached to the switch twice");
     assert!(help.contains("network.bridges[0].uplink"), "{help}");
 }
@@ -168,21 +190,27 @@ fn compression_level_is_checked_per_algorithm() {
 
 #[test]
 fn nodatacow_with_compression_says_why() {
-    let text = spec_with("[disk]\ndevice = \"/dev/sda\"\n[[disk.subvolumes]]\nname = \"@\"\nmount = \"/\"\ncompress = \"zstd:3\"\nnodatacow = true\n");
+    let text = spec_with(
+        "[disk]\ndevice = \"/dev/sda\"\n[[disk.subvolumes]]\nname = \"@\"\nmount = \"/\"\ncompress = \"zstd:3\"\nnodatacow = true\n",
+    );
     let help = assert_one(&text, line_of(&text, "nodatacow"), 13, "sets both nodatacow and compress");
     assert!(help.contains("only compresses copy-on-write data"), "{help}");
 }
 
 #[test]
 fn retention_at_least_the_interval() {
-    let text = spec_with("[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/c.db\"\ninterval = \"2s\"\nretention = \"1500ms\"\n");
+    let text = spec_with(
+        "[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/c.db\"\ninterval = \"2s\"\nretention = \"1500ms\"\n",
+    );
     let help = assert_one(&text, line_of(&text, "retention"), 13, "retention 1500ms is shorter than interval 2s");
     assert!(help.contains("at least \"2s\""), "{help}");
 }
 
 #[test]
 fn durations_must_be_well_formed() {
-    let text = spec_with("[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/c.db\"\ninterval = \"1 s\"\n");
+    let text = spec_with(
+        "[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/c.db\"\ninterval = \"1 s\"\n",
+    );
     assert_one(&text, line_of(&text, "interval"), 12, "expected a duration");
 }
 
@@ -201,8 +229,14 @@ fn tcp_ports_do_not_collide() {
     assert_one(&text, line_of(&text, "grafana_port"), 16, "Grafana and SSH both use TCP port 22");
     let text = spec_with("[virtualization]\nnovnc_port = 9090\n[monitoring]\n");
     let d = diagnostics(&text);
-    assert!(d.iter().any(|(_, _, m, h)| m.contains("noVNC and Prometheus both use TCP port 9090") && h.contains("give noVNC")), "{d:?}");
-    let text = spec_with("[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/c.db\"\n[qdrant_sync]\n[virtualization]\nnovnc_port = 6334\n");
+    assert!(
+        d.iter()
+            .any(|(_, _, m, h)| m.contains("noVNC and Prometheus both use TCP port 9090") && h.contains("give noVNC")),
+        "{d:?}"
+    );
+    let text = spec_with(
+        "[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/c.db\"\n[qdrant_sync]\n[virtualization]\nnovnc_port = 6334\n",
+    );
     assert_one(&text, line_of(&text, "novnc_port"), 14, "noVNC and Qdrant (gRPC) both use TCP port 6334");
 }
 
@@ -232,14 +266,19 @@ fn some_admin_must_have_a_key() {
 #[test]
 fn snapshot_database_outside_the_snapshotted_subvolume() {
     let disk = "[disk]\ndevice = \"/dev/sda\"\n[[disk.subvolumes]]\nname = \"@\"\nmount = \"/\"\n[[disk.subvolumes]]\nname = \"@data\"\nmount = \"/srv/data\"\n[[disk.subvolumes]]\nname = \"@chain\"\nmount = \"/srv/data/chain\"\n";
-    let text = spec_with(&format!("{disk}[snapshotter]\nsource = \"/srv/data\"\nsnapshot_dir = \"/snapshots\"\ndatabase = \"/srv/data/chain.db\"\n"));
+    let text = spec_with(&format!(
+        "{disk}[snapshotter]\nsource = \"/srv/data\"\nsnapshot_dir = \"/snapshots\"\ndatabase = \"/srv/data/chain.db\"\n"
+    ));
     let help = assert_one(&text, line_of(&text, "database"), 12, "lives inside the snapshotted subvolume");
     assert!(help.contains("another subvolume"), "{help}");
     // A nested subvolume is not part of the snapshot: fine.
-    let ok = spec_with(&format!("{disk}[snapshotter]\nsource = \"/srv/data\"\nsnapshot_dir = \"/snapshots\"\ndatabase = \"/srv/data/chain/chain.db\"\n"));
+    let ok = spec_with(&format!(
+        "{disk}[snapshotter]\nsource = \"/srv/data\"\nsnapshot_dir = \"/snapshots\"\ndatabase = \"/srv/data/chain/chain.db\"\n"
+    ));
     assert!(diagnostics(&ok).is_empty(), "{:?}", diagnostics(&ok));
     // Without a declared layout, plain path containment decides.
-    let text = spec_with("[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/srv/db/chain.db\"\n");
+    let text =
+        spec_with("[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/srv/db/chain.db\"\n");
     assert_one(&text, line_of(&text, "database"), 12, "lives inside the snapshotted subvolume");
 }
 
@@ -284,7 +323,9 @@ fn host_and_hosts_together_is_an_error() {
 
 #[test]
 fn nul_in_a_string_is_refused() {
-    let text = spec_with("").replace("\"UTC\"", "x").replace("state_version = \"25.11\"", "state_version = \"25.11\"\ntime_zone = \"a\\u0000b\"");
+    let text = spec_with("")
+        .replace("\"UTC\"", "x")
+        .replace("state_version = \"25.11\"", "state_version = \"25.11\"\ntime_zone = \"a\\u0000b\"");
     assert_one(&text, line_of(&text, "time_zone"), 13, "NUL character");
 }
 
@@ -296,7 +337,9 @@ fn netboot_url_must_be_plain_http() {
 
 #[test]
 fn paths_are_plain() {
-    let text = spec_with("[disk]\ndevice = \"/dev/sda\"\n[[disk.subvolumes]]\nname = \"@\"\nmount = \"/\"\n[[disk.subvolumes]]\nname = \"@x\"\nmount = \"/my data\"\n");
+    let text = spec_with(
+        "[disk]\ndevice = \"/dev/sda\"\n[[disk.subvolumes]]\nname = \"@\"\nmount = \"/\"\n[[disk.subvolumes]]\nname = \"@x\"\nmount = \"/my data\"\n",
+    );
     assert_one(&text, line_of(&text, "/my data"), 9, "mount point \"/my data\" has characters other than");
     let text = spec_with("[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/c'.db\"\n");
     assert_one(&text, line_of(&text, "database"), 12, "database \"/var/lib/c'.db\" has characters other than");
@@ -304,6 +347,8 @@ fn paths_are_plain() {
 
 #[test]
 fn absurd_durations_are_refused() {
-    let text = spec_with("[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/c.db\"\nretention = \"400d\"\n");
+    let text = spec_with(
+        "[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/c.db\"\nretention = \"400d\"\n",
+    );
     assert_one(&text, line_of(&text, "retention"), 13, "it is longer than 366 days");
 }

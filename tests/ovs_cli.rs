@@ -9,19 +9,11 @@ use ovs_support::{Ovs, root_or_skip};
 use serde_json::json;
 
 fn cli(ovs: &Ovs, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ghostbridge-ovs"))
-        .args(args)
-        .env("OVS_RUNDIR", ovs.dir.path())
-        .output()
-        .unwrap()
+    Command::new(env!("CARGO_BIN_EXE_ghostbridge-ovs")).args(args).env("OVS_RUNDIR", ovs.dir.path()).output().unwrap()
 }
 
 fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 #[test]
@@ -51,28 +43,17 @@ fn apply_status_and_errors_from_the_command_line() {
     let o = cli(&ovs, &["status", "--config", p]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("bridge gbcl0  MISSING"), "{}", text(&o));
-    assert!(
-        text(&o).contains("+ bridge gbcl0 (datapath netdev) with ports gbcl0, gbcl0-m, gbclu"),
-        "{}",
-        text(&o)
-    );
+    assert!(text(&o).contains("+ bridge gbcl0 (datapath netdev) with ports gbcl0, gbcl0-m, gbclu"), "{}", text(&o));
 
     let o = cli(&ovs, &["apply", "--config", p]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("+ bridge gbcl1"), "{}", text(&o));
     let prom = std::fs::read_to_string(metrics.join("ghostbridge_ovs.prom")).unwrap();
     assert!(prom.contains("ghostbridge_ovs_changes_total 2"), "{prom}");
-    assert!(
-        prom.contains("ghostbridge_ovs_last_apply_success 1"),
-        "{prom}"
-    );
+    assert!(prom.contains("ghostbridge_ovs_last_apply_success 1"), "{prom}");
 
     let o = cli(&ovs, &["apply", "--config", p]);
-    assert!(
-        o.status.success() && text(&o).contains("in sync: nothing written"),
-        "{}",
-        text(&o)
-    );
+    assert!(o.status.success() && text(&o).contains("in sync: nothing written"), "{}", text(&o));
 
     let o = cli(&ovs, &["status", "--config", p]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
@@ -90,31 +71,21 @@ fn apply_status_and_errors_from_the_command_line() {
     let o = cli(&ovs, &["status", "--config", p]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let t = text(&o);
+    assert!(t.contains("+ port gbcl0-m (internal) on bridge gbcl0"), "{t}");
     assert!(
-        t.contains("+ port gbcl0-m (internal) on bridge gbcl0"),
+        t.contains("flow missing on gbcl0: dl_dst=ff:ff:ff:ff:ff:ff,in_port=gbclu,priority=1001 actions=drop"),
         "{t}"
     );
-    assert!(t.contains("flow missing on gbcl0: dl_dst=ff:ff:ff:ff:ff:ff,in_port=gbclu,priority=1001 actions=drop"), "{t}");
-    assert!(
-        t.contains("offloads still on on uplink gbclu: tx-tcp"),
-        "{t}"
-    );
+    assert!(t.contains("offloads still on on uplink gbclu: tx-tcp"), "{t}");
     let o = cli(&ovs, &["apply", "--config", p]);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(cli(&ovs, &["status", "--config", p]).status.code(), Some(0));
 
     // Errors say what and what to do.
-    let o = cli(
-        &ovs,
-        &["apply", "--config", p, "--db", "unix:/nonexistent/db.sock"],
-    );
+    let o = cli(&ovs, &["apply", "--config", p, "--db", "unix:/nonexistent/db.sock"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("Is ovsdb-server running"), "{}", text(&o));
-    std::fs::write(
-        &path,
-        r#"{"bridges":[{"name":"gbcl0","uplink":"gbclu","prots":[]}]}"#,
-    )
-    .unwrap();
+    std::fs::write(&path, r#"{"bridges":[{"name":"gbcl0","uplink":"gbclu","prots":[]}]}"#).unwrap();
     let o = cli(&ovs, &["apply", "--config", p]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("unknown field `prots`"), "{}", text(&o));
@@ -148,19 +119,12 @@ fn extra_flows_written_unlike_the_dump_are_not_rewritten() {
     let o = cli(&ovs, &["apply", "--config", p]);
     assert!(o.status.success(), "{}", text(&o));
     let dump = ovs.ofctl_out(&["dump-flows", "--names", "--no-stats", "gbcn0"]);
-    assert!(
-        dump.contains("ip,in_port=gbcnu actions=NORMAL,output:"),
-        "{dump}"
-    );
+    assert!(dump.contains("ip,in_port=gbcnu actions=NORMAL,output:"), "{dump}");
     assert!(dump.contains("priority=7,ipv6 actions=drop"), "{dump}");
 
     // The second apply sees the flows as equal: nothing written, no flows replaced.
     let o = cli(&ovs, &["apply", "--config", p]);
-    assert!(
-        o.status.success() && text(&o).contains("in sync: nothing written"),
-        "{}",
-        text(&o)
-    );
+    assert!(o.status.success() && text(&o).contains("in sync: nothing written"), "{}", text(&o));
     let r = ghostbridge::ovs::apply(
         &ovs.addr(),
         &ghostbridge::ovs::Config::parse(&config.to_string(), "t").unwrap(),

@@ -19,9 +19,7 @@ fn in_ns(ns: &str, args: &[&str]) -> String {
 /// how many of them a capture on `host_if` in `host` saw.
 fn broadcasts_seen(outside: &str, host: &str, host_if: &str) -> usize {
     let mut tcpdump = Command::new("ip")
-        .args([
-            "netns", "exec", host, "timeout", "4", "tcpdump", "-i", host_if, "-n", "-l", "-p",
-        ])
+        .args(["netns", "exec", host, "timeout", "4", "tcpdump", "-i", host_if, "-n", "-l", "-p"])
         .arg("icmp and (dst host 10.77.0.255 or dst net 224.0.0.0/4)")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -34,41 +32,13 @@ fn broadcasts_seen(outside: &str, host: &str, host_if: &str) -> usize {
         }
     }
     let _ = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            outside,
-            "ping",
-            "-b",
-            "-c",
-            "3",
-            "-i",
-            "0.2",
-            "-W",
-            "1",
-            "10.77.0.255",
-        ])
+        .args(["netns", "exec", outside, "ping", "-b", "-c", "3", "-i", "0.2", "-W", "1", "10.77.0.255"])
         .output();
     let _ = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            outside,
-            "ping",
-            "-c",
-            "3",
-            "-i",
-            "0.2",
-            "-W",
-            "1",
-            "224.0.0.1",
-        ])
+        .args(["netns", "exec", outside, "ping", "-c", "3", "-i", "0.2", "-W", "1", "224.0.0.1"])
         .output();
     let out = tcpdump.wait_with_output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains("ICMP echo request"))
-        .count()
+    String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.contains("ICMP echo request")).count()
 }
 
 fn n_packets(ovs: &Ovs, bridge: &str, priority: u16) -> u64 {
@@ -77,13 +47,7 @@ fn n_packets(ovs: &Ovs, bridge: &str, priority: u16) -> u64 {
         .lines()
         .find(|l| l.contains(&format!("priority={priority},")))
         .unwrap_or_else(|| panic!("no priority {priority} flow in {dump}"));
-    let n = line
-        .split("n_packets=")
-        .nth(1)
-        .unwrap()
-        .split(',')
-        .next()
-        .unwrap();
+    let n = line.split("n_packets=").nth(1).unwrap().split(',').next().unwrap();
     n.parse().unwrap()
 }
 
@@ -99,59 +63,18 @@ fn broadcast_from_the_uplink_is_dropped_and_unicast_passes() {
     ovs.veth("gbpp", "gbpp-h");
     ok(Command::new("ip").args(["link", "set", "gbpu-o", "netns", &outside]));
     ok(Command::new("ip").args(["link", "set", "gbpp-h", "netns", &host]));
-    for (ns, dev, addr) in [
-        (&outside, "gbpu-o", "10.77.0.1/24"),
-        (&host, "gbpp-h", "10.77.0.2/24"),
-    ] {
-        in_ns(
-            ns,
-            &["sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1"],
-        );
+    for (ns, dev, addr) in [(&outside, "gbpu-o", "10.77.0.1/24"), (&host, "gbpp-h", "10.77.0.2/24")] {
+        in_ns(ns, &["sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1"]);
         in_ns(ns, &["ip", "addr", "add", addr, "dev", dev]);
         in_ns(ns, &["ip", "link", "set", dev, "up"]);
         in_ns(ns, &["ip", "link", "set", "lo", "up"]);
     }
-    in_ns(
-        &outside,
-        &["ip", "route", "add", "224.0.0.0/4", "dev", "gbpu-o"],
-    );
+    in_ns(&outside, &["ip", "route", "add", "224.0.0.0/4", "dev", "gbpu-o"]);
     // ARP requests are broadcasts too, and they come in through the uplink: use static neighbours.
-    let mac = |ns: &str, dev: &str| {
-        in_ns(ns, &["cat", &format!("/sys/class/net/{dev}/address")])
-            .trim()
-            .to_string()
-    };
+    let mac = |ns: &str, dev: &str| in_ns(ns, &["cat", &format!("/sys/class/net/{dev}/address")]).trim().to_string();
     let (mac_out, mac_host) = (mac(&outside, "gbpu-o"), mac(&host, "gbpp-h"));
-    in_ns(
-        &outside,
-        &[
-            "ip",
-            "neigh",
-            "replace",
-            "10.77.0.2",
-            "lladdr",
-            &mac_host,
-            "dev",
-            "gbpu-o",
-            "nud",
-            "permanent",
-        ],
-    );
-    in_ns(
-        &host,
-        &[
-            "ip",
-            "neigh",
-            "replace",
-            "10.77.0.1",
-            "lladdr",
-            &mac_out,
-            "dev",
-            "gbpp-h",
-            "nud",
-            "permanent",
-        ],
-    );
+    in_ns(&outside, &["ip", "neigh", "replace", "10.77.0.2", "lladdr", &mac_host, "dev", "gbpu-o", "nud", "permanent"]);
+    in_ns(&host, &["ip", "neigh", "replace", "10.77.0.1", "lladdr", &mac_out, "dev", "gbpp-h", "nud", "permanent"]);
 
     let bridge = |drop: bool| {
         json!([{"name": "gbpk", "datapath_type": "netdev", "uplink": "gbpu", "ports": ["gbpp"],
@@ -161,35 +84,20 @@ fn broadcast_from_the_uplink_is_dropped_and_unicast_passes() {
     ovs::apply(&ovs.addr(), &config, &ovs.options()).unwrap();
 
     // Unicast passes, both ways.
-    in_ns(
-        &outside,
-        &["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.77.0.2"],
-    );
-    in_ns(
-        &host,
-        &["ping", "-c", "2", "-i", "0.2", "-W", "2", "10.77.0.1"],
-    );
+    in_ns(&outside, &["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.77.0.2"]);
+    in_ns(&host, &["ping", "-c", "2", "-i", "0.2", "-W", "2", "10.77.0.1"]);
 
     // Broadcast and multicast from the uplink side do not arrive; the drop rules counted them.
     let (b0, m0) = (n_packets(&ovs, "gbpk", 1001), n_packets(&ovs, "gbpk", 1000));
     assert_eq!(broadcasts_seen(&outside, &host, "gbpp-h"), 0);
-    assert!(
-        n_packets(&ovs, "gbpk", 1001) >= b0 + 3,
-        "broadcast drop rule did not count the pings"
-    );
-    assert!(
-        n_packets(&ovs, "gbpk", 1000) >= m0 + 3,
-        "multicast drop rule did not count the pings"
-    );
+    assert!(n_packets(&ovs, "gbpk", 1001) >= b0 + 3, "broadcast drop rule did not count the pings");
+    assert!(n_packets(&ovs, "gbpk", 1000) >= m0 + 3, "multicast drop rule did not count the pings");
 
     // Control: without the drop rules the same broadcasts do arrive, so the capture above can see them.
     let open = ovs.config(bridge(false));
     let r = ovs::apply(&ovs.addr(), &open, &ovs.options()).unwrap();
     assert_eq!(r.flows_replaced, vec!["gbpk"]);
-    assert!(
-        !ovs.ofctl_out(&["dump-flows", "gbpk"])
-            .contains("actions=drop")
-    );
+    assert!(!ovs.ofctl_out(&["dump-flows", "gbpk"]).contains("actions=drop"));
     assert!(broadcasts_seen(&outside, &host, "gbpp-h") >= 6);
 
     // And back: the drop rules return.

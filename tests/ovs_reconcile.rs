@@ -22,11 +22,7 @@ fn converges_from_empty_and_reapply_writes_nothing() {
          "drop_uplink_broadcast": false, "extra_flows": []}
     ]));
     let first = ovs::apply(&ovs.addr(), &config, &ovs.options()).unwrap();
-    assert_eq!(
-        first.transactions, 1,
-        "everything in one transaction: {:?}",
-        first.changes
-    );
+    assert_eq!(first.transactions, 1, "everything in one transaction: {:?}", first.changes);
     assert_eq!(first.changes.len(), 2);
     // New bridges start in fail_mode=secure with no flows: both get theirs installed.
     assert_eq!(first.flows_replaced, vec!["gbbr0", "gbbr1"]);
@@ -36,30 +32,12 @@ fn converges_from_empty_and_reapply_writes_nothing() {
     brs.sort();
     assert_eq!(brs, vec!["gbbr0", "gbbr1"]);
     assert_eq!(ovs.ports("gbbr0"), vec!["gbbr0-mgmt", "gbup0", "gbvm0"]);
-    assert_eq!(
-        ovs.vsctl(&["get", "Interface", "gbbr0-mgmt", "type"])
-            .trim(),
-        "internal"
-    );
-    assert_eq!(
-        ovs.vsctl(&["get", "Bridge", "gbbr0", "datapath_type"])
-            .trim(),
-        "netdev"
-    );
-    assert_eq!(
-        ovs.vsctl(&["br-get-external-id", "gbbr0", "ghostbridge-managed"])
-            .trim(),
-        "true"
-    );
+    assert_eq!(ovs.vsctl(&["get", "Interface", "gbbr0-mgmt", "type"]).trim(), "internal");
+    assert_eq!(ovs.vsctl(&["get", "Bridge", "gbbr0", "datapath_type"]).trim(), "netdev");
+    assert_eq!(ovs.vsctl(&["br-get-external-id", "gbbr0", "ghostbridge-managed"]).trim(), "true");
     let flows = ovs.ofctl_out(&["dump-flows", "--names", "--no-stats", "gbbr0"]);
-    assert!(
-        flows.contains("priority=1001,in_port=gbup0,dl_dst=ff:ff:ff:ff:ff:ff actions=drop"),
-        "{flows}"
-    );
-    assert!(
-        flows.contains("in_port=gbup0,dl_dst=01:00:00:00:00:00/01:00:00:00:00:00 actions=drop"),
-        "{flows}"
-    );
+    assert!(flows.contains("priority=1001,in_port=gbup0,dl_dst=ff:ff:ff:ff:ff:ff actions=drop"), "{flows}");
+    assert!(flows.contains("in_port=gbup0,dl_dst=01:00:00:00:00:00/01:00:00:00:00:00 actions=drop"), "{flows}");
     assert!(flows.contains("priority=10,arp actions=NORMAL"), "{flows}");
     // Offloads on the uplink are off, as ethtool sees them.
     let k = ovs_support::ok(std::process::Command::new("ethtool").args(["-k", "gbup0"]));
@@ -72,14 +50,7 @@ fn converges_from_empty_and_reapply_writes_nothing() {
     ] {
         assert!(k.contains(feature), "{feature} in\n{k}");
     }
-    assert!(
-        first.offload[0]
-            .turned_off
-            .iter()
-            .any(|f| f == "tx-tcp-segmentation"),
-        "{:?}",
-        first.offload
-    );
+    assert!(first.offload[0].turned_off.iter().any(|f| f == "tx-tcp-segmentation"), "{:?}", first.offload);
 
     // Re-apply: nothing is written, as the database itself records.
     let commits = ovs.reconciler_commits();
@@ -89,43 +60,22 @@ fn converges_from_empty_and_reapply_writes_nothing() {
     assert_eq!(versions.1.len(), 5);
     let again = ovs::apply(&ovs.addr(), &config, &ovs.options()).unwrap();
     assert_eq!(again.transactions, 0);
-    assert!(
-        again.flows_via_control_socket,
-        "flows read in one round trip through ovs-vswitchd's control socket"
-    );
-    assert!(
-        again.changes.is_empty() && again.flows_replaced.is_empty(),
-        "{again:?}"
-    );
+    assert!(again.flows_via_control_socket, "flows read in one round trip through ovs-vswitchd's control socket");
+    assert!(again.changes.is_empty() && again.flows_replaced.is_empty(), "{again:?}");
     assert!(again.offload[0].turned_off.is_empty());
-    assert_eq!(
-        ovs.reconciler_commits(),
-        commits,
-        "the database file records no new transaction"
-    );
+    assert_eq!(ovs.reconciler_commits(), commits, "the database file records no new transaction");
     assert_eq!(ovs.next_cfg(), next_cfg);
-    assert_eq!(
-        (ovs.row_versions("Bridge"), ovs.row_versions("Port")),
-        versions,
-        "no Bridge or Port row was rewritten"
-    );
+    assert_eq!((ovs.row_versions("Bridge"), ovs.row_versions("Port")), versions, "no Bridge or Port row was rewritten");
 
     let status = ovs::status::status(&ovs.addr(), &config, &ovs.options()).unwrap();
     assert!(status.drift.is_empty(), "{}", status.text);
 
     // A flow changed in place (same match and priority, other actions) is noticed and put back.
-    ovs.ofctl_out(&[
-        "mod-flows",
-        "gbbr0",
-        "priority=1001,in_port=gbup0,dl_dst=ff:ff:ff:ff:ff:ff,actions=NORMAL",
-    ]);
+    ovs.ofctl_out(&["mod-flows", "gbbr0", "priority=1001,in_port=gbup0,dl_dst=ff:ff:ff:ff:ff:ff,actions=NORMAL"]);
     let r = ovs::apply(&ovs.addr(), &config, &ovs.options()).unwrap();
     assert_eq!(r.flows_replaced, vec!["gbbr0"]);
     let flows = ovs.ofctl_out(&["dump-flows", "--names", "--no-stats", "gbbr0"]);
-    assert!(
-        flows.contains("priority=1001,in_port=gbup0,dl_dst=ff:ff:ff:ff:ff:ff actions=drop"),
-        "{flows}"
-    );
+    assert!(flows.contains("priority=1001,in_port=gbup0,dl_dst=ff:ff:ff:ff:ff:ff actions=drop"), "{flows}");
 }
 
 #[test]
@@ -155,12 +105,7 @@ fn changes_ports_removes_bridges_and_leaves_hand_made_ones_alone() {
         "gbhand-i",
         "type=internal",
     ]);
-    let hand_before = ovs.vsctl(&[
-        "--columns=_uuid,name,ports,external_ids",
-        "list",
-        "Bridge",
-        "gbhand",
-    ]);
+    let hand_before = ovs.vsctl(&["--columns=_uuid,name,ports,external_ids", "list", "Bridge", "gbhand"]);
 
     let v1 = ovs.config(json!([
         {"name": "gbc0", "datapath_type": "netdev", "ports": ["gbca"], "internal_ports": ["gbc0-x"]},
@@ -170,16 +115,7 @@ fn changes_ports_removes_bridges_and_leaves_hand_made_ones_alone() {
     assert_eq!(ovs.ports("gbc0"), vec!["gbc0-x", "gbca"]);
 
     // Someone adds a port by hand to a managed bridge: it is left alone.
-    ovs.vsctl(&[
-        "add-port",
-        "gbc0",
-        "gbc0-own",
-        "--",
-        "set",
-        "interface",
-        "gbc0-own",
-        "type=internal",
-    ]);
+    ovs.vsctl(&["add-port", "gbc0", "gbc0-own", "--", "set", "interface", "gbc0-own", "type=internal"]);
 
     // Change: swap the system port, make the internal port a system one... and drop gbc1.
     let v2 = ovs.config(json!([
@@ -196,26 +132,12 @@ fn changes_ports_removes_bridges_and_leaves_hand_made_ones_alone() {
     let mut brs = ovs.bridges();
     brs.sort();
     assert_eq!(brs, vec!["gbc0", "gbhand"]);
-    assert_eq!(
-        ovs.vsctl(&[
-            "--columns=_uuid,name,ports,external_ids",
-            "list",
-            "Bridge",
-            "gbhand"
-        ]),
-        hand_before
-    );
+    assert_eq!(ovs.vsctl(&["--columns=_uuid,name,ports,external_ids", "list", "Bridge", "gbhand"]), hand_before);
 
     // Datapath change is an update of the same bridge.
     let v3 = ovs.config(json!([{"name": "gbc0", "datapath_type": "system", "ports": ["gbcb"]}]));
     let r = ovs::status::status(&ovs.addr(), &v3, &ovs.options()).unwrap();
-    assert!(
-        r.drift
-            .iter()
-            .any(|d| d.contains("datapath_type netdev -> system")),
-        "{:?}",
-        r.drift
-    );
+    assert!(r.drift.iter().any(|d| d.contains("datapath_type netdev -> system")), "{:?}", r.drift);
 
     // Naming the hand-made bridge in the config is refused, and nothing is written.
     let commits = ovs.reconciler_commits();
@@ -224,29 +146,16 @@ fn changes_ports_removes_bridges_and_leaves_hand_made_ones_alone() {
         {"name": "gbhand", "datapath_type": "netdev"}
     ]));
     let e = ovs::apply(&ovs.addr(), &v4, &ovs.options()).unwrap_err();
-    assert!(
-        matches!(e, OvsError::Unowned(ref b) if b == "gbhand"),
-        "{e}"
-    );
-    assert!(
-        e.to_string()
-            .contains("br-set-external-id gbhand ghostbridge-managed true"),
-        "{e}"
-    );
+    assert!(matches!(e, OvsError::Unowned(ref b) if b == "gbhand"), "{e}");
+    assert!(e.to_string().contains("br-set-external-id gbhand ghostbridge-managed true"), "{e}");
     // A port held by the hand-made bridge cannot be taken either.
-    let v5 = ovs.config(json!([{"name": "gbc0", "datapath_type": "netdev", "ports": ["gbcb"], "internal_ports": ["gbhand-i"]}]));
+    let v5 = ovs.config(
+        json!([{"name": "gbc0", "datapath_type": "netdev", "ports": ["gbcb"], "internal_ports": ["gbhand-i"]}]),
+    );
     let e = ovs::apply(&ovs.addr(), &v5, &ovs.options()).unwrap_err();
     assert!(matches!(e, OvsError::PortElsewhere { .. }), "{e}");
     assert_eq!(ovs.reconciler_commits(), commits);
-    assert_eq!(
-        ovs.vsctl(&[
-            "--columns=_uuid,name,ports,external_ids",
-            "list",
-            "Bridge",
-            "gbhand"
-        ]),
-        hand_before
-    );
+    assert_eq!(ovs.vsctl(&["--columns=_uuid,name,ports,external_ids", "list", "Bridge", "gbhand"]), hand_before);
 }
 
 #[test]
@@ -268,12 +177,7 @@ fn moves_a_port_between_managed_bridges_in_one_transaction() {
     assert_eq!(r.transactions, 1);
     assert_eq!(ovs.ports("gbm0"), Vec::<String>::new());
     assert_eq!(ovs.ports("gbm1"), vec!["gbm-p"]);
-    assert_eq!(
-        ovs::apply(&ovs.addr(), &v2, &ovs.options())
-            .unwrap()
-            .transactions,
-        0
-    );
+    assert_eq!(ovs::apply(&ovs.addr(), &v2, &ovs.options()).unwrap().transactions, 0);
 }
 
 #[test]
@@ -289,10 +193,7 @@ fn missing_nic_is_an_error_before_anything_is_written() {
     ]));
     let before = ovs.vsctl(&["show"]);
     let e = ovs::apply(&ovs.addr(), &config, &ovs.options()).unwrap_err();
-    assert!(
-        matches!(e, OvsError::MissingNic { ref port, .. } if port == "gbnic-gone"),
-        "{e}"
-    );
+    assert!(matches!(e, OvsError::MissingNic { ref port, .. } if port == "gbnic-gone"), "{e}");
     assert!(e.to_string().contains("nothing was changed"), "{e}");
     assert_eq!(ovs.reconciler_commits(), 0);
     assert!(ovs.bridges().is_empty());
@@ -347,10 +248,7 @@ fn a_hung_database_is_a_timeout_error_not_a_hang() {
     let ovs = Ovs::start("hng");
     let config = ovs.config(json!([{"name": "gbh0", "datapath_type": "netdev"}]));
     ovs.pause_ovsdb(true);
-    let opts = ovs::Options {
-        io_timeout: std::time::Duration::from_millis(500),
-        ..ovs.options()
-    };
+    let opts = ovs::Options { io_timeout: std::time::Duration::from_millis(500), ..ovs.options() };
     let e = ovs::apply(&ovs.addr(), &config, &opts).unwrap_err();
     ovs.pause_ovsdb(false);
     assert!(matches!(e, OvsError::Timeout { .. }), "{e}");
@@ -366,23 +264,14 @@ fn a_concurrent_writer_makes_the_transaction_fail_without_writing() {
         return;
     }
     let ovs = Ovs::start("cfl");
-    let config = ovs
-        .config(json!([{"name": "gbk0", "datapath_type": "netdev", "internal_ports": ["gbk0-a"]}]));
+    let config = ovs.config(json!([{"name": "gbk0", "datapath_type": "netdev", "internal_ports": ["gbk0-a"]}]));
     let mut conn = ovs::apply::connect(&ovs.addr()).unwrap();
     let snap = ovs::state::read(&mut conn).unwrap();
     let plan = ovs::plan::plan(&config, &snap).unwrap();
     assert!(!plan.is_empty());
 
     // Another client creates the same bridge (by hand) between our read and our write.
-    ovs.vsctl(&[
-        "add-br",
-        "gbk0",
-        "--",
-        "set",
-        "bridge",
-        "gbk0",
-        "datapath_type=netdev",
-    ]);
+    ovs.vsctl(&["add-br", "gbk0", "--", "set", "bridge", "gbk0", "datapath_type=netdev"]);
     let e = ovs::apply::commit(&mut conn, &snap, &plan).unwrap_err();
     assert!(matches!(e, OvsError::Conflict { .. }), "{e}");
     assert_eq!(ovs.reconciler_commits(), 0, "nothing was written");
@@ -396,8 +285,7 @@ fn a_concurrent_writer_makes_the_transaction_fail_without_writing() {
     // A writer touching an unrelated column of a row we read also trips the guard.
     ovs.vsctl(&["del-br", "gbk0"]);
     ovs::apply(&ovs.addr(), &config, &ovs.options()).unwrap();
-    let changed =
-        ovs.config(json!([{"name": "gbk0", "datapath_type": "netdev", "internal_ports": []}]));
+    let changed = ovs.config(json!([{"name": "gbk0", "datapath_type": "netdev", "internal_ports": []}]));
     let snap = ovs::state::read(&mut conn).unwrap();
     let plan = ovs::plan::plan(&changed, &snap).unwrap();
     ovs.vsctl(&["br-set-external-id", "gbk0", "owner", "someone"]);
@@ -408,10 +296,7 @@ fn a_concurrent_writer_makes_the_transaction_fail_without_writing() {
     let r = ovs::apply(&ovs.addr(), &changed, &ovs.options()).unwrap();
     assert_eq!(r.transactions, 1);
     assert_eq!(ovs.ports("gbk0"), Vec::<String>::new());
-    assert_eq!(
-        ovs.vsctl(&["br-get-external-id", "gbk0", "owner"]).trim(),
-        "someone"
-    );
+    assert_eq!(ovs.vsctl(&["br-get-external-id", "gbk0", "owner"]).trim(), "someone");
 }
 
 #[test]
@@ -421,23 +306,14 @@ fn an_uninitialised_database_gets_its_root_row() {
     }
     let ovs = Ovs::start_with("noinit", false);
     assert_eq!(ovs.row_versions("Open_vSwitch").len(), 0);
-    let config = ovs
-        .config(json!([{"name": "gbi0", "datapath_type": "netdev", "internal_ports": ["gbi0-a"]}]));
+    let config = ovs.config(json!([{"name": "gbi0", "datapath_type": "netdev", "internal_ports": ["gbi0-a"]}]));
     let r = ovs::apply(&ovs.addr(), &config, &ovs.options()).unwrap();
     assert_eq!(r.transactions, 1);
     assert_eq!(ovs.row_versions("Open_vSwitch").len(), 1);
     assert_eq!(ovs.ports("gbi0"), vec!["gbi0-a"]);
     // ovs-vswitchd picked it up: the bridge answers OpenFlow.
-    assert!(
-        ovs.ofctl_out(&["dump-flows", "gbi0"])
-            .contains("actions=NORMAL")
-    );
-    assert_eq!(
-        ovs::apply(&ovs.addr(), &config, &ovs.options())
-            .unwrap()
-            .transactions,
-        0
-    );
+    assert!(ovs.ofctl_out(&["dump-flows", "gbi0"]).contains("actions=NORMAL"));
+    assert_eq!(ovs::apply(&ovs.addr(), &config, &ovs.options()).unwrap().transactions, 0);
 }
 
 #[test]
@@ -446,26 +322,12 @@ fn works_over_tcp_too() {
         return;
     }
     let ovs = Ovs::start("tcp");
-    let config = ovs
-        .config(json!([{"name": "gbt0", "datapath_type": "netdev", "internal_ports": ["gbt0-a"]}]));
+    let config = ovs.config(json!([{"name": "gbt0", "datapath_type": "netdev", "internal_ports": ["gbt0-a"]}]));
     let addr = ovs::DbAddr::parse("tcp:127.0.0.1:6640").unwrap();
-    ovs_support::wait_for(
-        || std::net::TcpStream::connect("127.0.0.1:6640").is_ok(),
-        "ovsdb-server TCP remote",
-    );
-    assert_eq!(
-        ovs::apply(&addr, &config, &ovs.options())
-            .unwrap()
-            .transactions,
-        1
-    );
+    ovs_support::wait_for(|| std::net::TcpStream::connect("127.0.0.1:6640").is_ok(), "ovsdb-server TCP remote");
+    assert_eq!(ovs::apply(&addr, &config, &ovs.options()).unwrap().transactions, 1);
     assert_eq!(ovs.ports("gbt0"), vec!["gbt0-a"]);
-    assert_eq!(
-        ovs::apply(&addr, &config, &ovs.options())
-            .unwrap()
-            .transactions,
-        0
-    );
+    assert_eq!(ovs::apply(&addr, &config, &ovs.options()).unwrap().transactions, 0);
 }
 
 #[test]
@@ -482,10 +344,7 @@ fn a_bad_extra_flow_keeps_the_old_flows() {
         "extra_flows": ["priority=10,arp,actions=NORMAL", "priority=20,no_such_field=1,actions=drop"]}]));
     let e = ovs::apply(&ovs.addr(), &bad, &ovs.options()).unwrap_err();
     assert!(matches!(e, OvsError::Flows { .. }), "{e}");
-    assert!(
-        e.to_string().contains("no_such_field") && e.to_string().contains("extra_flows"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("no_such_field") && e.to_string().contains("extra_flows"), "{e}");
     assert_eq!(ovs.ofctl_out(&["dump-flows", "--no-stats", "gbf0"]), before);
 }
 
@@ -499,10 +358,8 @@ fn a_bad_extra_flow_on_a_new_bridge_writes_nothing() {
     let good_flow = "priority=10,in_port=gbnbu,dl_type=0x0806,actions=output:gbnb0-i";
     let bad_flow = "priority=20,in_port=gbnbu,no_such_field=1,actions=drop";
     let bridge = |flows: &[&str]| {
-        ovs.config(
-            json!([{"name": "gbnb0", "datapath_type": "netdev", "uplink": "gbnbu",
-            "internal_ports": ["gbnb0-i"], "drop_uplink_broadcast": true, "extra_flows": flows}]),
-        )
+        ovs.config(json!([{"name": "gbnb0", "datapath_type": "netdev", "uplink": "gbnbu",
+            "internal_ports": ["gbnb0-i"], "drop_uplink_broadcast": true, "extra_flows": flows}]))
     };
     let e = ovs::apply(&ovs.addr(), &bridge(&[good_flow, bad_flow]), &ovs.options()).unwrap_err();
     assert!(
@@ -539,32 +396,14 @@ fn a_hand_made_port_named_in_the_config_is_adopted_not_recreated() {
     let ovs = Ovs::start("adopt");
     let v1 = ovs.config(json!([{"name": "gba0", "datapath_type": "netdev"}]));
     ovs::apply(&ovs.addr(), &v1, &ovs.options()).unwrap();
-    ovs.vsctl(&[
-        "add-port",
-        "gba0",
-        "gba0-h",
-        "--",
-        "set",
-        "interface",
-        "gba0-h",
-        "type=internal",
-    ]);
+    ovs.vsctl(&["add-port", "gba0", "gba0-h", "--", "set", "interface", "gba0-h", "type=internal"]);
     let uuid = ovs.vsctl(&["get", "Port", "gba0-h", "_uuid"]);
-    let v2 = ovs
-        .config(json!([{"name": "gba0", "datapath_type": "netdev", "internal_ports": ["gba0-h"]}]));
+    let v2 = ovs.config(json!([{"name": "gba0", "datapath_type": "netdev", "internal_ports": ["gba0-h"]}]));
     let r = ovs::apply(&ovs.addr(), &v2, &ovs.options()).unwrap();
     let text: Vec<String> = r.changes.iter().map(|c| c.to_string()).collect();
     assert_eq!(text, vec!["~ port gba0-h on bridge gba0: mark as managed"]);
-    assert_eq!(
-        ovs.vsctl(&["get", "Port", "gba0-h", "_uuid"]),
-        uuid,
-        "same row, not recreated"
-    );
-    assert_eq!(
-        ovs.vsctl(&["get", "Port", "gba0-h", "external_ids:ghostbridge-managed"])
-            .trim(),
-        "\"true\""
-    );
+    assert_eq!(ovs.vsctl(&["get", "Port", "gba0-h", "_uuid"]), uuid, "same row, not recreated");
+    assert_eq!(ovs.vsctl(&["get", "Port", "gba0-h", "external_ids:ghostbridge-managed"]).trim(), "\"true\"");
     // Now that it is managed, dropping it from the config removes it.
     let r = ovs::apply(&ovs.addr(), &v1, &ovs.options()).unwrap();
     assert_eq!(r.changes.len(), 1);

@@ -35,72 +35,42 @@ fn watch_restores_a_deleted_port_within_a_second() {
     let applied = Arc::new(AtomicUsize::new(0));
     let failures = Arc::new(AtomicUsize::new(0));
     let handle = {
-        let (addr, opts, stop, applied, failures) = (
-            ovs.addr(),
-            ovs.options(),
-            stop.clone(),
-            applied.clone(),
-            failures.clone(),
-        );
+        let (addr, opts, stop, applied, failures) =
+            (ovs.addr(), ovs.options(), stop.clone(), applied.clone(), failures.clone());
         let config = config.clone();
         // The watcher thread must live in the test's network namespace too.
         let ns = std::fs::File::open("/proc/thread-self/ns/net").unwrap();
         std::thread::spawn(move || {
             use std::os::fd::AsRawFd;
             // SAFETY: entering the namespace the test thread is in, from a valid fd.
-            assert_eq!(
-                unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
-                0
-            );
+            assert_eq!(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
             // A period far longer than the test: only the OVSDB monitor can trigger a repair.
-            watch::run(
-                &addr,
-                &config,
-                &opts,
-                Duration::from_secs(30),
-                &stop,
-                |r, _| match r {
-                    Ok(_) => {
-                        applied.fetch_add(1, Ordering::SeqCst);
-                    }
-                    Err(e) => {
-                        eprintln!("watch: {e}");
-                        failures.fetch_add(1, Ordering::SeqCst);
-                    }
-                },
-            );
+            watch::run(&addr, &config, &opts, Duration::from_secs(30), &stop, |r, _| match r {
+                Ok(_) => {
+                    applied.fetch_add(1, Ordering::SeqCst);
+                }
+                Err(e) => {
+                    eprintln!("watch: {e}");
+                    failures.fetch_add(1, Ordering::SeqCst);
+                }
+            });
         })
     };
-    ovs_support::wait_for(
-        || applied.load(Ordering::SeqCst) >= 1,
-        "first apply of watch",
-    );
+    ovs_support::wait_for(|| applied.load(Ordering::SeqCst) >= 1, "first apply of watch");
     assert_eq!(ovs.ports("gbw0"), vec!["gbw0-i", "gbwp"]);
 
     for victim in ["gbwp", "gbw0-i"] {
         ovs.vsctl(&["del-port", "gbw0", victim]);
         let t0 = Instant::now();
         while !ovs.ports("gbw0").iter().any(|p| p == victim) {
-            assert!(
-                t0.elapsed() < Duration::from_secs(1),
-                "{victim} not restored within 1 s"
-            );
+            assert!(t0.elapsed() < Duration::from_secs(1), "{victim} not restored within 1 s");
             std::thread::sleep(Duration::from_millis(10));
         }
         eprintln!("{victim} restored after {:?}", t0.elapsed());
     }
     // A hand-made port on the managed bridge is not a reason to change anything.
     let commits = ovs.reconciler_commits();
-    ovs.vsctl(&[
-        "add-port",
-        "gbw0",
-        "gbw0-own",
-        "--",
-        "set",
-        "interface",
-        "gbw0-own",
-        "type=internal",
-    ]);
+    ovs.vsctl(&["add-port", "gbw0", "gbw0-own", "--", "set", "interface", "gbw0-own", "type=internal"]);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(ovs.reconciler_commits(), commits);
     assert_eq!(ovs.ports("gbw0"), vec!["gbw0-i", "gbw0-own", "gbwp"]);
@@ -113,19 +83,13 @@ fn watch_restores_a_deleted_port_within_a_second() {
 }
 
 /// Runs one apply on another thread, in the test's network namespace.
-fn apply_in_thread(
-    ovs: &Ovs,
-    config: &ovs::Config,
-) -> std::thread::JoinHandle<Result<ovs::Report, ovs::OvsError>> {
+fn apply_in_thread(ovs: &Ovs, config: &ovs::Config) -> std::thread::JoinHandle<Result<ovs::Report, ovs::OvsError>> {
     let (addr, opts, cfg) = (ovs.addr(), ovs.options(), config.clone());
     let ns = std::fs::File::open("/proc/thread-self/ns/net").unwrap();
     std::thread::spawn(move || {
         use std::os::fd::AsRawFd;
         // SAFETY: entering the test's namespace from a valid fd.
-        assert_eq!(
-            unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
-            0
-        );
+        assert_eq!(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
         ovs::apply(&addr, &cfg, &opts)
     })
 }
@@ -149,10 +113,7 @@ fn ovsdb_restart_mid_apply_ends_consistent() {
     ovs.pause_vswitchd(true);
     let commits = ovs.reconciler_commits();
     let worker = apply_in_thread(&ovs, &config);
-    ovs_support::wait_for(
-        || ovs.reconciler_commits() > commits,
-        "the apply's transaction",
-    );
+    ovs_support::wait_for(|| ovs.reconciler_commits() > commits, "the apply's transaction");
     ovs.kill_ovsdb();
     std::thread::sleep(Duration::from_millis(300));
     ovs.start_ovsdb();
@@ -161,12 +122,7 @@ fn ovsdb_restart_mid_apply_ends_consistent() {
     assert!(r.reconnects >= 1, "the restart went unnoticed: {r:?}");
     assert_eq!(r.transactions, 1, "{r:?}");
     assert_eq!(ovs.bridges().len(), 20);
-    assert_eq!(
-        ovs::apply(&ovs.addr(), &config, &ovs.options())
-            .unwrap()
-            .transactions,
-        0
-    );
+    assert_eq!(ovs::apply(&ovs.addr(), &config, &ovs.options()).unwrap().transactions, 0);
     ovs::apply(&ovs.addr(), &ovs.config(json!([])), &ovs.options()).unwrap();
     assert!(ovs.bridges().is_empty());
 
@@ -181,39 +137,26 @@ fn ovsdb_restart_mid_apply_ends_consistent() {
         let result = worker.join().unwrap();
         // Either it retried after the restart and converged, or it failed saying what happened.
         match &result {
-            Ok(r) => outcomes.push(format!(
-                "ok after {} transaction(s), {} reconnect(s)",
-                r.transactions, r.reconnects
-            )),
+            Ok(r) => {
+                outcomes.push(format!("ok after {} transaction(s), {} reconnect(s)", r.transactions, r.reconnects))
+            }
             Err(e) => {
                 let msg = e.to_string();
-                assert!(
-                    msg.contains("ovsdb-server") || msg.contains("Open vSwitch database"),
-                    "unclear error: {msg}"
-                );
+                assert!(msg.contains("ovsdb-server") || msg.contains("Open vSwitch database"), "unclear error: {msg}");
                 outcomes.push(format!("error: {msg}"));
             }
         }
         // Consistent: every managed bridge in the database is complete (one transaction, never half).
         for b in ovs.bridges() {
             let ports = ovs.ports(&b);
-            assert_eq!(
-                ports,
-                vec![format!("{b}-a"), format!("{b}-b")],
-                "half-applied bridge {b}"
-            );
+            assert_eq!(ports, vec![format!("{b}-a"), format!("{b}-b")], "half-applied bridge {b}");
         }
         let n = ovs.bridges().len();
         assert!(n == 0 || n == 20, "{n} bridges: the transaction was split");
         // A follow-up run converges, and the one after writes nothing.
         ovs::apply(&ovs.addr(), &config, &ovs.options()).unwrap();
         assert_eq!(ovs.bridges().len(), 20);
-        assert_eq!(
-            ovs::apply(&ovs.addr(), &config, &ovs.options())
-                .unwrap()
-                .transactions,
-            0
-        );
+        assert_eq!(ovs::apply(&ovs.addr(), &config, &ovs.options()).unwrap().transactions, 0);
         // Start the next round from empty.
         ovs::apply(&ovs.addr(), &ovs.config(json!([])), &ovs.options()).unwrap();
         assert!(ovs.bridges().is_empty());

@@ -133,7 +133,9 @@ fn disk_full_survives_and_recovers() {
     let count = block_count(&db);
     d.wait(Duration::from_secs(120), "blocks after space returns", || block_count(&db) >= count + 5);
     // The recovery line may reach the log a moment after the blocks resume.
-    d.wait(Duration::from_secs(30), "a recovery after the fault", || d.log_text().matches("recovery done").count() > recoveries);
+    d.wait(Duration::from_secs(30), "a recovery after the fault", || {
+        d.log_text().matches("recovery done").count() > recoveries
+    });
     assert_eq!(d.child.id(), pid);
     d.stop();
     assert_consistent(&img, &db);

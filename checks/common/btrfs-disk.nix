@@ -9,7 +9,7 @@
   ...
 }:
 let
-  snap = config.services.ghostbridge.snapshotter;
+  snap = config.services.ghostbridge.snapshotter.settings;
   device = "/dev/vdb";
   dbDir = dirOf snap.database;
   # subvolume -> mount point
@@ -23,9 +23,9 @@ let
       where = dbDir;
     }
   ]
-  ++ lib.optional (!(lib.hasPrefix "${dbDir}/" snap.snapshotDir)) {
+  ++ lib.optional (!(lib.hasPrefix "${dbDir}/" snap.snapshot_dir)) {
     subvol = "@snapshots";
-    where = snap.snapshotDir;
+    where = snap.snapshot_dir;
   };
 in
 {

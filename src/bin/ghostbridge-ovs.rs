@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use ghostbridge::ovs::{self, Config, DbAddr, Options, Report};
-use ghostbridge::runtime::duration::HumanDuration;
 use ghostbridge::runtime::config::check_config_command;
+use ghostbridge::runtime::duration::HumanDuration;
 use ghostbridge::runtime::exit;
 use ghostbridge::runtime::notify;
 
@@ -82,21 +82,14 @@ fn describe(r: &Report) -> String {
     }
     for o in &r.offload {
         if !o.turned_off.is_empty() {
-            lines.push(format!(
-                "~ offloads turned off on {}: {}",
-                o.iface,
-                o.turned_off.join(", ")
-            ));
+            lines.push(format!("~ offloads turned off on {}: {}", o.iface, o.turned_off.join(", ")));
         }
     }
     for w in &r.warnings {
         lines.push(format!("warning: {w}"));
     }
     if r.reconnects > 0 {
-        lines.push(format!(
-            "note: the database connection was re-established {} time(s) during the run",
-            r.reconnects
-        ));
+        lines.push(format!("note: the database connection was re-established {} time(s) during the run", r.reconnects));
     }
     if lines.is_empty() {
         lines.push("in sync: nothing written".into());
@@ -131,11 +124,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let (config, addr) = common.load()?;
             let s = ovs::status::status(&addr, &config, &opts).context("status failed")?;
             print!("{}", s.text);
-            Ok(if s.drift.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            Ok(if s.drift.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::Watch { common, interval } => {
             let (config, addr) = common.load()?;

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
 use ghostbridge::runtime::config::{self, check_config_command};
 use ghostbridge::runtime::exit::{self, UsageError};
-use clap::{Args, Parser, Subcommand};
 use ghostbridge::runtime::notify;
 use ghostbridge::vectors::status::{format_hit, search, status};
 use ghostbridge::vectors::{FeatureHashEmbedder, QdrantClient, SyncConfig, Syncer};

@@ -94,7 +94,10 @@ fn real_main() -> anyhow::Result<ExitCode> {
                     let (Some(source), Some(snapshot_dir), Some(database)) =
                         (source.clone(), snapshot_dir.clone(), database.clone())
                     else {
-                        return Err(UsageError("without --config, give --source, --snapshot-dir and --database".into()).into());
+                        return Err(UsageError(
+                            "without --config, give --source, --snapshot-dir and --database".into(),
+                        )
+                        .into());
                     };
                     Config { dbus: false, ..Config::new(source, snapshot_dir, database) }
                 }

@@ -17,7 +17,9 @@ const REFERENCE_SPEC: &str = include_str!("../../examples/ghostbridge.toml");
 
 #[derive(Parser)]
 #[command(name = "ghostgen", version, about = "Compile a GhostBridge spec (TOML) into a NixOS flake.")]
-#[command(after_help = "Typical use:\n  ghostgen init                 write spec.toml for the reference server\n  ghostgen check spec.toml      validate; errors point at file:line:col\n  ghostgen build spec.toml      write flake.nix, hosts/ and checks/ next to it\n  nix flake check               evaluate every host and run the VM checks\n  nixos-rebuild switch --flake .#HOST --target-host root@HOST")]
+#[command(
+    after_help = "Typical use:\n  ghostgen init                 write spec.toml for the reference server\n  ghostgen check spec.toml      validate; errors point at file:line:col\n  ghostgen build spec.toml      write flake.nix, hosts/ and checks/ next to it\n  nix flake check               evaluate every host and run the VM checks\n  nixos-rebuild switch --flake .#HOST --target-host root@HOST"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -81,7 +83,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check { spec } => {
             let (loaded, name, _) = load(&spec)?;
             let hosts: Vec<&str> = loaded.spec.hosts.iter().map(|h| h.name.as_str()).collect();
-            println!("{name}: valid ({} host{}: {})", hosts.len(), if hosts.len() == 1 { "" } else { "s" }, hosts.join(", "));
+            println!(
+                "{name}: valid ({} host{}: {})",
+                hosts.len(),
+                if hosts.len() == 1 { "" } else { "s" },
+                hosts.join(", ")
+            );
             Ok(())
         }
         Command::Build { spec, output, check, force } => build(&spec, output, check, force),
@@ -103,7 +110,10 @@ fn init(dir: &Path) -> anyhow::Result<()> {
             Ok(())
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            eprintln!("ghostgen: {} already exists; not overwriting it (remove it, or init another folder)", path.display());
+            eprintln!(
+                "ghostgen: {} already exists; not overwriting it (remove it, or init another folder)",
+                path.display()
+            );
             Err(Exit(1).into())
         }
         Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
@@ -133,15 +143,24 @@ fn load(path: &Path) -> anyhow::Result<(spec::Loaded, String, String)> {
 
 fn build(spec_path: &Path, output: Option<PathBuf>, check: bool, force: bool) -> anyhow::Result<()> {
     let (loaded, name, text) = load(spec_path)?;
-    let out = output.unwrap_or_else(|| spec_path.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(".")));
-    let files = generate::plan(&loaded.spec, &name).context("internal error: the generated Nix did not parse; please report it with your spec")?;
+    let out = output.unwrap_or_else(|| {
+        spec_path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
+    });
+    let files = generate::plan(&loaded.spec, &name)
+        .context("internal error: the generated Nix did not parse; please report it with your spec")?;
     if check {
         let s = write::staleness(&out, &files)?;
         if s.is_fresh() {
             println!("{}: up to date", out.display());
             return Ok(());
         }
-        for (what, paths) in [("missing", &s.missing), ("out of date", &s.different), ("no longer generated", &s.obsolete)] {
+        for (what, paths) in
+            [("missing", &s.missing), ("out of date", &s.different), ("no longer generated", &s.obsolete)]
+        {
             for p in paths {
                 eprintln!("{what}: {}", out.join(p).display());
             }
@@ -157,7 +176,13 @@ fn build(spec_path: &Path, output: Option<PathBuf>, check: bool, force: bool) ->
             for p in &outcome.removed {
                 println!("removed   {}", out.join(p).display());
             }
-            println!("{}: {} written, {} unchanged, {} removed", out.display(), outcome.written.len(), outcome.unchanged.len(), outcome.removed.len());
+            println!(
+                "{}: {} written, {} unchanged, {} removed",
+                out.display(),
+                outcome.written.len(),
+                outcome.unchanged.len(),
+                outcome.removed.len()
+            );
             Ok(())
         }
         Err(e @ write::WriteError::Edited(_)) => {

@@ -2,7 +2,7 @@
 //! system partition on /boot and one BTRFS file system with the subvolumes.
 //! disko uses it both to partition at install time and to mount at boot.
 
-use crate::nix::{attrs, Expr, Key};
+use crate::nix::{Expr, Key, attrs};
 use crate::spec::{Discard, Disk, Subvolume};
 
 /// "512MiB" -> "512M" (sgdisk's units are binary).
@@ -66,7 +66,11 @@ pub fn disko(disk: &Disk) -> Expr {
         ("size", Expr::str("100%")),
         (
             "content",
-            attrs([("type", Expr::str("btrfs")), ("extraArgs", Expr::strs(["-f"])), ("subvolumes", Expr::Attrs(subvolumes))]),
+            attrs([
+                ("type", Expr::str("btrfs")),
+                ("extraArgs", Expr::strs(["-f"])),
+                ("subvolumes", Expr::Attrs(subvolumes)),
+            ]),
         ),
     ]);
     attrs([(

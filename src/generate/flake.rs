@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::nix::{attrs, Expr, Key};
+use crate::nix::{Expr, Key, attrs};
 use crate::spec::{HostSpec, Spec};
 
 /// Flake inputs named after the packages they supply, deduplicated by reference.
@@ -36,7 +36,8 @@ pub fn package_inputs(host: &HostSpec) -> Vec<(String, String)> {
 pub fn input_name(flake: &str) -> String {
     use sha2::Digest;
     let last = flake.trim_end_matches('/').rsplit(['/', ':']).next().unwrap_or("input");
-    let clean: String = last.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect();
+    let clean: String =
+        last.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect();
     let clean = clean.trim_matches('-');
     let hash = hex::encode(&sha2::Sha256::digest(flake.as_bytes())[..3]);
     format!("pkg-{}-{hash}", if clean.is_empty() { "input" } else { clean })
@@ -79,7 +80,10 @@ pub fn flake(spec: &Spec) -> Expr {
     let packages: Vec<(Vec<Key>, Expr)> = systems
         .iter()
         .map(|(system, hosts)| {
-            let entries = hosts.iter().map(|h| (vec![Key::Name(format!("netboot-{}", h.name))], super::netboot::package(h))).collect();
+            let entries = hosts
+                .iter()
+                .map(|h| (vec![Key::Name(format!("netboot-{}", h.name))], super::netboot::package(h)))
+                .collect();
             (vec![Key::from(*system)], Expr::Attrs(entries))
         })
         .collect();
@@ -91,7 +95,13 @@ pub fn flake(spec: &Spec) -> Expr {
                 .map(|h| {
                     let args = attrs([
                         ("inputs", Expr::var("inputs")),
-                        ("pkgs", Expr::Select(Box::new(Expr::var("nixpkgs")), vec![Key::from("legacyPackages"), Key::from(system)])),
+                        (
+                            "pkgs",
+                            Expr::Select(
+                                Box::new(Expr::var("nixpkgs")),
+                                vec![Key::from("legacyPackages"), Key::from(system)],
+                            ),
+                        ),
                     ]);
                     let check = Expr::var("import").apply(Expr::path(&format!("checks/{}.nix", h.name))).apply(args);
                     (vec![Key::from(&h.name)], check)
@@ -111,9 +121,5 @@ pub fn flake(spec: &Spec) -> Expr {
             ("checks", Expr::Attrs(checks)),
         ])),
     };
-    attrs([
-        ("description", Expr::str("GhostBridge hosts")),
-        ("inputs", Expr::Attrs(inputs)),
-        ("outputs", outputs),
-    ])
+    attrs([("description", Expr::str("GhostBridge hosts")), ("inputs", Expr::Attrs(inputs)), ("outputs", outputs)])
 }

@@ -1,7 +1,7 @@
 //! `hosts/<host>/hardware.nix`: a starting point for the machine's hardware
 //! settings, written once and then owned by the user.
 
-use crate::nix::{attrs, Expr, Key};
+use crate::nix::{Expr, Key, attrs};
 
 pub fn header(host: &str) -> Vec<String> {
     vec![
@@ -13,7 +13,10 @@ pub fn header(host: &str) -> Vec<String> {
 
 pub fn stub(has_disk_layout: bool) -> Expr {
     let entries = vec![
-        ("boot.initrd.availableKernelModules", Expr::strs(["nvme", "xhci_pci", "ahci", "virtio_pci", "virtio_blk", "usbhid", "sd_mod"])),
+        (
+            "boot.initrd.availableKernelModules",
+            Expr::strs(["nvme", "xhci_pci", "ahci", "virtio_pci", "virtio_blk", "usbhid", "sd_mod"]),
+        ),
         ("hardware.enableRedistributableFirmware", Expr::var("lib").select("mkDefault").apply(Expr::Bool(true))),
     ];
     let mut body = attrs(entries);
@@ -21,7 +24,9 @@ pub fn stub(has_disk_layout: bool) -> Expr {
         // Without [disk] in the spec the file systems come from here: the labels
         // the NixOS installer manual uses, as defaults to replace.
         let fs = |device: &str, fs_type: &str| {
-            Expr::var("lib").select("mkDefault").apply(attrs([("device", Expr::str(device)), ("fsType", Expr::str(fs_type))]))
+            Expr::var("lib")
+                .select("mkDefault")
+                .apply(attrs([("device", Expr::str(device)), ("fsType", Expr::str(fs_type))]))
         };
         if let Expr::Attrs(entries) = &mut body {
             entries.push((vec![Key::from("fileSystems"), Key::from("/")], fs("/dev/disk/by-label/nixos", "ext4")));

@@ -2,11 +2,11 @@
 //! port, firewall) and `services.ghostbridge.*`, which the GhostBridge modules
 //! turn into the rest. Pure data: no logic lives in generated files.
 
-use crate::nix::{attrs, Expr, Key};
+use crate::nix::{Expr, Key, attrs};
 use crate::spec::model::{HostSpec, Iommu, SysctlValue};
 
 use super::flake::input_name;
-use super::{settings, GenerateError};
+use super::{GenerateError, settings};
 
 fn keyed<'a>(entries: impl IntoIterator<Item = (&'a String, Expr)>) -> Expr {
     Expr::Attrs(entries.into_iter().map(|(k, v)| (vec![Key::from(k)], v)).collect())
@@ -87,13 +87,17 @@ pub fn host(h: &HostSpec) -> Result<Expr, GenerateError> {
         }
     }
     e.push(("networking.firewall.allowedTCPPorts", Expr::List(tcp.into_iter().map(Expr::int).collect())));
-    e.push(("networking.firewall.allowedUDPPorts", Expr::List(h.firewall.allowed_udp_ports.iter().map(|p| Expr::int(*p)).collect())));
+    e.push((
+        "networking.firewall.allowedUDPPorts",
+        Expr::List(h.firewall.allowed_udp_ports.iter().map(|p| Expr::int(*p)).collect()),
+    ));
 
     // nodatacow must also be a file attribute: BTRFS applies most mount options
     // file-system wide, so `chattr +C` on the (empty) subvolume root is what
     // actually makes new files in it no-copy-on-write.
     if let Some(disk) = &h.disk {
-        let rules: Vec<String> = disk.subvolumes.iter().filter(|s| s.nodatacow).map(|s| format!("h {} - - - - +C", s.mount)).collect();
+        let rules: Vec<String> =
+            disk.subvolumes.iter().filter(|s| s.nodatacow).map(|s| format!("h {} - - - - +C", s.mount)).collect();
         if !rules.is_empty() {
             e.push(("systemd.tmpfiles.rules", Expr::strs(rules)));
         }
@@ -196,28 +200,28 @@ fn ghostbridge(h: &HostSpec) -> Result<Expr, GenerateError> {
         ));
     }
 
-    if let Some(d) = &h.dbus {
-        if let Some(op) = &d.op_dbus {
-            let mut o = vec![
-                ("enable", Expr::Bool(true)),
-                ("package", flake_package(&op.flake, &op.package)),
-                ("stateFile", Expr::str(&d.state_file)),
-            ];
-            if let Some(mcp) = &d.mcp {
-                o.push((
-                    "mcp",
-                    attrs([
-                        ("enable", Expr::Bool(true)),
-                        ("package", flake_package(&mcp.package.flake, &mcp.package.package)),
-                        ("port", Expr::int(mcp.port)),
-                    ]),
-                ));
-            }
-            if let Some(web) = &d.web {
-                o.push(("web", attrs([("enable", Expr::Bool(true)), ("port", Expr::int(web.port))])));
-            }
-            e.push(("opDbus", attrs(o)));
+    if let Some(d) = &h.dbus
+        && let Some(op) = &d.op_dbus
+    {
+        let mut o = vec![
+            ("enable", Expr::Bool(true)),
+            ("package", flake_package(&op.flake, &op.package)),
+            ("stateFile", Expr::str(&d.state_file)),
+        ];
+        if let Some(mcp) = &d.mcp {
+            o.push((
+                "mcp",
+                attrs([
+                    ("enable", Expr::Bool(true)),
+                    ("package", flake_package(&mcp.package.flake, &mcp.package.package)),
+                    ("port", Expr::int(mcp.port)),
+                ]),
+            ));
         }
+        if let Some(web) = &d.web {
+            o.push(("web", attrs([("enable", Expr::Bool(true)), ("port", Expr::int(web.port))])));
+        }
+        e.push(("opDbus", attrs(o)));
     }
 
     let v = &h.virtualization;

@@ -28,7 +28,9 @@ pub struct Manifest {
 pub enum ManifestError {
     #[error("cannot read {path}: {source}")]
     Read { path: String, source: std::io::Error },
-    #[error("{path} is not a ghostgen manifest ({source}); restore it from version control, or delete it and build with --force")]
+    #[error(
+        "{path} is not a ghostgen manifest ({source}); restore it from version control, or delete it and build with --force"
+    )]
     Corrupt { path: String, source: serde_json::Error },
 }
 

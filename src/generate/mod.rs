@@ -12,7 +12,7 @@ pub mod python;
 pub mod vm_check;
 pub mod write;
 
-use crate::nix::{parse_check, print_file, Expr, NotNixData, ParseError};
+use crate::nix::{Expr, NotNixData, ParseError, parse_check, print_file};
 use crate::spec::Spec;
 
 /// Why a file could not be generated. Both mean a bug in ghostgen, not in the
@@ -70,7 +70,12 @@ fn nix_file(path: String, header: &[String], expr: &Expr, policy: Policy) -> Res
 /// Every file of the flake for `spec`, in a fixed order. `spec_name` is the
 /// spec's file name as it should appear in headers.
 pub fn plan(spec: &Spec, spec_name: &str) -> Result<Vec<File>, GenerateError> {
-    let mut files = vec![nix_file("flake.nix".into(), &header(spec_name, "The flake of these hosts."), &flake::flake(spec), Policy::Always)?];
+    let mut files = vec![nix_file(
+        "flake.nix".into(),
+        &header(spec_name, "The flake of these hosts."),
+        &flake::flake(spec),
+        Policy::Always,
+    )?];
     for host in &spec.hosts {
         let dir = format!("hosts/{}", host.name);
         files.push(nix_file(
@@ -82,15 +87,26 @@ pub fn plan(spec: &Spec, spec_name: &str) -> Result<Vec<File>, GenerateError> {
         if let Some(disk) = &host.disk {
             files.push(nix_file(
                 format!("{dir}/disko.nix"),
-                &header(spec_name, &format!("Disk layout of {}, used by disko to partition (install) and to mount.", host.name)),
+                &header(
+                    spec_name,
+                    &format!("Disk layout of {}, used by disko to partition (install) and to mount.", host.name),
+                ),
                 &disko::disko(disk),
                 Policy::Always,
             )?);
         }
-        files.push(nix_file(format!("{dir}/hardware.nix"), &hardware::header(&host.name), &hardware::stub(host.disk.is_some()), Policy::Once)?);
+        files.push(nix_file(
+            format!("{dir}/hardware.nix"),
+            &hardware::header(&host.name),
+            &hardware::stub(host.disk.is_some()),
+            Policy::Once,
+        )?);
         files.push(nix_file(
             format!("netboot/{}.nix", host.name),
-            &header(spec_name, &format!("Netboot installer for {}: SSH for its admins; install with nixos-anywhere.", host.name)),
+            &header(
+                spec_name,
+                &format!("Netboot installer for {}: SSH for its admins; install with nixos-anywhere.", host.name),
+            ),
             &netboot::installer(host),
             Policy::Always,
         )?);
@@ -101,6 +117,10 @@ pub fn plan(spec: &Spec, spec_name: &str) -> Result<Vec<File>, GenerateError> {
             Policy::Always,
         )?);
     }
-    files.push(File { path: "netboot/menu.ipxe".into(), contents: netboot::menu(spec, spec_name), policy: Policy::Always });
+    files.push(File {
+        path: "netboot/menu.ipxe".into(),
+        contents: netboot::menu(spec, spec_name),
+        policy: Policy::Always,
+    });
     Ok(files)
 }

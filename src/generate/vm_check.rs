@@ -4,8 +4,8 @@
 
 use serde_json::json;
 
-use super::{python, settings, GenerateError};
-use crate::nix::{attrs, Expr, Key};
+use super::{GenerateError, python, settings};
+use crate::nix::{Expr, Key, attrs};
 use crate::spec::HostSpec;
 
 /// The fixed part of every VM check's test script.
@@ -85,7 +85,8 @@ pub fn check(h: &HostSpec) -> Result<Expr, GenerateError> {
             mk_force(settings(&ovs.bridges)?),
         ));
     }
-    let node_module = Expr::Lambda { formals: vec!["lib".into()], ellipsis: true, at: None, body: Box::new(Expr::Attrs(node)) };
+    let node_module =
+        Expr::Lambda { formals: vec!["lib".into()], ellipsis: true, at: None, body: Box::new(Expr::Attrs(node)) };
     let test = Expr::var("pkgs").select("testers.runNixOSTest").apply(attrs([
         ("name", Expr::str(format!("ghostbridge-host-{}", h.name))),
         ("node.specialArgs", attrs([("inputs", Expr::var("inputs"))])),

@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::manifest::{sha256_hex, Manifest, ManifestError, MANIFEST, PENDING};
-use super::{File, Policy, GENERATOR};
+use super::manifest::{MANIFEST, Manifest, ManifestError, PENDING, sha256_hex};
+use super::{File, GENERATOR, Policy};
 
 const STAGING_PREFIX: &str = ".ghostgen-staging-";
 
@@ -64,8 +64,11 @@ fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>, WriteError> {
     }
 }
 
+/// Every hash ghostgen wrote for each path.
+type KnownHashes = BTreeMap<String, BTreeSet<String>>;
+
 /// Hashes of files ghostgen itself wrote: the manifest's and a pending one's.
-fn known_hashes(out: &Path) -> Result<(Option<Manifest>, BTreeMap<String, BTreeSet<String>>), WriteError> {
+fn known_hashes(out: &Path) -> Result<(Option<Manifest>, KnownHashes), WriteError> {
     let old = Manifest::load(&out.join(MANIFEST))?;
     let pending = Manifest::load(&out.join(PENDING))?;
     let mut known: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -85,7 +88,9 @@ pub fn staleness(out: &Path, files: &[File]) -> Result<Staleness, WriteError> {
     for f in files {
         match read_if_exists(&out.join(&f.path))? {
             None => s.missing.push(f.path.clone()),
-            Some(bytes) if f.policy == Policy::Always && bytes != f.contents.as_bytes() => s.different.push(f.path.clone()),
+            Some(bytes) if f.policy == Policy::Always && bytes != f.contents.as_bytes() => {
+                s.different.push(f.path.clone())
+            }
             Some(_) => {}
         }
     }

@@ -23,7 +23,12 @@ pub enum Expr {
     /// `f x`.
     Apply(Box<Expr>, Box<Expr>),
     /// `{ a, b, ... }@name: body`.
-    Lambda { formals: Vec<String>, ellipsis: bool, at: Option<String>, body: Box<Expr> },
+    Lambda {
+        formals: Vec<String>,
+        ellipsis: bool,
+        at: Option<String>,
+        body: Box<Expr>,
+    },
     /// `let a = x; in body`.
     Let(Vec<(String, Expr)>, Box<Expr>),
     /// `[ a ] ++ b`.

@@ -6,7 +6,7 @@ pub mod escape;
 pub mod expr;
 pub mod print;
 
-pub use expr::{attrs, Expr, Key, NotNixData};
+pub use expr::{Expr, Key, NotNixData, attrs};
 pub use print::print_file;
 
 /// A Nix text that rnix could not parse (a bug in the printer, never user input).

@@ -42,7 +42,10 @@ fn key_path(keys: &[Key], out: &mut String) {
 }
 
 fn is_scalar(e: &Expr) -> bool {
-    matches!(e, Expr::Null | Expr::Bool(_) | Expr::Int(_) | Expr::Str(_) | Expr::Path(_) | Expr::Var(_) | Expr::Select(..))
+    matches!(
+        e,
+        Expr::Null | Expr::Bool(_) | Expr::Int(_) | Expr::Str(_) | Expr::Path(_) | Expr::Var(_) | Expr::Select(..)
+    )
 }
 
 /// Whether `e` needs parentheses as a list element or function argument.
@@ -94,7 +97,8 @@ pub fn print(e: &Expr, level: usize, out: &mut String) {
                     continue;
                 }
                 out.push_str(if i == 0 { "./" } else { "/" });
-                let safe = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+'));
+                let safe =
+                    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+'));
                 if safe {
                     out.push_str(s);
                 } else {

@@ -76,10 +76,7 @@ pub fn check_nics(config: &Config) -> Result<()> {
     for b in &config.bridges {
         for p in b.desired_ports() {
             if p.kind == super::config::PortKind::System && !ethtool::interface_exists(&p.name) {
-                return Err(OvsError::MissingNic {
-                    bridge: b.name.clone(),
-                    port: p.name,
-                });
+                return Err(OvsError::MissingNic { bridge: b.name.clone(), port: p.name });
             }
         }
     }
@@ -87,10 +84,7 @@ pub fn check_nics(config: &Config) -> Result<()> {
 }
 
 fn is_transient(e: &OvsError) -> bool {
-    matches!(
-        e,
-        OvsError::Closed { .. } | OvsError::Io { .. } | OvsError::Connect { .. }
-    )
+    matches!(e, OvsError::Closed { .. } | OvsError::Io { .. } | OvsError::Connect { .. })
 }
 
 /// Brings OVS to the state `config` describes.
@@ -156,10 +150,7 @@ pub fn apply(addr: &DbAddr, config: &Config, opts: &Options) -> Result<Report> {
                 }
             };
             if !r.refused.is_empty() {
-                report.warnings.push(format!(
-                    "{up}: the driver kept these offloads on: {}",
-                    r.refused.join(", ")
-                ));
+                report.warnings.push(format!("{up}: the driver kept these offloads on: {}", r.refused.join(", ")));
             }
             report.offload.push(r);
         }
@@ -167,18 +158,12 @@ pub fn apply(addr: &DbAddr, config: &Config, opts: &Options) -> Result<Report> {
     if let Some(e) = first_error {
         return Err(e);
     }
-    let errors: HashMap<&str, &str> = snap
-        .interfaces
-        .values()
-        .filter_map(|i| Some((i.name.as_str(), i.error.as_deref()?)))
-        .collect();
+    let errors: HashMap<&str, &str> =
+        snap.interfaces.values().filter_map(|i| Some((i.name.as_str(), i.error.as_deref()?))).collect();
     for b in &config.bridges {
         for p in b.desired_ports() {
             if let Some(err) = errors.get(p.name.as_str()) {
-                report.warnings.push(format!(
-                    "interface {} on bridge {}: ovs-vswitchd reports: {err}",
-                    p.name, b.name
-                ));
+                report.warnings.push(format!("interface {} on bridge {}: ovs-vswitchd reports: {err}", p.name, b.name));
             }
         }
     }
@@ -205,18 +190,10 @@ fn port_numbers(snap: &state::Snapshot, bridge: &str) -> HashMap<i64, String> {
 /// at once through ovs-vswitchd's control socket; bridges that are not in sync then (or
 /// when that socket is unavailable) go through `ovs-ofctl`, several at a time.
 fn sync_flows(ofctl: &Ofctl, config: &Config, snap: &state::Snapshot) -> (Vec<Result<bool>>, bool) {
-    let maps: Vec<HashMap<i64, String>> = config
-        .bridges
-        .iter()
-        .map(|b| port_numbers(snap, &b.name))
-        .collect();
+    let maps: Vec<HashMap<i64, String>> = config.bridges.iter().map(|b| port_numbers(snap, &b.name)).collect();
     let quick = flows::vswitchd_ctl(ofctl.rundir.as_deref()).and_then(|ctl| {
-        let list: Vec<(&str, &HashMap<i64, String>)> = config
-            .bridges
-            .iter()
-            .zip(&maps)
-            .map(|(b, m)| (b.name.as_str(), m))
-            .collect();
+        let list: Vec<(&str, &HashMap<i64, String>)> =
+            config.bridges.iter().zip(&maps).map(|(b, m)| (b.name.as_str(), m)).collect();
         flows::quick_dump(&ctl, &list)
     });
     let in_sync: Vec<bool> = config
@@ -271,10 +248,7 @@ fn sync_with_ofctl(ofctl: &Ofctl, config: &Config, which: &[usize]) -> Vec<Resul
         .zip(which.iter().map(|&i| &config.bridges[i]))
         .map(|(r, b)| {
             r.unwrap_or_else(|| {
-                Err(OvsError::Flows {
-                    bridge: b.name.clone(),
-                    msg: "flow check did not complete".into(),
-                })
+                Err(OvsError::Flows { bridge: b.name.clone(), msg: "flow check did not complete".into() })
             })
         })
         .collect()
@@ -286,12 +260,7 @@ fn validate_flows(ofctl: &Ofctl, config: &Config, snap: &state::Snapshot) -> Res
     for b in config.bridges.iter().filter(|b| !b.extra_flows.is_empty()) {
         let mut names: Vec<String> = b.desired_ports().into_iter().map(|p| p.name).collect();
         if let Some(row) = snap.bridge(&b.name) {
-            names.extend(
-                row.ports
-                    .iter()
-                    .filter_map(|p| snap.ports.get(p))
-                    .map(|p| p.name.clone()),
-            );
+            names.extend(row.ports.iter().filter_map(|p| snap.ports.get(p)).map(|p| p.name.clone()));
         }
         ofctl.validate(&b.name, &names, &b.extra_flows)?;
     }
@@ -300,11 +269,7 @@ fn validate_flows(ofctl: &Ofctl, config: &Config, snap: &state::Snapshot) -> Res
 
 /// Connects, retrying while the database is unreachable for less than `grace`
 /// (counted from `down_since`, which a failed first attempt starts).
-fn reconnect(
-    addr: &DbAddr,
-    down_since: &mut Option<Instant>,
-    opts: &Options,
-) -> Result<Connection> {
+fn reconnect(addr: &DbAddr, down_since: &mut Option<Instant>, opts: &Options) -> Result<Connection> {
     let grace = opts.reconnect_for;
     loop {
         match connect_with(addr, opts.io_timeout) {
@@ -360,11 +325,7 @@ fn converge_once(
 /// Writes `plan` in one transaction guarded by `snap`'s `wait`s, bumping
 /// `next_cfg` so ovs-vswitchd reconfigures. Returns the `next_cfg` to wait for.
 /// `Conflict` means another client changed what `snap` read: nothing was written.
-pub fn commit(
-    conn: &mut Connection,
-    snap: &state::Snapshot,
-    plan: &plan::Plan,
-) -> Result<Option<i64>> {
+pub fn commit(conn: &mut Connection, snap: &state::Snapshot, plan: &plan::Plan) -> Result<Option<i64>> {
     let mut ops: Vec<Value> = vec![json!(DATABASE)];
     ops.extend(snap.guards.iter().cloned());
     let n_guards = snap.guards.len();
@@ -375,16 +336,13 @@ pub fn commit(
         ops.push(json!({"op": "mutate", "table": "Open_vSwitch", "where": w, "mutations": [["next_cfg", "+=", 1]]}));
         // Result i belongs to ops[i + 1] (ops[0] is the database name): this is the select's.
         cfg_select = Some(ops.len() - 1);
-        ops.push(
-            json!({"op": "select", "table": "Open_vSwitch", "where": w, "columns": ["next_cfg"]}),
-        );
+        ops.push(json!({"op": "select", "table": "Open_vSwitch", "where": w, "columns": ["next_cfg"]}));
     }
     ops.push(json!({"op": "comment", "comment": format!("ghostbridge-ovs: {} change(s)", plan.changes.len())}));
 
     let result = conn.call("transact", Value::Array(ops))?;
-    let results = result
-        .as_array()
-        .ok_or_else(|| OvsError::Protocol(format!("transact answer is not an array: {result}")))?;
+    let results =
+        result.as_array().ok_or_else(|| OvsError::Protocol(format!("transact answer is not an array: {result}")))?;
     for (i, r) in results.iter().enumerate() {
         if let Some(err) = r.get("error").and_then(Value::as_str) {
             if i < n_guards && err == "timed out" {
@@ -418,11 +376,7 @@ pub fn wait_for_vswitchd(conn: &mut Connection, want: i64, timeout: Duration) ->
             return Ok(());
         }
         if start.elapsed() >= timeout {
-            return Err(OvsError::VswitchdTimeout {
-                secs: timeout.as_secs(),
-                cur,
-                want,
-            });
+            return Err(OvsError::VswitchdTimeout { secs: timeout.as_secs(), cur, want });
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(20));

@@ -29,10 +29,7 @@ pub fn string_map(map: &BTreeMap<String, String>) -> Value {
 /// The elements of a set-typed value: a bare atom counts as a one-element set.
 pub fn set_items(v: &Value) -> Vec<&Value> {
     match v.as_array() {
-        Some(a) if a.len() == 2 && a[0] == "set" => a[1]
-            .as_array()
-            .map(|x| x.iter().collect())
-            .unwrap_or_default(),
+        Some(a) if a.len() == 2 && a[0] == "set" => a[1].as_array().map(|x| x.iter().collect()).unwrap_or_default(),
         _ if v.is_null() => vec![],
         _ => vec![v],
     }
@@ -48,11 +45,7 @@ pub fn as_uuid(v: &Value) -> Option<&str> {
 
 /// The UUIDs of a set of references.
 pub fn uuid_set(v: &Value) -> Vec<String> {
-    set_items(v)
-        .into_iter()
-        .filter_map(as_uuid)
-        .map(str::to_string)
-        .collect()
+    set_items(v).into_iter().filter_map(as_uuid).map(str::to_string).collect()
 }
 
 /// A string-to-string map value.
@@ -64,10 +57,7 @@ pub fn as_string_map(v: &Value) -> BTreeMap<String, String> {
         && let Some(pairs) = a[1].as_array()
     {
         for p in pairs {
-            if let (Some(k), Some(v)) = (
-                p.get(0).and_then(Value::as_str),
-                p.get(1).and_then(Value::as_str),
-            ) {
+            if let (Some(k), Some(v)) = (p.get(0).and_then(Value::as_str), p.get(1).and_then(Value::as_str)) {
                 out.insert(k.to_string(), v.to_string());
             }
         }
@@ -82,10 +72,7 @@ pub fn optional_int(v: &Value) -> Option<i64> {
 
 /// An optional string column.
 pub fn optional_str(v: &Value) -> Option<String> {
-    set_items(v)
-        .first()
-        .and_then(|x| x.as_str())
-        .map(str::to_string)
+    set_items(v).first().and_then(|x| x.as_str()).map(str::to_string)
 }
 
 #[cfg(test)]
@@ -95,10 +82,7 @@ mod tests {
     #[test]
     fn decodes_sets_maps_and_optionals() {
         assert_eq!(uuid_set(&json!(["uuid", "a"])), vec!["a"]);
-        assert_eq!(
-            uuid_set(&json!(["set", [["uuid", "a"], ["uuid", "b"]]])),
-            vec!["a", "b"]
-        );
+        assert_eq!(uuid_set(&json!(["set", [["uuid", "a"], ["uuid", "b"]]])), vec!["a", "b"]);
         assert!(uuid_set(&json!(["set", []])).is_empty());
         let m = as_string_map(&json!(["map", [["k", "v"]]]));
         assert_eq!(m.get("k").map(String::as_str), Some("v"));

@@ -131,28 +131,16 @@ pub struct PortSpec {
 impl BridgeSpec {
     /// All ports in a fixed order: the bridge's own internal port, internal ports, uplink, system ports.
     pub fn desired_ports(&self) -> Vec<PortSpec> {
-        let mut out = vec![PortSpec {
-            name: self.name.clone(),
-            kind: PortKind::Internal,
-            uplink: false,
-        }];
+        let mut out = vec![PortSpec { name: self.name.clone(), kind: PortKind::Internal, uplink: false }];
         out.extend(self.internal_ports.iter().map(|p| PortSpec {
             name: p.clone(),
             kind: PortKind::Internal,
             uplink: false,
         }));
         if let Some(u) = &self.uplink {
-            out.push(PortSpec {
-                name: u.clone(),
-                kind: PortKind::System,
-                uplink: true,
-            });
+            out.push(PortSpec { name: u.clone(), kind: PortKind::System, uplink: true });
         }
-        out.extend(self.ports.iter().map(|p| PortSpec {
-            name: p.clone(),
-            kind: PortKind::System,
-            uplink: false,
-        }));
+        out.extend(self.ports.iter().map(|p| PortSpec { name: p.clone(), kind: PortKind::System, uplink: false }));
         out
     }
 }
@@ -175,7 +163,11 @@ impl DaemonConfig for Config {
     fn validate(&self) -> Vec<Finding> {
         let mut out = Vec::new();
         if let Err(e) = super::jsonrpc::DbAddr::parse(&self.ovsdb) {
-            out.push(Finding::new(vec![PathSeg::from("ovsdb")], e.to_string(), "e.g. \"unix:/run/openvswitch/db.sock\""));
+            out.push(Finding::new(
+                vec![PathSeg::from("ovsdb")],
+                e.to_string(),
+                "e.g. \"unix:/run/openvswitch/db.sock\"",
+            ));
         }
         if let Some(dir) = &self.metrics_dir {
             out.extend(config::absolute("metrics_dir", dir));
@@ -253,8 +245,7 @@ mod tests {
 
     #[test]
     fn example_parses_and_defaults_apply() {
-        let c =
-            Config::parse(include_str!("../../examples/ovs.json"), "examples/ovs.json").unwrap();
+        let c = Config::parse(include_str!("../../examples/ovs.json"), "examples/ovs.json").unwrap();
         assert_eq!(c.bridges.len(), 2);
         let c = Config::parse(r#"{"bridges":[{"name":"br0"}]}"#, "t").unwrap();
         assert_eq!(c.ovsdb, DEFAULT_DB);
@@ -265,28 +256,17 @@ mod tests {
 
     #[test]
     fn rejects_unknown_keys_duplicates_and_bad_names() {
-        let e = Config::parse(r#"{"bridges":[{"name":"br0","uplnk":"eth0"}]}"#, "t")
-            .unwrap_err()
-            .to_string();
+        let e = Config::parse(r#"{"bridges":[{"name":"br0","uplnk":"eth0"}]}"#, "t").unwrap_err().to_string();
         assert!(e.contains("unknown field `uplnk`"), "{e}");
-        let e = Config::parse(
-            r#"{"bridges":[{"name":"br0","ports":["a"]},{"name":"br1","uplink":"a"}]}"#,
-            "t",
-        )
-        .unwrap_err()
-        .to_string();
+        let e = Config::parse(r#"{"bridges":[{"name":"br0","ports":["a"]},{"name":"br1","uplink":"a"}]}"#, "t")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("t: bridges[1].uplink: interface name \"a\" is attached to the switch twice"), "{e}");
-        let e = Config::parse(r#"{"bridges":[{"name":"a-very-long-bridge-name"}]}"#, "t")
-            .unwrap_err()
-            .to_string();
+        let e = Config::parse(r#"{"bridges":[{"name":"a-very-long-bridge-name"}]}"#, "t").unwrap_err().to_string();
         assert!(e.contains("Linux allows at most 15") && e.contains("t: bridges[0].name:"), "{e}");
-        let e = Config::parse(r#"{"db":"/run/db.sock","bridges":[]}"#, "t")
-            .unwrap_err()
-            .to_string();
+        let e = Config::parse(r#"{"db":"/run/db.sock","bridges":[]}"#, "t").unwrap_err().to_string();
         assert!(e.contains("unix:/path"), "{e}");
-        let e = Config::parse(r#"{"bridges":[{"name":"b","datapath_type":"dpdk"}]}"#, "t")
-            .unwrap_err()
-            .to_string();
+        let e = Config::parse(r#"{"bridges":[{"name":"b","datapath_type":"dpdk"}]}"#, "t").unwrap_err().to_string();
         assert!(e.contains("unknown variant"), "{e}");
     }
 }

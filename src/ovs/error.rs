@@ -12,27 +12,19 @@ pub enum OvsError {
         "cannot connect to the Open vSwitch database at {addr}: {source}. \
          Is ovsdb-server running (systemctl status ovsdb) and is the address right (--db, or \"db\" in the config)?"
     )]
-    Connect {
-        addr: String,
-        source: std::io::Error,
-    },
+    Connect { addr: String, source: std::io::Error },
 
     #[error(
         "the connection to the Open vSwitch database at {addr} failed: {source}. Check that ovsdb-server is still running, then run again"
     )]
-    Io {
-        addr: String,
-        source: std::io::Error,
-    },
+    Io { addr: String, source: std::io::Error },
 
     #[error(
         "the Open vSwitch database at {addr} closed the connection (was ovsdb-server restarted?); run again once it is back"
     )]
     Closed { addr: String },
 
-    #[error(
-        "no answer from the Open vSwitch database at {addr} within {secs}s; check that ovsdb-server is not hung"
-    )]
+    #[error("no answer from the Open vSwitch database at {addr} within {secs}s; check that ovsdb-server is not hung")]
     Timeout { addr: String, secs: u64 },
 
     #[error("the Open vSwitch database sent something that is not valid OVSDB JSON-RPC: {0}")]
@@ -66,11 +58,7 @@ pub enum OvsError {
         "port {port} is wanted on bridge {wanted} but is attached to bridge {actual}, which ghostbridge-ovs does not manage. \
          Remove it there (ovs-vsctl del-port {actual} {port}) or take it out of the config; nothing was changed"
     )]
-    PortElsewhere {
-        port: String,
-        wanted: String,
-        actual: String,
-    },
+    PortElsewhere { port: String, wanted: String, actual: String },
 
     #[error(
         "transaction conflict: another client changed the Open vSwitch database during each of {attempts} attempts; \
@@ -87,32 +75,20 @@ pub enum OvsError {
     )]
     VswitchdTimeout { secs: u64, cur: i64, want: i64 },
 
-    #[error(
-        "bridge {bridge}: extra flow {flow:?} is not valid: {detail}. Fix it in extra_flows; nothing was written"
-    )]
-    BadFlow {
-        bridge: String,
-        flow: String,
-        detail: String,
-    },
+    #[error("bridge {bridge}: extra flow {flow:?} is not valid: {detail}. Fix it in extra_flows; nothing was written")]
+    BadFlow { bridge: String, flow: String, detail: String },
 
     #[error("flows of bridge {bridge}: {msg}")]
     Flows { bridge: String, msg: String },
 
     #[error("cannot run {program}: {source}. Is Open vSwitch installed and on PATH?")]
-    Spawn {
-        program: String,
-        source: std::io::Error,
-    },
+    Spawn { program: String, source: std::io::Error },
 
     #[error("ethtool on {iface}: {msg}")]
     Ethtool { iface: String, msg: String },
 
     #[error("cannot write metrics to {path}: {source}")]
-    Metrics {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Metrics { path: PathBuf, source: std::io::Error },
 }
 
 pub type Result<T> = std::result::Result<T, OvsError>;

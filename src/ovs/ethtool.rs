@@ -63,15 +63,11 @@ struct Ethtool {
 
 impl Ethtool {
     fn open(iface: &str) -> Result<Ethtool> {
-        let err = |msg: String| OvsError::Ethtool {
-            iface: iface.to_string(),
-            msg,
-        };
+        let err = |msg: String| OvsError::Ethtool { iface: iface.to_string(), msg };
         if iface.is_empty() || iface.len() >= libc::IFNAMSIZ {
             return Err(err("interface name length must be 1..15".into()));
         }
-        let ifname =
-            CString::new(iface).map_err(|_| err("interface name contains a NUL byte".into()))?;
+        let ifname = CString::new(iface).map_err(|_| err("interface name contains a NUL byte".into()))?;
         let fd = nix::sys::socket::socket(
             nix::sys::socket::AddressFamily::Inet,
             nix::sys::socket::SockType::Datagram,
@@ -79,11 +75,7 @@ impl Ethtool {
             None,
         )
         .map_err(|e| err(format!("cannot open a control socket: {e}")))?;
-        Ok(Ethtool {
-            fd,
-            ifname,
-            iface: iface.to_string(),
-        })
+        Ok(Ethtool { fd, ifname, iface: iface.to_string() })
     }
 
     /// Runs one SIOCETHTOOL request on `buf` (a u32/u64-aligned command buffer).
@@ -96,24 +88,11 @@ impl Ethtool {
         ifr.ifr_ifru.ifru_data = buf.as_mut_ptr().cast::<libc::c_char>();
         // SAFETY: the fd is a valid socket, ifr points at a live ifreq whose data pointer
         // refers to `buf`, which is sized by the caller for the command's reply.
-        let rc = unsafe {
-            libc::ioctl(
-                self.fd.as_raw_fd(),
-                SIOCETHTOOL as _,
-                &mut ifr as *mut libc::ifreq,
-            )
-        };
+        let rc = unsafe { libc::ioctl(self.fd.as_raw_fd(), SIOCETHTOOL as _, &mut ifr as *mut libc::ifreq) };
         if rc < 0 {
             let e = std::io::Error::last_os_error();
-            let hint = if e.raw_os_error() == Some(libc::ENODEV) {
-                " (no such interface)"
-            } else {
-                ""
-            };
-            return Err(OvsError::Ethtool {
-                iface: self.iface.clone(),
-                msg: format!("{what} failed: {e}{hint}"),
-            });
+            let hint = if e.raw_os_error() == Some(libc::ENODEV) { " (no such interface)" } else { "" };
+            return Err(OvsError::Ethtool { iface: self.iface.clone(), msg: format!("{what} failed: {e}{hint}") });
         }
         Ok(())
     }
@@ -156,9 +135,7 @@ impl Ethtool {
         write_u32(&mut buf, 0, ETHTOOL_GFEATURES);
         write_u32(&mut buf, 1, blocks as u32);
         self.ioctl(&mut buf, "ETHTOOL_GFEATURES")?;
-        Ok((0..blocks)
-            .map(|b| std::array::from_fn(|k| read_u32(&buf, 2 + b * 4 + k)))
-            .collect())
+        Ok((0..blocks).map(|b| std::array::from_fn(|k| read_u32(&buf, 2 + b * 4 + k))).collect())
     }
 
     fn set_off(&self, count: usize, bits: &[usize]) -> Result<()> {
@@ -199,9 +176,7 @@ fn as_bytes_mut(buf: &mut [u64]) -> &mut [u8] {
 }
 
 fn bit(words: &[[u32; 4]], i: usize, field: usize) -> bool {
-    words
-        .get(i / 32)
-        .is_some_and(|w| w[field] & (1 << (i % 32)) != 0)
+    words.get(i / 32).is_some_and(|w| w[field] & (1 << (i % 32)) != 0)
 }
 
 /// All features of `iface` with whether each can be changed and is active.
@@ -248,18 +223,12 @@ pub fn disable_offloads(iface: &str) -> Result<OffloadReport> {
     let before = e.get(count)?;
     let targets: Vec<usize> = (0..count)
         .filter(|&i| {
-            let (changeable, requested, active) = (
-                bit(&before, i, 0) && !bit(&before, i, 3),
-                bit(&before, i, 1),
-                bit(&before, i, 2),
-            );
+            let (changeable, requested, active) =
+                (bit(&before, i, 0) && !bit(&before, i, 3), bit(&before, i, 1), bit(&before, i, 2));
             changeable && requested && active && is_offload(&names[i])
         })
         .collect();
-    let mut report = OffloadReport {
-        iface: iface.to_string(),
-        ..Default::default()
-    };
+    let mut report = OffloadReport { iface: iface.to_string(), ..Default::default() };
     if targets.is_empty() {
         return Ok(report);
     }
@@ -297,13 +266,7 @@ mod tests {
         ] {
             assert!(is_offload(n), "{n}");
         }
-        for n in [
-            "rx-vlan-filter",
-            "tx-nocache-copy",
-            "highdma",
-            "loopback",
-            "rx-fcs",
-        ] {
+        for n in ["rx-vlan-filter", "tx-nocache-copy", "highdma", "loopback", "rx-fcs"] {
             assert!(!is_offload(n), "{n}");
         }
     }
@@ -311,10 +274,7 @@ mod tests {
     #[test]
     fn loopback_features_are_readable() {
         let f = features("lo").unwrap();
-        assert!(
-            f.iter().any(|f| f.name == "tx-generic-segmentation"),
-            "{f:?}"
-        );
+        assert!(f.iter().any(|f| f.name == "tx-generic-segmentation"), "{f:?}");
         assert!(!interface_exists("gb-no-such-if"));
         assert!(interface_exists("lo"));
     }

@@ -30,26 +30,16 @@ pub struct Ofctl {
 
 impl Default for Ofctl {
     fn default() -> Self {
-        Ofctl {
-            program: PathBuf::from("ovs-ofctl"),
-            rundir: None,
-        }
+        Ofctl { program: PathBuf::from("ovs-ofctl"), rundir: None }
     }
 }
 
 impl Ofctl {
     fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<Output> {
-        let spawn_err = |source| OvsError::Spawn {
-            program: self.program.display().to_string(),
-            source,
-        };
+        let spawn_err = |source| OvsError::Spawn { program: self.program.display().to_string(), source };
         let mut cmd = Command::new(&self.program);
         cmd.args(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         if let Some(d) = &self.rundir {
@@ -75,25 +65,16 @@ impl Ofctl {
                 ),
             });
         }
-        let mut flows: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(normalize)
-            .collect();
+        let mut flows: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().filter_map(normalize).collect();
         flows.sort();
         Ok(flows)
     }
 
     /// Replaces all flows of `bridge` with `flows` in one OpenFlow 1.4 bundle.
     pub fn replace(&self, bridge: &str, flows: &[String]) -> Result<()> {
-        let err = |msg: String| OvsError::Flows {
-            bridge: bridge.to_string(),
-            msg,
-        };
+        let err = |msg: String| OvsError::Flows { bridge: bridge.to_string(), msg };
         // The flows go in on stdin ("-"): no temporary file.
-        let out = self.run(
-            &["--bundle", "replace-flows", bridge, "-"],
-            Some(&lines(flows)),
-        )?;
+        let out = self.run(&["--bundle", "replace-flows", bridge, "-"], Some(&lines(flows)))?;
         if !out.status.success() {
             return Err(err(format!(
                 "ovs-ofctl --bundle replace-flows failed, the old flows stay in place: {}. Check extra_flows for syntax errors",
@@ -107,11 +88,7 @@ impl Ofctl {
     /// `parsed` compares through `ovs-ofctl diff-flows` instead of as text (for flows
     /// given by the user, which may be written differently from the dump).
     pub fn sync(&self, bridge: &str, desired: &[String], parsed: bool) -> Result<bool> {
-        let same = if parsed {
-            !self.differs(bridge, desired)?
-        } else {
-            self.dump(bridge)? == normalized(desired)
-        };
+        let same = if parsed { !self.differs(bridge, desired)? } else { self.dump(bridge)? == normalized(desired) };
         if same {
             return Ok(false);
         }
@@ -122,10 +99,7 @@ impl Ofctl {
     /// Whether the bridge's flows differ from `desired`, both sides parsed by
     /// `ovs-ofctl diff-flows` (port names resolved by the switch).
     pub fn differs(&self, bridge: &str, desired: &[String]) -> Result<bool> {
-        let out = self.run(
-            &["diff-flows", "--names", bridge, "/dev/stdin"],
-            Some(&lines(desired)),
-        )?;
+        let out = self.run(&["diff-flows", "--names", bridge, "/dev/stdin"], Some(&lines(desired)))?;
         match out.status.code() {
             Some(0) => Ok(false),
             Some(2) => Ok(true),
@@ -146,10 +120,7 @@ impl Ofctl {
         if flows.is_empty() {
             return Ok(());
         }
-        let text: Vec<String> = flows
-            .iter()
-            .map(|f| with_port_numbers(f, bridge, ports))
-            .collect();
+        let text: Vec<String> = flows.iter().map(|f| with_port_numbers(f, bridge, ports)).collect();
         let out = self.run(&["parse-flows", "-"], Some(&lines(&text)))?;
         if out.status.success() {
             return Ok(());
@@ -165,11 +136,7 @@ impl Ofctl {
                 Some((flows.get(i)?.clone(), detail.trim().to_string()))
             })
             .unwrap_or_else(|| (flows.join(" | "), stderr.to_string()));
-        Err(OvsError::BadFlow {
-            bridge: bridge.to_string(),
-            flow,
-            detail,
-        })
+        Err(OvsError::BadFlow { bridge: bridge.to_string(), flow, detail })
     }
 }
 
@@ -198,10 +165,7 @@ pub fn with_port_numbers(flow: &str, bridge: &str, ports: &[String]) -> String {
         token.clear();
     };
     for c in flow.chars() {
-        if matches!(
-            c,
-            '=' | ',' | ':' | '(' | ')' | ' ' | '\t' | '[' | ']' | '/'
-        ) {
+        if matches!(c, '=' | ',' | ':' | '(' | ')' | ' ' | '\t' | '[' | ']' | '/') {
             flush(&mut token, &mut out);
             out.push(c);
         } else {
@@ -217,15 +181,9 @@ pub fn with_port_numbers(flow: &str, bridge: &str, ports: &[String]) -> String {
 pub fn vswitchd_ctl(rundir: Option<&Path>) -> Option<PathBuf> {
     let rundir = match rundir {
         Some(d) => d.to_path_buf(),
-        None => std::env::var_os("OVS_RUNDIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_RUNDIR)),
+        None => std::env::var_os("OVS_RUNDIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_RUNDIR)),
     };
-    let pid: u32 = std::fs::read_to_string(rundir.join("ovs-vswitchd.pid"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
+    let pid: u32 = std::fs::read_to_string(rundir.join("ovs-vswitchd.pid")).ok()?.trim().parse().ok()?;
     Some(rundir.join(format!("ovs-vswitchd.{pid}.ctl")))
 }
 
@@ -237,10 +195,7 @@ pub const DEFAULT_RUNDIR: &str = "/run/openvswitch";
 /// OpenFlow connection per bridge. `ports[i]` maps OpenFlow port numbers of bridge i
 /// to names. Returns `None` when the socket is not reachable; a bridge whose flows
 /// cannot be read this way gets `None` (the caller falls back to `ovs-ofctl`).
-pub fn quick_dump(
-    ctl: &Path,
-    bridges: &[(&str, &HashMap<i64, String>)],
-) -> Option<Vec<Option<Vec<String>>>> {
+pub fn quick_dump(ctl: &Path, bridges: &[(&str, &HashMap<i64, String>)]) -> Option<Vec<Option<Vec<String>>>> {
     let addr = DbAddr::Unix(ctl.to_string_lossy().into_owned());
     let mut conn = Connection::connect(&addr).ok()?;
     let params = bridges.iter().map(|(b, _)| json!([b])).collect();
@@ -251,11 +206,7 @@ pub fn quick_dump(
             .zip(bridges)
             .map(|(a, (_, ports))| {
                 let text = a.ok()?;
-                let mut flows: Vec<String> = text
-                    .as_str()?
-                    .lines()
-                    .filter_map(|l| from_vswitchd(l, ports))
-                    .collect();
+                let mut flows: Vec<String> = text.as_str()?.lines().filter_map(|l| from_vswitchd(l, ports)).collect();
                 flows.sort();
                 Some(flows)
             })
@@ -268,21 +219,10 @@ pub fn quick_dump(
 fn from_vswitchd(line: &str, ports: &HashMap<i64, String>) -> Option<String> {
     let at = line.find("actions=")?;
     let (matches, actions) = line.split_at(at);
-    const STATS: &[&str] = &[
-        "duration=",
-        "n_packets=",
-        "n_bytes=",
-        "idle_age=",
-        "hard_age=",
-        "n_offload_packets=",
-        "n_offload_bytes=",
-    ];
+    const STATS: &[&str] =
+        &["duration=", "n_packets=", "n_bytes=", "idle_age=", "hard_age=", "n_offload_packets=", "n_offload_bytes="];
     let mut fields = Vec::new();
-    for f in matches
-        .split([',', ' '])
-        .map(str::trim)
-        .filter(|f| !f.is_empty())
-    {
+    for f in matches.split([',', ' ']).map(str::trim).filter(|f| !f.is_empty()) {
         if STATS.iter().any(|s| f.starts_with(s)) {
             continue;
         }
@@ -296,10 +236,8 @@ fn from_vswitchd(line: &str, ports: &HashMap<i64, String>) -> Option<String> {
                 return None;
             }
             fields.push(f.to_string());
-        } else if let Some(name) = f
-            .strip_prefix("in_port=")
-            .and_then(|n| n.parse::<i64>().ok())
-            .and_then(|n| ports.get(&n))
+        } else if let Some(name) =
+            f.strip_prefix("in_port=").and_then(|n| n.parse::<i64>().ok()).and_then(|n| ports.get(&n))
         {
             fields.push(format!("in_port={name}"));
         } else {
@@ -334,9 +272,7 @@ pub fn desired(spec: &BridgeSpec) -> Vec<String> {
     if spec.drop_uplink_broadcast
         && let Some(up) = &spec.uplink
     {
-        flows.push(format!(
-            "priority={DROP_BROADCAST_PRIORITY},in_port={up},dl_dst=ff:ff:ff:ff:ff:ff,actions=drop"
-        ));
+        flows.push(format!("priority={DROP_BROADCAST_PRIORITY},in_port={up},dl_dst=ff:ff:ff:ff:ff:ff,actions=drop"));
         flows.push(format!(
             "priority={DROP_MULTICAST_PRIORITY},in_port={up},dl_dst=01:00:00:00:00:00/01:00:00:00:00:00,actions=drop"
         ));
@@ -383,18 +319,9 @@ mod tests {
             normalize(" priority=1001,in_port=eth0,dl_dst=ff:ff:ff:ff:ff:ff actions=drop"),
             normalize("dl_dst=ff:ff:ff:ff:ff:ff,priority=1001,in_port=eth0,actions=drop"),
         );
-        assert_eq!(
-            normalize(" priority=0 actions=NORMAL"),
-            normalize("priority=0,actions=NORMAL")
-        );
-        assert_eq!(
-            normalize("table=0,ip,actions=drop"),
-            normalize(" ip actions=drop")
-        );
-        assert_ne!(
-            normalize("priority=1,actions=drop"),
-            normalize("priority=2,actions=drop")
-        );
+        assert_eq!(normalize(" priority=0 actions=NORMAL"), normalize("priority=0,actions=NORMAL"));
+        assert_eq!(normalize("table=0,ip,actions=drop"), normalize(" ip actions=drop"));
+        assert_ne!(normalize("priority=1,actions=drop"), normalize("priority=2,actions=drop"));
         assert_eq!(normalize("NXST_FLOW reply (xid=0x4):"), None);
     }
 
@@ -409,10 +336,7 @@ mod tests {
             normalize(" priority=1001,in_port=eth1,dl_dst=ff:ff:ff:ff:ff:ff actions=drop"),
         );
         assert_eq!(
-            from_vswitchd(
-                "duration=82s, n_packets=0, n_bytes=0, priority=0,actions=NORMAL",
-                &ports
-            ),
+            from_vswitchd("duration=82s, n_packets=0, n_bytes=0, priority=0,actions=NORMAL", &ports),
             normalize("priority=0,actions=NORMAL")
         );
         assert_eq!(
@@ -423,17 +347,11 @@ mod tests {
             None
         );
         assert_eq!(
-            from_vswitchd(
-                "duration=1s, n_packets=0, n_bytes=0, priority=180001,arp,actions=NORMAL",
-                &ports
-            ),
+            from_vswitchd("duration=1s, n_packets=0, n_bytes=0, priority=180001,arp,actions=NORMAL", &ports),
             None
         );
         assert_eq!(
-            from_vswitchd(
-                "table_id=1, duration=1s, n_packets=0, n_bytes=0, priority=5,ip,actions=drop",
-                &ports
-            ),
+            from_vswitchd("table_id=1, duration=1s, n_packets=0, n_bytes=0, priority=5,ip,actions=drop", &ports),
             normalize(" table=1, priority=5,ip actions=drop"),
         );
     }
@@ -442,35 +360,21 @@ mod tests {
     fn port_names_become_numbers_for_parsing() {
         let ports = vec!["eth0".to_string(), "br0-mgmt".to_string()];
         assert_eq!(
-            with_port_numbers(
-                "in_port=eth0,dl_dst=ff:ff:ff:ff:ff:ff,actions=output:br0-mgmt,br0",
-                "br0",
-                &ports
-            ),
+            with_port_numbers("in_port=eth0,dl_dst=ff:ff:ff:ff:ff:ff,actions=output:br0-mgmt,br0", "br0", &ports),
             "in_port=1,dl_dst=ff:ff:ff:ff:ff:ff,actions=output:2,LOCAL"
         );
-        assert_eq!(
-            with_port_numbers("ip,actions=eth00", "br0", &ports),
-            "ip,actions=eth00"
-        );
+        assert_eq!(with_port_numbers("ip,actions=eth00", "br0", &ports), "ip,actions=eth00");
     }
 
     #[test]
     fn generated_rules_drop_uplink_broadcast_only_when_asked() {
-        let mut spec: BridgeSpec =
-            serde_json::from_str(r#"{"name":"br0","uplink":"eth0"}"#).unwrap();
+        let mut spec: BridgeSpec = serde_json::from_str(r#"{"name":"br0","uplink":"eth0"}"#).unwrap();
         let f = desired(&spec);
         assert_eq!(f.len(), 3);
         assert!(f[0].contains("in_port=eth0,dl_dst=ff:ff:ff:ff:ff:ff,actions=drop"));
         assert!(f[1].contains("dl_dst=01:00:00:00:00:00/01:00:00:00:00:00"));
         spec.drop_uplink_broadcast = false;
         spec.extra_flows = vec!["priority=10,arp,actions=NORMAL".into()];
-        assert_eq!(
-            desired(&spec),
-            vec![
-                "priority=0,actions=NORMAL",
-                "priority=10,arp,actions=NORMAL"
-            ]
-        );
+        assert_eq!(desired(&spec), vec!["priority=0,actions=NORMAL", "priority=10,arp,actions=NORMAL"]);
     }
 }

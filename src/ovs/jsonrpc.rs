@@ -28,9 +28,7 @@ impl DbAddr {
             Ok(DbAddr::Unix(path.to_string()))
         } else if let Some(hp) = s.strip_prefix("tcp:") {
             match hp.rsplit_once(':') {
-                Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => {
-                    Ok(DbAddr::Tcp(hp.to_string()))
-                }
+                Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => Ok(DbAddr::Tcp(hp.to_string())),
                 _ => Err(OvsError::BadAddress(s.to_string())),
             }
         } else {
@@ -109,17 +107,9 @@ impl Connection {
                 Stream::Tcp(s)
             }),
         }
-        .map_err(|source| OvsError::Connect {
-            addr: addr.to_string(),
-            source,
-        })?;
+        .map_err(|source| OvsError::Connect { addr: addr.to_string(), source })?;
         // A hung server must not block a write (or a read) forever: both time out with an error.
-        stream
-            .set_timeouts(Some(timeout))
-            .map_err(|source| OvsError::Connect {
-                addr: addr.to_string(),
-                source,
-            })?;
+        stream.set_timeouts(Some(timeout)).map_err(|source| OvsError::Connect { addr: addr.to_string(), source })?;
         Ok(Connection {
             addr: addr.clone(),
             stream,
@@ -137,19 +127,13 @@ impl Connection {
     /// A failed write: a timeout means the server stopped reading (hung).
     fn write_err(&self, source: std::io::Error) -> OvsError {
         if matches!(source.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) {
-            return OvsError::Timeout {
-                addr: self.addr.to_string(),
-                secs: self.timeout.as_secs(),
-            };
+            return OvsError::Timeout { addr: self.addr.to_string(), secs: self.timeout.as_secs() };
         }
         self.io_err(source)
     }
 
     fn io_err(&self, source: std::io::Error) -> OvsError {
-        OvsError::Io {
-            addr: self.addr.to_string(),
-            source,
-        }
+        OvsError::Io { addr: self.addr.to_string(), source }
     }
 
     fn send(&mut self, msg: &Value) -> Result<()> {
@@ -160,9 +144,7 @@ impl Connection {
     /// Sends a request and waits for its response, returning `result` or the RPC error.
     pub fn call(&mut self, method: &str, params: Value) -> Result<Value> {
         let mut answers = self.call_many(method, vec![params])?;
-        answers
-            .pop()
-            .unwrap_or_else(|| Err(OvsError::Protocol(format!("no answer to {method}"))))
+        answers.pop().unwrap_or_else(|| Err(OvsError::Protocol(format!("no answer to {method}"))))
     }
 
     /// Sends several requests at once (pipelined) and collects their answers in order.
@@ -183,10 +165,7 @@ impl Connection {
         while missing > 0 {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(OvsError::Timeout {
-                    addr: self.addr.to_string(),
-                    secs: self.timeout.as_secs(),
-                });
+                return Err(OvsError::Timeout { addr: self.addr.to_string(), secs: self.timeout.as_secs() });
             }
             let Some(msg) = self.receive(left)? else {
                 continue;
@@ -202,10 +181,7 @@ impl Connection {
                     *slot = Some(if error.is_null() {
                         Ok(msg.get("result").cloned().unwrap_or(Value::Null))
                     } else {
-                        Err(OvsError::Rpc {
-                            method: method.to_string(),
-                            error: error.to_string(),
-                        })
+                        Err(OvsError::Rpc { method: method.to_string(), error: error.to_string() })
                     });
                     missing -= 1;
                 }
@@ -255,30 +231,21 @@ impl Connection {
         loop {
             if let Some(end) = frame_end(&self.buf) {
                 let frame: Vec<u8> = self.buf.drain(..end).collect();
-                let value = serde_json::from_slice(&frame)
-                    .map_err(|e| OvsError::Protocol(e.to_string()))?;
+                let value = serde_json::from_slice(&frame).map_err(|e| OvsError::Protocol(e.to_string()))?;
                 return Ok(Some(value));
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Ok(None);
             }
-            self.stream
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-                .map_err(|e| self.io_err(e))?;
+            self.stream.set_read_timeout(Some(left.max(Duration::from_millis(1)))).map_err(|e| self.io_err(e))?;
             let mut chunk = [0u8; 64 * 1024];
             match self.stream.read(&mut chunk) {
                 Ok(0) => {
-                    return Err(OvsError::Closed {
-                        addr: self.addr.to_string(),
-                    });
+                    return Err(OvsError::Closed { addr: self.addr.to_string() });
                 }
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                    ) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
                 Err(e) => return Err(self.io_err(e)),
             }
         }
@@ -365,14 +332,8 @@ mod tests {
 
     #[test]
     fn parses_addresses() {
-        assert_eq!(
-            DbAddr::parse("unix:/run/db.sock").unwrap(),
-            DbAddr::Unix("/run/db.sock".into())
-        );
-        assert_eq!(
-            DbAddr::parse("tcp:127.0.0.1:6640").unwrap(),
-            DbAddr::Tcp("127.0.0.1:6640".into())
-        );
+        assert_eq!(DbAddr::parse("unix:/run/db.sock").unwrap(), DbAddr::Unix("/run/db.sock".into()));
+        assert_eq!(DbAddr::parse("tcp:127.0.0.1:6640").unwrap(), DbAddr::Tcp("127.0.0.1:6640".into()));
         assert!(DbAddr::parse("/run/db.sock").is_err());
         assert!(DbAddr::parse("tcp:host").is_err());
         assert!(DbAddr::parse("unix:").is_err());

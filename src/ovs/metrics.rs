@@ -34,21 +34,10 @@ impl Totals {
 
 /// Writes `ghostbridge_ovs.prom` into `dir`.
 pub fn write(dir: &Path, totals: &Totals, last_duration: Duration, last_ok: bool) -> Result<()> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
     let families = vec![
-        Family::counter(
-            "ghostbridge_ovs_applies_total",
-            "Reconcile runs.",
-            totals.applies as f64,
-        ),
-        Family::counter(
-            "ghostbridge_ovs_apply_failures_total",
-            "Reconcile runs that failed.",
-            totals.failures as f64,
-        ),
+        Family::counter("ghostbridge_ovs_applies_total", "Reconcile runs.", totals.applies as f64),
+        Family::counter("ghostbridge_ovs_apply_failures_total", "Reconcile runs that failed.", totals.failures as f64),
         Family::counter(
             "ghostbridge_ovs_changes_total",
             "Bridge/port changes written to OVSDB.",
@@ -74,15 +63,8 @@ pub fn write(dir: &Path, totals: &Totals, last_duration: Duration, last_ok: bool
             "1 if the last reconcile run succeeded.",
             if last_ok { 1.0 } else { 0.0 },
         ),
-        Family::gauge(
-            "ghostbridge_ovs_last_apply_timestamp_seconds",
-            "Unix time of the last reconcile run.",
-            now,
-        ),
+        Family::gauge("ghostbridge_ovs_last_apply_timestamp_seconds", "Unix time of the last reconcile run.", now),
     ];
     let w = TextfileWriter::new(dir, "ghostbridge_ovs");
-    w.write(&families).map_err(|source| OvsError::Metrics {
-        path: w.path().to_path_buf(),
-        source,
-    })
+    w.write(&families).map_err(|source| OvsError::Metrics { path: w.path().to_path_buf(), source })
 }

@@ -15,47 +15,15 @@ use super::state::{MANAGED_KEY, MANAGED_VALUE, Snapshot, is_managed};
 /// One difference between the database and the config.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    AddBridge {
-        bridge: String,
-        datapath: String,
-        ports: Vec<String>,
-    },
-    RemoveBridge {
-        bridge: String,
-    },
-    SetDatapath {
-        bridge: String,
-        from: String,
-        to: String,
-    },
-    AddPort {
-        bridge: String,
-        port: String,
-        kind: String,
-    },
-    RemovePort {
-        bridge: String,
-        port: String,
-    },
-    MovePort {
-        from: String,
-        to: String,
-        port: String,
-    },
-    ReplacePort {
-        bridge: String,
-        port: String,
-    },
-    SetType {
-        bridge: String,
-        port: String,
-        from: String,
-        to: String,
-    },
-    AdoptPort {
-        bridge: String,
-        port: String,
-    },
+    AddBridge { bridge: String, datapath: String, ports: Vec<String> },
+    RemoveBridge { bridge: String },
+    SetDatapath { bridge: String, from: String, to: String },
+    AddPort { bridge: String, port: String, kind: String },
+    RemovePort { bridge: String, port: String },
+    MovePort { from: String, to: String, port: String },
+    ReplacePort { bridge: String, port: String },
+    SetType { bridge: String, port: String, from: String, to: String },
+    AdoptPort { bridge: String, port: String },
 }
 
 fn kind_name(t: &str) -> &str {
@@ -65,55 +33,29 @@ fn kind_name(t: &str) -> &str {
 impl fmt::Display for Change {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Change::AddBridge {
-                bridge,
-                datapath,
-                ports,
-            } => {
-                write!(
-                    f,
-                    "+ bridge {bridge} (datapath {datapath}) with ports {}",
-                    ports.join(", ")
-                )
+            Change::AddBridge { bridge, datapath, ports } => {
+                write!(f, "+ bridge {bridge} (datapath {datapath}) with ports {}", ports.join(", "))
             }
             Change::RemoveBridge { bridge } => {
                 write!(f, "- bridge {bridge} (managed, no longer in the config)")
             }
             Change::SetDatapath { bridge, from, to } => {
-                write!(
-                    f,
-                    "~ bridge {bridge}: datapath_type {} -> {to}",
-                    kind_name(from)
-                )
+                write!(f, "~ bridge {bridge}: datapath_type {} -> {to}", kind_name(from))
             }
             Change::AddPort { bridge, port, kind } => {
                 write!(f, "+ port {port} ({}) on bridge {bridge}", kind_name(kind))
             }
-            Change::RemovePort { bridge, port } => write!(
-                f,
-                "- port {port} from bridge {bridge} (managed, no longer in the config)"
-            ),
+            Change::RemovePort { bridge, port } => {
+                write!(f, "- port {port} from bridge {bridge} (managed, no longer in the config)")
+            }
             Change::MovePort { from, to, port } => {
                 write!(f, "~ port {port}: move from bridge {from} to bridge {to}")
             }
             Change::ReplacePort { bridge, port } => {
-                write!(
-                    f,
-                    "~ port {port} on bridge {bridge}: interfaces differ, recreate it with one interface {port}"
-                )
+                write!(f, "~ port {port} on bridge {bridge}: interfaces differ, recreate it with one interface {port}")
             }
-            Change::SetType {
-                bridge,
-                port,
-                from,
-                to,
-            } => {
-                write!(
-                    f,
-                    "~ port {port} on bridge {bridge}: interface type {} -> {}",
-                    kind_name(from),
-                    kind_name(to)
-                )
+            Change::SetType { bridge, port, from, to } => {
+                write!(f, "~ port {port} on bridge {bridge}: interface type {} -> {}", kind_name(from), kind_name(to))
             }
             Change::AdoptPort { bridge, port } => {
                 write!(f, "~ port {port} on bridge {bridge}: mark as managed")
@@ -163,10 +105,8 @@ impl Builder {
     fn insert_port(&mut self, p: &PortSpec) -> Value {
         let iface = self.fresh("gbiface");
         let port = self.fresh("gbport");
-        self.ops.push(
-            json!({"op": "insert", "table": "Interface", "uuid-name": iface,
-            "row": {"name": p.name, "type": p.kind.ovs_type()}}),
-        );
+        self.ops.push(json!({"op": "insert", "table": "Interface", "uuid-name": iface,
+            "row": {"name": p.name, "type": p.kind.ovs_type()}}));
         self.ops.push(json!({"op": "insert", "table": "Port", "uuid-name": port,
             "row": {"name": p.name, "interfaces": atom::named_uuid(&iface), "external_ids": atom::string_map(&mark())}}));
         atom::named_uuid(&port)
@@ -176,11 +116,7 @@ impl Builder {
 /// Computes what to change so the database matches `config`.
 /// Fails, before anything is written, on a bridge or port owned by someone else.
 pub fn plan(config: &Config, snap: &Snapshot) -> Result<Plan> {
-    let mut b = Builder {
-        ops: Vec::new(),
-        changes: Vec::new(),
-        counter: 0,
-    };
+    let mut b = Builder { ops: Vec::new(), changes: Vec::new(), counter: 0 };
 
     // Which bridge holds each port (by port uuid), and each port by name.
     let mut owner: HashMap<&str, &str> = HashMap::new();
@@ -200,11 +136,7 @@ pub fn plan(config: &Config, snap: &Snapshot) -> Result<Plan> {
     let wanted_on: HashMap<String, &str> = config
         .bridges
         .iter()
-        .flat_map(|s| {
-            s.desired_ports()
-                .into_iter()
-                .map(move |p| (p.name, s.name.as_str()))
-        })
+        .flat_map(|s| s.desired_ports().into_iter().map(move |p| (p.name, s.name.as_str())))
         .collect();
 
     let mut bridge_set: Vec<Value> = Vec::new();
@@ -224,9 +156,7 @@ pub fn plan(config: &Config, snap: &Snapshot) -> Result<Plan> {
                 for p in spec.desired_ports() {
                     if let Some(pu) = port_by_name.get(p.name.as_str()) {
                         let holder = owner.get(pu).copied().unwrap_or("?");
-                        let held_by_managed = snap
-                            .bridge(holder)
-                            .is_some_and(|h| is_managed(&h.external_ids));
+                        let held_by_managed = snap.bridge(holder).is_some_and(|h| is_managed(&h.external_ids));
                         if !held_by_managed {
                             return Err(OvsError::PortElsewhere {
                                 port: p.name,
@@ -238,13 +168,11 @@ pub fn plan(config: &Config, snap: &Snapshot) -> Result<Plan> {
                     ports.push(b.insert_port(&p));
                 }
                 let name = b.fresh("gbbridge");
-                b.ops.push(
-                    json!({"op": "insert", "table": "Bridge", "uuid-name": name, "row": {
+                b.ops.push(json!({"op": "insert", "table": "Bridge", "uuid-name": name, "row": {
                     "name": spec.name, "datapath_type": spec.datapath_type.as_str(),
                     // Forward nothing until the flows are installed (no default NORMAL flow).
                     "fail_mode": "secure",
-                    "external_ids": atom::string_map(&mark()), "ports": atom::set(ports)}}),
-                );
+                    "external_ids": atom::string_map(&mark()), "ports": atom::set(ports)}}));
                 b.changes.push(Change::AddBridge {
                     bridge: spec.name.clone(),
                     datapath: spec.datapath_type.as_str().to_string(),
@@ -260,9 +188,7 @@ pub fn plan(config: &Config, snap: &Snapshot) -> Result<Plan> {
             continue;
         }
         if is_managed(&row.external_ids) {
-            b.changes.push(Change::RemoveBridge {
-                bridge: row.name.clone(),
-            });
+            b.changes.push(Change::RemoveBridge { bridge: row.name.clone() });
             bridges_changed = true;
         } else {
             bridge_set.push(atom::uuid(&row.uuid));
@@ -271,19 +197,14 @@ pub fn plan(config: &Config, snap: &Snapshot) -> Result<Plan> {
     // Rows the Open_vSwitch row references but that no select returned cannot exist (referential integrity).
     if bridges_changed {
         match &snap.ovs_uuid {
-            Some(u) => b.ops.push(
-                json!({"op": "update", "table": "Open_vSwitch", "where": where_uuid(u),
-                "row": {"bridges": atom::set(bridge_set)}}),
-            ),
+            Some(u) => b.ops.push(json!({"op": "update", "table": "Open_vSwitch", "where": where_uuid(u),
+                "row": {"bridges": atom::set(bridge_set)}})),
             // A database nobody initialised (`ovs-vsctl init`): create its root row.
             None => b.ops.push(json!({"op": "insert", "table": "Open_vSwitch",
                 "row": {"bridges": atom::set(bridge_set), "next_cfg": FIRST_CFG}})),
         }
     }
-    Ok(Plan {
-        changes: b.changes,
-        ops: b.ops,
-    })
+    Ok(Plan { changes: b.changes, ops: b.ops })
 }
 
 fn plan_existing(
@@ -308,10 +229,7 @@ fn plan_existing(
             continue; // handled below
         }
         if is_managed(&p.external_ids) && !wanted_on.contains_key(&p.name) {
-            b.changes.push(Change::RemovePort {
-                bridge: spec.name.clone(),
-                port: p.name.clone(),
-            });
+            b.changes.push(Change::RemovePort { bridge: spec.name.clone(), port: p.name.clone() });
             ports_changed = true;
         } else if wanted_on.contains_key(&p.name) {
             ports_changed = true; // moving to another bridge; that bridge reports the move
@@ -332,9 +250,7 @@ fn plan_existing(
                 };
                 match iface {
                     Some(i) => {
-                        if i.kind != d.kind.ovs_type()
-                            && !(d.kind == PortKind::System && i.kind == "system")
-                        {
+                        if i.kind != d.kind.ovs_type() && !(d.kind == PortKind::System && i.kind == "system") {
                             b.ops.push(json!({"op": "update", "table": "Interface", "where": where_uuid(&i.uuid),
                                 "row": {"type": d.kind.ovs_type()}}));
                             b.changes.push(Change::SetType {
@@ -349,18 +265,12 @@ fn plan_existing(
                             ids.extend(mark());
                             b.ops.push(json!({"op": "update", "table": "Port", "where": where_uuid(&p.uuid),
                                 "row": {"external_ids": atom::string_map(&ids)}}));
-                            b.changes.push(Change::AdoptPort {
-                                bridge: spec.name.clone(),
-                                port: d.name.clone(),
-                            });
+                            b.changes.push(Change::AdoptPort { bridge: spec.name.clone(), port: d.name.clone() });
                         }
                         final_ports.push(atom::uuid(pu));
                     }
                     None => {
-                        b.changes.push(Change::ReplacePort {
-                            bridge: spec.name.clone(),
-                            port: d.name.clone(),
-                        });
+                        b.changes.push(Change::ReplacePort { bridge: spec.name.clone(), port: d.name.clone() });
                         final_ports.push(b.insert_port(d));
                         ports_changed = true;
                     }
@@ -368,9 +278,7 @@ fn plan_existing(
             }
             Some(pu) => {
                 let holder = owner.get(pu).copied().unwrap_or("?");
-                let held_by_managed = snap
-                    .bridge(holder)
-                    .is_some_and(|h| is_managed(&h.external_ids));
+                let held_by_managed = snap.bridge(holder).is_some_and(|h| is_managed(&h.external_ids));
                 if !held_by_managed {
                     return Err(OvsError::PortElsewhere {
                         port: d.name.clone(),
@@ -399,10 +307,8 @@ fn plan_existing(
     }
 
     if !spec.datapath_type.matches(&row.datapath_type) {
-        b.ops.push(
-            json!({"op": "update", "table": "Bridge", "where": where_uuid(&row.uuid),
-            "row": {"datapath_type": spec.datapath_type.as_str()}}),
-        );
+        b.ops.push(json!({"op": "update", "table": "Bridge", "where": where_uuid(&row.uuid),
+            "row": {"datapath_type": spec.datapath_type.as_str()}}));
         b.changes.push(Change::SetDatapath {
             bridge: spec.name.clone(),
             from: row.datapath_type.clone(),
@@ -410,10 +316,8 @@ fn plan_existing(
         });
     }
     if ports_changed {
-        b.ops.push(
-            json!({"op": "update", "table": "Bridge", "where": where_uuid(&row.uuid),
-            "row": {"ports": atom::set(final_ports)}}),
-        );
+        b.ops.push(json!({"op": "update", "table": "Bridge", "where": where_uuid(&row.uuid),
+            "row": {"ports": atom::set(final_ports)}}));
     }
     Ok(())
 }

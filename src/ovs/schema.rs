@@ -10,19 +10,10 @@ pub const DATABASE: &str = "Open_vSwitch";
 
 /// Tables and the columns of each that the reconciler uses.
 pub const REQUIRED: &[(&str, &[&str])] = &[
-    (
-        "Open_vSwitch",
-        &["bridges", "next_cfg", "cur_cfg", "ovs_version"],
-    ),
-    (
-        "Bridge",
-        &["name", "ports", "datapath_type", "external_ids"],
-    ),
+    ("Open_vSwitch", &["bridges", "next_cfg", "cur_cfg", "ovs_version"]),
+    ("Bridge", &["name", "ports", "datapath_type", "external_ids"]),
     ("Port", &["name", "interfaces", "external_ids"]),
-    (
-        "Interface",
-        &["name", "type", "ofport", "error", "external_ids"],
-    ),
+    ("Interface", &["name", "type", "ofport", "error", "external_ids"]),
 ];
 
 /// Fetches the schema with `get_schema` and checks it; returns the schema version.
@@ -31,25 +22,15 @@ pub fn check(conn: &mut Connection) -> Result<String> {
     let schema = match conn.call("get_schema", json!([DATABASE])) {
         Ok(s) => s,
         Err(OvsError::Rpc { error, .. }) => {
-            return Err(OvsError::SchemaMismatch {
-                addr,
-                detail: format!("get_schema {DATABASE} failed: {error}"),
-            });
+            return Err(OvsError::SchemaMismatch { addr, detail: format!("get_schema {DATABASE} failed: {error}") });
         }
         Err(e) => return Err(e),
     };
     let missing = missing_columns(&schema);
     if !missing.is_empty() {
-        return Err(OvsError::SchemaMismatch {
-            addr,
-            detail: format!("missing {}", missing.join(", ")),
-        });
+        return Err(OvsError::SchemaMismatch { addr, detail: format!("missing {}", missing.join(", ")) });
     }
-    Ok(schema
-        .get("version")
-        .and_then(Value::as_str)
-        .unwrap_or("unknown")
-        .to_string())
+    Ok(schema.get("version").and_then(Value::as_str).unwrap_or("unknown").to_string())
 }
 
 /// Every `Table` or `Table.column` from [`REQUIRED`] that `schema` lacks.
@@ -77,24 +58,13 @@ mod tests {
     #[test]
     fn installed_schema_has_everything_and_a_stripped_one_does_not() {
         let Ok(text) = std::fs::read_to_string("/usr/share/openvswitch/vswitch.ovsschema") else {
-            eprintln!(
-                "SKIPPED (needs openvswitch installed): schema check against vswitch.ovsschema"
-            );
+            eprintln!("SKIPPED (needs openvswitch installed): schema check against vswitch.ovsschema");
             return;
         };
         let mut schema: Value = serde_json::from_str(&text).unwrap();
         assert!(missing_columns(&schema).is_empty());
-        schema["tables"]["Port"]["columns"]
-            .as_object_mut()
-            .unwrap()
-            .remove("interfaces");
-        schema["tables"]
-            .as_object_mut()
-            .unwrap()
-            .remove("Interface");
-        assert_eq!(
-            missing_columns(&schema),
-            vec!["column Port.interfaces", "table Interface"]
-        );
+        schema["tables"]["Port"]["columns"].as_object_mut().unwrap().remove("interfaces");
+        schema["tables"].as_object_mut().unwrap().remove("Interface");
+        assert_eq!(missing_columns(&schema), vec!["column Port.interfaces", "table Interface"]);
     }
 }

@@ -96,26 +96,18 @@ fn guard(table: &str, columns: &[&str], rows: &[Value]) -> Value {
 }
 
 fn rows_of(result: &Value, i: usize) -> Result<Vec<Value>> {
-    let r = result
-        .get(i)
-        .ok_or_else(|| OvsError::Protocol(format!("transact answer lacks result {i}")))?;
+    let r = result.get(i).ok_or_else(|| OvsError::Protocol(format!("transact answer lacks result {i}")))?;
     if let Some(e) = r.get("error") {
         return Err(OvsError::Rpc {
             method: "transact (select)".into(),
             error: format!("{e} {}", r.get("details").unwrap_or(&Value::Null)),
         });
     }
-    Ok(r.get("rows")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default())
+    Ok(r.get("rows").and_then(Value::as_array).cloned().unwrap_or_default())
 }
 
 fn string(row: &Value, col: &str) -> String {
-    row.get(col)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
+    row.get(col).and_then(Value::as_str).unwrap_or_default().to_string()
 }
 
 fn row_uuid(row: &Value) -> Result<String> {
@@ -143,17 +135,9 @@ pub fn read(conn: &mut Connection) -> Result<Snapshot> {
     let ovs = ovs_rows.first();
     let mut snap = Snapshot {
         ovs_uuid: ovs.map(row_uuid).transpose()?,
-        bridge_refs: ovs
-            .map(|r| atom::uuid_set(&r["bridges"]))
-            .unwrap_or_default(),
-        next_cfg: ovs
-            .and_then(|r| r.get("next_cfg"))
-            .and_then(Value::as_i64)
-            .unwrap_or(0),
-        cur_cfg: ovs
-            .and_then(|r| r.get("cur_cfg"))
-            .and_then(Value::as_i64)
-            .unwrap_or(0),
+        bridge_refs: ovs.map(|r| atom::uuid_set(&r["bridges"])).unwrap_or_default(),
+        next_cfg: ovs.and_then(|r| r.get("next_cfg")).and_then(Value::as_i64).unwrap_or(0),
+        cur_cfg: ovs.and_then(|r| r.get("cur_cfg")).and_then(Value::as_i64).unwrap_or(0),
         ovs_version: ovs.and_then(|r| atom::optional_str(&r["ovs_version"])),
         bridges: Vec::new(),
         ports: HashMap::new(),
@@ -205,14 +189,7 @@ pub fn read(conn: &mut Connection) -> Result<Snapshot> {
 
 /// Reads only `cur_cfg` (what ovs-vswitchd has applied).
 pub fn read_cur_cfg(conn: &mut Connection) -> Result<i64> {
-    let result = conn.call(
-        "transact",
-        json!([DATABASE, select("Open_vSwitch", &["cur_cfg"], &[])]),
-    )?;
+    let result = conn.call("transact", json!([DATABASE, select("Open_vSwitch", &["cur_cfg"], &[])]))?;
     let rows = rows_of(&result, 0)?;
-    Ok(rows
-        .first()
-        .and_then(|r| r.get("cur_cfg"))
-        .and_then(Value::as_i64)
-        .unwrap_or(0))
+    Ok(rows.first().and_then(|r| r.get("cur_cfg")).and_then(Value::as_i64).unwrap_or(0))
 }

@@ -25,21 +25,14 @@ pub fn status(addr: &DbAddr, config: &Config, opts: &Options) -> super::error::R
     let mut out = String::new();
     let mut drift = Vec::new();
 
-    let version = snap
-        .ovs_version
-        .as_deref()
-        .map(|v| format!("Open vSwitch {v}, "))
-        .unwrap_or_default();
+    let version = snap.ovs_version.as_deref().map(|v| format!("Open vSwitch {v}, ")).unwrap_or_default();
     let _ = writeln!(
         out,
         "database  {addr}  ({version}config generation {} applied / {} requested)",
         snap.cur_cfg, snap.next_cfg
     );
     if snap.cur_cfg < snap.next_cfg {
-        let _ = writeln!(
-            out,
-            "          ovs-vswitchd has not caught up with the database yet"
-        );
+        let _ = writeln!(out, "          ovs-vswitchd has not caught up with the database yet");
     }
 
     let mut names: Vec<&str> = snap.bridges.iter().map(|b| b.name.as_str()).collect();
@@ -62,39 +55,19 @@ pub fn status(addr: &DbAddr, config: &Config, opts: &Options) -> super::error::R
             (false, true) => "NOT managed but named in the config (apply refuses to touch it)",
             (false, false) => "not managed, left alone",
         };
-        let dp = if row.datapath_type.is_empty() {
-            "system"
-        } else {
-            row.datapath_type.as_str()
-        };
+        let dp = if row.datapath_type.is_empty() { "system" } else { row.datapath_type.as_str() };
         let _ = writeln!(out, "bridge {name}  {role}  datapath {dp}");
         if !managed {
             continue;
         }
-        let mut ports: Vec<&state::PortRow> =
-            row.ports.iter().filter_map(|u| snap.ports.get(u)).collect();
+        let mut ports: Vec<&state::PortRow> = row.ports.iter().filter_map(|u| snap.ports.get(u)).collect();
         ports.sort_by(|a, b| a.name.cmp(&b.name));
         for p in ports {
-            let ifaces: Vec<&state::InterfaceRow> = p
-                .interfaces
-                .iter()
-                .filter_map(|u| snap.interfaces.get(u))
-                .collect();
-            let kind = ifaces
-                .first()
-                .map(|i| {
-                    if i.kind.is_empty() {
-                        "system"
-                    } else {
-                        i.kind.as_str()
-                    }
-                })
-                .unwrap_or("?");
-            let ofport = ifaces
-                .first()
-                .and_then(|i| i.ofport)
-                .map(|o| o.to_string())
-                .unwrap_or_else(|| "-".into());
+            let ifaces: Vec<&state::InterfaceRow> =
+                p.interfaces.iter().filter_map(|u| snap.interfaces.get(u)).collect();
+            let kind =
+                ifaces.first().map(|i| if i.kind.is_empty() { "system" } else { i.kind.as_str() }).unwrap_or("?");
+            let ofport = ifaces.first().and_then(|i| i.ofport).map(|o| o.to_string()).unwrap_or_else(|| "-".into());
             let mut notes = Vec::new();
             if spec.and_then(|s| s.uplink.as_deref()) == Some(p.name.as_str()) {
                 notes.push("uplink".to_string());
@@ -105,13 +78,7 @@ pub fn status(addr: &DbAddr, config: &Config, opts: &Options) -> super::error::R
             if let Some(e) = ifaces.iter().find_map(|i| i.error.as_deref()) {
                 notes.push(format!("ERROR: {e}"));
             }
-            let line = format!(
-                "  port {:<15} {:<9} ofport {:<6} {}",
-                p.name,
-                kind,
-                ofport,
-                notes.join("; ")
-            );
+            let line = format!("  port {:<15} {:<9} ofport {:<6} {}", p.name, kind, ofport, notes.join("; "));
             let _ = writeln!(out, "{}", line.trim_end());
         }
         if let Some(spec) = spec {
@@ -121,8 +88,7 @@ pub fn status(addr: &DbAddr, config: &Config, opts: &Options) -> super::error::R
                     let want = flows::normalized(&desired);
                     // extra_flows may be written differently from the dump: let ovs-ofctl parse both.
                     let same = have == want
-                        || (!spec.extra_flows.is_empty()
-                            && matches!(opts.ofctl.differs(name, &desired), Ok(false)));
+                        || (!spec.extra_flows.is_empty() && matches!(opts.ofctl.differs(name, &desired), Ok(false)));
                     if same {
                         let _ = writeln!(out, "  flows: {} in place", have.len());
                     } else {
@@ -147,10 +113,7 @@ pub fn status(addr: &DbAddr, config: &Config, opts: &Options) -> super::error::R
                     }
                     Ok(on) => {
                         let _ = writeln!(out, "  offload on {up}: STILL ON: {}", on.join(", "));
-                        drift.push(format!(
-                            "offloads still on on uplink {up}: {}",
-                            on.join(", ")
-                        ));
+                        drift.push(format!("offloads still on on uplink {up}: {}", on.join(", ")));
                     }
                     Err(e) => {
                         let _ = writeln!(out, "  offload on {up}: cannot read ({e})");
@@ -159,11 +122,7 @@ pub fn status(addr: &DbAddr, config: &Config, opts: &Options) -> super::error::R
                 if let Ok(kept) = ethtool::kept_on(up)
                     && !kept.is_empty()
                 {
-                    let _ = writeln!(
-                        out,
-                        "  offload on {up}: the driver keeps on: {}",
-                        kept.join(", ")
-                    );
+                    let _ = writeln!(out, "  offload on {up}: the driver keeps on: {}", kept.join(", "));
                 }
             }
         }
@@ -173,19 +132,13 @@ pub fn status(addr: &DbAddr, config: &Config, opts: &Options) -> super::error::R
         drift.push(e.to_string());
     }
     match plan::plan(config, &snap) {
-        Ok(p) => drift
-            .splice(0..0, p.changes.iter().map(|c| c.to_string()))
-            .for_each(drop),
+        Ok(p) => drift.splice(0..0, p.changes.iter().map(|c| c.to_string())).for_each(drop),
         Err(e) => drift.insert(0, e.to_string()),
     }
     if drift.is_empty() {
         let _ = writeln!(out, "\nin sync with the config: nothing to do");
     } else {
-        let _ = writeln!(
-            out,
-            "\ndrift ({}): `ghostbridge-ovs apply` would change:",
-            drift.len()
-        );
+        let _ = writeln!(out, "\ndrift ({}): `ghostbridge-ovs apply` would change:", drift.len());
         for d in &drift {
             let _ = writeln!(out, "  {d}");
         }

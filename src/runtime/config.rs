@@ -115,11 +115,7 @@ fn render_invalid(path: &Path, findings: &[Finding]) -> String {
 pub fn parse<T: DaemonConfig>(text: &str, origin: &Path) -> Result<T, ConfigError> {
     let config = decode::<T>(text, origin)?;
     let findings = config.validate();
-    if findings.is_empty() {
-        Ok(config)
-    } else {
-        Err(ConfigError::Invalid { path: origin.to_path_buf(), findings })
-    }
+    if findings.is_empty() { Ok(config) } else { Err(ConfigError::Invalid { path: origin.to_path_buf(), findings }) }
 }
 
 /// Parses config text without validating it (a caller may still override keys).

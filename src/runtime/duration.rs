@@ -8,7 +8,9 @@ use std::time::Duration;
 
 /// Why a duration string was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid duration {input:?}: {reason} (write a whole number and a unit: ms, s, m, h or d, e.g. \"1s\" or \"500ms\")")]
+#[error(
+    "invalid duration {input:?}: {reason} (write a whole number and a unit: ms, s, m, h or d, e.g. \"1s\" or \"500ms\")"
+)]
 pub struct DurationError {
     pub input: String,
     pub reason: &'static str,

@@ -69,10 +69,8 @@ mod tests {
         let invalid = anyhow::Error::new(ConfigError::Invalid { path: "c.json".into(), findings: vec![] });
         assert_eq!(code_of(&invalid.context("cannot start")), INVALID);
         assert_eq!(code_of(&anyhow::Error::new(UsageError("give --config".into()))), INVALID);
-        let unreadable = ConfigError::Read {
-            path: "c.json".into(),
-            source: std::io::Error::from(std::io::ErrorKind::NotFound),
-        };
+        let unreadable =
+            ConfigError::Read { path: "c.json".into(), source: std::io::Error::from(std::io::ErrorKind::NotFound) };
         assert_eq!(code_of(&anyhow::Error::new(unreadable)), FAILURE);
         assert_eq!(code_of(&anyhow::anyhow!("the database is locked")), FAILURE);
     }

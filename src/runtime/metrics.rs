@@ -80,7 +80,11 @@ impl Histogram {
                 value: *count as f64,
             })
             .collect();
-        samples.push(Sample { suffix: "_bucket", labels: vec![("le".into(), "+Inf".into())], value: self.count as f64 });
+        samples.push(Sample {
+            suffix: "_bucket",
+            labels: vec![("le".into(), "+Inf".into())],
+            value: self.count as f64,
+        });
         samples.push(Sample { suffix: "_sum", labels: vec![], value: self.sum });
         samples.push(Sample { suffix: "_count", labels: vec![], value: self.count as f64 });
         Family { name: name.to_string(), help: help.to_string(), kind: Kind::Histogram, samples }
@@ -88,11 +92,7 @@ impl Histogram {
 }
 
 fn format_value(v: f64) -> String {
-    if v.is_infinite() {
-        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
-    } else {
-        format!("{v}")
-    }
+    if v.is_infinite() { if v > 0.0 { "+Inf".into() } else { "-Inf".into() } } else { format!("{v}") }
 }
 
 fn escape_label(v: &str) -> String {

@@ -29,9 +29,13 @@ const MIGRATIONS: &[&str] = &[
 
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
-    #[error("database schema version {found} is newer than this program understands ({SCHEMA_VERSION}); upgrade ghostbridge")]
+    #[error(
+        "database schema version {found} is newer than this program understands ({SCHEMA_VERSION}); upgrade ghostbridge"
+    )]
     TooNew { found: i64 },
-    #[error("database schema is at version {found}, expected {SCHEMA_VERSION}; start the snapshotter once to migrate it")]
+    #[error(
+        "database schema is at version {found}, expected {SCHEMA_VERSION}; start the snapshotter once to migrate it"
+    )]
     TooOld { found: i64 },
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),

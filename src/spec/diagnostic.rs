@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::source::{line_col, line_text, Span};
+use super::source::{Span, line_col, line_text};
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {

@@ -3,8 +3,8 @@
 //! Every problem found is reported, in file order, not only the first.
 
 use super::check;
+use super::diagnostic::{Diagnostic, closest};
 use super::migrate;
-use super::diagnostic::{closest, Diagnostic};
 use super::model::{FlakeInputs, HostSpec, Spec};
 use super::schema;
 use super::source::{Entry, Kind, Node, PathSeg, Span};
@@ -42,10 +42,14 @@ pub fn load(text: &str) -> Result<Loaded, Rejected> {
     };
 
     if let Some(url) = &flake.netboot_url {
-        let bad = !(url.starts_with("http://") || url.starts_with("https://")) || url.chars().any(|c| c.is_whitespace() || c == '$' || c == '"');
+        let bad = !(url.starts_with("http://") || url.starts_with("https://"))
+            || url.chars().any(|c| c.is_whitespace() || c == '$' || c == '"');
         if bad {
-            let span = root.span_of(&crate::spec_path!["flake", "netboot_url"]);
-            diags.push(Diagnostic::error(span, format!("netboot_url {url:?} is not a plain http(s) URL")).help("write where the installers are served, e.g. \"http://boot.example.net/ghostbridge\""));
+            let span = root.span_of(&[PathSeg::from("flake"), PathSeg::from("netboot_url")]);
+            diags.push(
+                Diagnostic::error(span, format!("netboot_url {url:?} is not a plain http(s) URL"))
+                    .help("write where the installers are served, e.g. \"http://boot.example.net/ghostbridge\""),
+            );
         }
     }
     let mut host_nodes = host_trees(&root, &mut diags);
@@ -74,8 +78,13 @@ pub fn load(text: &str) -> Result<Loaded, Rejected> {
 
 fn toml_error(text: &str, e: &toml_span::Error) -> Diagnostic {
     let span = Span::from(e.span);
-    let span = if span.start >= text.len() && !text.is_empty() { Span { start: text.len() - 1, end: text.len() } } else { span };
-    Diagnostic::error(span, format!("TOML syntax: {e}")).help("fix the TOML syntax at this position; see https://toml.io")
+    let span = if span.start >= text.len() && !text.is_empty() {
+        Span { start: text.len() - 1, end: text.len() }
+    } else {
+        span
+    };
+    Diagnostic::error(span, format!("TOML syntax: {e}"))
+        .help("fix the TOML syntax at this position; see https://toml.io")
 }
 
 /// One tree per host, shaped like [`HostSpec`].
@@ -93,7 +102,10 @@ fn host_trees(root: &Node, diags: &mut Vec<Diagnostic>) -> Vec<Node> {
         }
         (Some(host), None) => {
             if let Some(d) = root.get("defaults") {
-                diags.push(Diagnostic::error(d.key_span, "[defaults] only applies to a fleet of [[hosts]]").help("move these values into the host's own sections"));
+                diags.push(
+                    Diagnostic::error(d.key_span, "[defaults] only applies to a fleet of [[hosts]]")
+                        .help("move these values into the host's own sections"),
+                );
             }
             let mut merged: Vec<Entry> = match &host.value.kind {
                 Kind::Table(meta) => meta
@@ -105,14 +117,21 @@ fn host_trees(root: &Node, diags: &mut Vec<Diagnostic>) -> Vec<Node> {
                         let d = Diagnostic::error(e.key_span, format!("unknown key `{}` in [host]", e.key));
                         diags.push(match closest(&e.key, META_KEYS) {
                             Some(best) => d.help(format!("did you mean `{best}`?")),
-                            None => d.help(format!("[host] holds {}; sections such as [{}] go at the top level", META_KEYS.join(", "), e.key)),
+                            None => d.help(format!(
+                                "[host] holds {}; sections such as [{}] go at the top level",
+                                META_KEYS.join(", "),
+                                e.key
+                            )),
                         });
                         false
                     })
                     .cloned()
                     .collect(),
                 _ => {
-                    diags.push(Diagnostic::error(host.value.span, format!("[host] must be a table, found {}", host.value.type_name())));
+                    diags.push(Diagnostic::error(
+                        host.value.span,
+                        format!("[host] must be a table, found {}", host.value.type_name()),
+                    ));
                     return vec![];
                 }
             };
@@ -140,17 +159,20 @@ fn host_trees(root: &Node, diags: &mut Vec<Diagnostic>) -> Vec<Node> {
             }
         }
         (None, None) => {
-            diags.push(
-                Diagnostic::error(Span { start: 0, end: 0 }, "the spec declares no host")
-                    .help("add a [host] table with `name` and `state_version` (run `ghostgen init` for a complete example)"),
-            );
+            diags.push(Diagnostic::error(Span { start: 0, end: 0 }, "the spec declares no host").help(
+                "add a [host] table with `name` and `state_version` (run `ghostgen init` for a complete example)",
+            ));
             vec![]
         }
     }
 }
 
 /// Schema-validates `node`; if clean, decodes it with serde.
-fn decode<T: serde::de::DeserializeOwned>(schema: &schema::Compiled, node: &Node, diags: &mut Vec<Diagnostic>) -> Option<T> {
+fn decode<T: serde::de::DeserializeOwned>(
+    schema: &schema::Compiled,
+    node: &Node,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<T> {
     let found = schema::validate(schema, node);
     if !found.is_empty() {
         diags.extend(found);
@@ -179,7 +201,10 @@ fn decode<T: serde::de::DeserializeOwned>(schema: &schema::Compiled, node: &Node
 fn check_strings(root: &Node, diags: &mut Vec<Diagnostic>) {
     root.visit_strings(&mut Vec::new(), &mut |_, s, span| {
         if s.contains('\0') {
-            diags.push(Diagnostic::error(span, "this string contains a NUL character, which Nix strings cannot hold").help("remove the \\u0000 escape"));
+            diags.push(
+                Diagnostic::error(span, "this string contains a NUL character, which Nix strings cannot hold")
+                    .help("remove the \\u0000 escape"),
+            );
         }
     });
 }

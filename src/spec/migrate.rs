@@ -8,20 +8,17 @@ use super::diagnostic::Diagnostic;
 use super::source::{Entry, Kind, Node};
 
 /// Old section or key name, new name, and where it lives ("" = a host's top level).
-const RENAMED: &[(&str, &str, &str)] = &[
-    ("", "snapshots", "snapshotter"),
-    ("", "vectors", "qdrant_sync"),
-    ("bridge", "datapath", "datapath_type"),
-];
+const RENAMED: &[(&str, &str, &str)] =
+    &[("", "snapshots", "snapshotter"), ("", "vectors", "qdrant_sync"), ("bridge", "datapath", "datapath_type")];
 
 /// Applies the renames and the derived default to one host tree.
 pub fn host(node: &mut Node, diags: &mut Vec<Diagnostic>) {
     rename_in(node, "", diags);
-    if let Some(bridges) = table_get_mut(node, "network").and_then(|n| table_get_mut(n, "bridges")) {
-        if let Kind::Array(items) = &mut bridges.kind {
-            for item in items {
-                rename_in(item, "bridge", diags);
-            }
+    if let Some(bridges) = table_get_mut(node, "network").and_then(|n| table_get_mut(n, "bridges"))
+        && let Kind::Array(items) = &mut bridges.kind
+    {
+        for item in items {
+            rename_in(item, "bridge", diags);
         }
     }
     derive_sync_database(node);
@@ -54,15 +51,16 @@ fn rename_in(node: &mut Node, scope: &str, diags: &mut Vec<Diagnostic>) {
 
 /// `[qdrant_sync]` without `database` reads the chain `[snapshotter]` writes.
 fn derive_sync_database(node: &mut Node) {
-    let from = node
-        .get("snapshotter")
-        .and_then(|s| s.value.get("database"))
-        .map(|e| Entry { key: "database".into(), key_span: e.key_span, value: e.value.clone() });
+    let from = node.get("snapshotter").and_then(|s| s.value.get("database")).map(|e| Entry {
+        key: "database".into(),
+        key_span: e.key_span,
+        value: e.value.clone(),
+    });
     let (Some(from), Some(sync)) = (from, table_get_mut(node, "qdrant_sync")) else { return };
-    if let Kind::Table(entries) = &mut sync.kind {
-        if !entries.iter().any(|e| e.key == "database") {
-            entries.push(from);
-        }
+    if let Kind::Table(entries) = &mut sync.kind
+        && !entries.iter().any(|e| e.key == "database")
+    {
+        entries.push(from);
     }
 }
 

@@ -9,6 +9,6 @@ pub mod model;
 pub mod schema;
 pub mod source;
 
-pub use diagnostic::{render_all, Diagnostic, Severity};
-pub use load::{load, Loaded, Rejected};
+pub use diagnostic::{Diagnostic, Severity, render_all};
+pub use load::{Loaded, Rejected, load};
 pub use model::*;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::ovs::config::{default_drop_uplink_broadcast, BridgeSpec, Config as OvsConfig, DatapathType};
+use crate::ovs::config::{BridgeSpec, Config as OvsConfig, DatapathType, default_drop_uplink_broadcast};
 pub use crate::runtime::duration::DURATION_PATTERN;
 use crate::snapshot::config::Config as SnapshotterConfig;
 use crate::vectors::config::SyncConfig as QdrantSyncConfig;
@@ -56,7 +56,12 @@ pub struct FlakeInputs {
 
 impl Default for FlakeInputs {
     fn default() -> Self {
-        FlakeInputs { nixpkgs: defaults::nixpkgs(), disko: defaults::disko(), ghostbridge: defaults::ghostbridge(), netboot_url: None }
+        FlakeInputs {
+            nixpkgs: defaults::nixpkgs(),
+            disko: defaults::disko(),
+            ghostbridge: defaults::ghostbridge(),
+            netboot_url: None,
+        }
     }
 }
 

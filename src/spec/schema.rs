@@ -2,9 +2,9 @@
 //! validation of a host's TOML tree against it: every unknown key, wrong type,
 //! missing key and malformed value becomes a diagnostic at its own span.
 
-use serde_json::{json, Map, Value as Json};
+use serde_json::{Map, Value as Json, json};
 
-use super::diagnostic::{closest, Diagnostic};
+use super::diagnostic::{Diagnostic, closest};
 use super::model::{FlakeInputs, HostSpec, PATTERN_HELP};
 use super::source::{Node, PathSeg};
 
@@ -161,7 +161,12 @@ pub fn validate(compiled: &Compiled, node: &Node) -> Vec<Diagnostic> {
     validate_instance(validator, schema, node, &node.to_json())
 }
 
-fn validate_instance(validator: &jsonschema::Validator, schema: &Json, node: &Node, instance: &Json) -> Vec<Diagnostic> {
+fn validate_instance(
+    validator: &jsonschema::Validator,
+    schema: &Json,
+    node: &Node,
+    instance: &Json,
+) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for err in validator.iter_errors(instance) {
         let path: Vec<PathSeg> = err
@@ -177,7 +182,12 @@ fn validate_instance(validator: &jsonschema::Validator, schema: &Json, node: &No
     out
 }
 
-fn describe(schema: &Json, node: &Node, path: &[PathSeg], kind: &jsonschema::error::ValidationErrorKind) -> Vec<Diagnostic> {
+fn describe(
+    schema: &Json,
+    node: &Node,
+    path: &[PathSeg],
+    kind: &jsonschema::error::ValidationErrorKind,
+) -> Vec<Diagnostic> {
     use jsonschema::error::ValidationErrorKind as K;
     let here = node.at(path).map(|(n, _)| n);
     let where_ = location(path);
@@ -203,15 +213,18 @@ fn describe(schema: &Json, node: &Node, path: &[PathSeg], kind: &jsonschema::err
         }
         K::Required { property } => {
             let name = property.as_str().unwrap_or("?");
-            vec![Diagnostic::error(value_span, format!("missing key `{name}` in {where_}"))
-                .help(format!("add `{name} = ...` to {where_}"))]
+            vec![
+                Diagnostic::error(value_span, format!("missing key `{name}` in {where_}"))
+                    .help(format!("add `{name} = ...` to {where_}")),
+            ]
         }
         K::Type { kind } => {
             let expected = type_words(&format!("{kind:?}"));
             vec![Diagnostic::error(value_span, format!("{where_}: expected {expected}, found {found}"))]
         }
         K::Enum { options } => {
-            let opts: Vec<String> = options.as_array().map(|a| a.iter().map(|o| o.to_string()).collect()).unwrap_or_default();
+            let opts: Vec<String> =
+                options.as_array().map(|a| a.iter().map(|o| o.to_string()).collect()).unwrap_or_default();
             let d = Diagnostic::error(value_span, format!("{where_}: expected one of {}", opts.join(", ")));
             let given = here.and_then(|n| n.to_json().as_str().map(str::to_string)).unwrap_or_default();
             let plain: Vec<String> = opts.iter().map(|o| o.trim_matches('"').to_string()).collect();
@@ -221,7 +234,11 @@ fn describe(schema: &Json, node: &Node, path: &[PathSeg], kind: &jsonschema::err
             }
         }
         K::Pattern { pattern } => {
-            let what = PATTERN_HELP.iter().find(|(p, _)| p == pattern).map(|(_, h)| *h).unwrap_or("a value of the documented form");
+            let what = PATTERN_HELP
+                .iter()
+                .find(|(p, _)| p == pattern)
+                .map(|(_, h)| *h)
+                .unwrap_or("a value of the documented form");
             vec![Diagnostic::error(value_span, format!("{where_}: expected {what}"))]
         }
         K::Minimum { limit } | K::ExclusiveMinimum { limit } => {
@@ -230,10 +247,14 @@ fn describe(schema: &Json, node: &Node, path: &[PathSeg], kind: &jsonschema::err
         K::Maximum { limit } | K::ExclusiveMaximum { limit } => {
             vec![Diagnostic::error(value_span, format!("{where_}: must be at most {limit}"))]
         }
-        K::MinItems { limit } => vec![Diagnostic::error(value_span, format!("{where_}: needs at least {limit} entries"))],
+        K::MinItems { limit } => {
+            vec![Diagnostic::error(value_span, format!("{where_}: needs at least {limit} entries"))]
+        }
         K::AnyOf { .. } | K::OneOfNotValid { .. } => {
-            vec![Diagnostic::error(value_span, format!("{where_}: {found} is not allowed here"))
-                .help("see `ghostgen schema` for the accepted forms")]
+            vec![
+                Diagnostic::error(value_span, format!("{where_}: {found} is not allowed here"))
+                    .help("see `ghostgen schema` for the accepted forms"),
+            ]
         }
         other => vec![Diagnostic::error(value_span, format!("{where_}: {other:?}"))],
     }
@@ -301,7 +322,11 @@ fn resolve<'a>(root: &'a Json, mut node: &'a Json) -> &'a Json {
                 Some(target) => node = target,
                 None => return node,
             }
-        } else if let Some(branch) = node.get("anyOf").and_then(Json::as_array).and_then(|b| b.iter().find(|x| x.get("$ref").is_some() || x.get("properties").is_some())) {
+        } else if let Some(branch) = node
+            .get("anyOf")
+            .and_then(Json::as_array)
+            .and_then(|b| b.iter().find(|x| x.get("$ref").is_some() || x.get("properties").is_some()))
+        {
             node = branch;
         } else {
             return node;

@@ -216,9 +216,6 @@ macro_rules! spec_path {
     };
 }
 
-
-
-
 /// Line and column (both 1-based; the column counts characters) of a byte offset.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());

@@ -233,7 +233,11 @@ impl DaemonConfig for SyncConfig {
                 "pick a lower port, e.g. 6333",
             ));
         }
-        for (key, value) in [("database", Some(&self.database)), ("api_key_file", self.api_key_file.as_ref()), ("metrics_dir", self.metrics_dir.as_ref())] {
+        for (key, value) in [
+            ("database", Some(&self.database)),
+            ("api_key_file", self.api_key_file.as_ref()),
+            ("metrics_dir", self.metrics_dir.as_ref()),
+        ] {
             if let Some(value) = value {
                 out.extend(config::absolute(key, value));
             }
@@ -336,7 +340,10 @@ mod tests {
             assert!(upsert_bytes(c.batch, dimension) <= MAX_REQUEST_BYTES);
             if fits < MAX_BATCH {
                 c.batch = fits + 1;
-                assert!(c.validate().iter().map(|f| f.to_string()).collect::<String>().contains(&format!("at most {fits}")), "{dimension}");
+                assert!(
+                    c.validate().iter().map(|f| f.to_string()).collect::<String>().contains(&format!("at most {fits}")),
+                    "{dimension}"
+                );
             }
         }
         // The estimate is an upper bound of the real body: the widest f32 text.

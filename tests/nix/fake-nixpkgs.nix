@@ -19,7 +19,10 @@ let
     rustPlatform.buildRustPackage = args: drv args.pname { inherit args; meta = args.meta; };
     mkShell = args: drv "shell" { inherit args; };
     writeText = name: text: drv name { inherit text; };
+    runCommand = name: env: buildCommand: drv name (env // { inherit buildCommand; });
     testers.runNixOSTest = test: drv "vm-test-run-${test.name}" { inherit test; };
+    # nixpkgs: the same derivation, whose builder must fail (its log and exit status become the output).
+    testers.testBuildFailure = d: d // { expectsBuildFailure = true; };
   } // lib.genAttrs [
     "cargo"
     "rustc"

@@ -21,4 +21,15 @@ stub
     "aarch64-linux"
   ];
   getExe = pkg: "${pkg}/bin/${pkg.meta.mainProgram}";
+  # nixpkgs' flake: a NixOS system from modules. Here: the modules of this
+  # repository evaluated by mini-eval.nix with the `services` the given
+  # modules define (nixosModules.default stands for modules/ itself).
+  nixosSystem =
+    { modules, ... }:
+    {
+      config =
+        (import ./mini-eval.nix { pkgs = import ./stub-pkgs.nix; } (
+          map (m: { services = m.services or { }; }) (b.filter b.isAttrs modules)
+        )).config;
+    };
 }

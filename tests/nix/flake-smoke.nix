@@ -35,12 +35,7 @@ let
     "qdrant-sync"
   ];
 
-  # Configs rendered as store paths, as the test scripts see them.
-  stubPkgs = import ./stub-pkgs.nix // {
-    formats.json = _: {
-      generate = name: _: "/nix/store/00000000000000000000000000000000-${name}";
-    };
-  };
+  stubPkgs = import ./stub-pkgs.nix;
   mini = import ./mini-eval.nix { pkgs = stubPkgs; };
   # A node as a test script sees it: options filled by mini-eval, units from the modules.
   fakeNode =
@@ -99,14 +94,31 @@ let
           "nixfmt-rfc-style"
         ];
       "formatter: nixfmt-rfc-style" = outputs.formatter.${system}.name == "nixfmt-rfc-style";
-      "checks: option types and the VM checks" =
+      "checks: option types, module behaviour, config validation and the VM checks" =
         b.all (n: checks ? ${n}) (
           vmChecks
           ++ [
             "option-types"
             "module-behaviour"
+            "config-validation"
           ]
         );
+      "checks: config-validation expects check-config to fail the build of retention < interval" =
+        let
+          c = checks.config-validation;
+          # The snapshotter config files it builds, as the modules make them.
+          jsonOf = f: b.fromJSON f.unchecked.value;
+          checksWithDaemon =
+            f: b.match ".*/bin/ghostbridge-snapshotter check-config ${f.unchecked}[[:space:]].*" f.buildCommand != null;
+        in
+        c.failed.expectsBuildFailure or false
+        && !(c.valid.expectsBuildFailure or false)
+        && checksWithDaemon c.failed
+        && checksWithDaemon c.valid
+        && (jsonOf c.failed).retention == "1s"
+        && (jsonOf c.failed).interval == "1m"
+        && (jsonOf c.valid).retention == "1m"
+        && b.match ".*grep -F ': retention: ' \"[$]failed/testBuildFailure.log\".*" c.buildCommand != null;
       "checks: VM checks build their own nixpkgs (the modules set the overlay)" =
         b.all (n: checks.${n}.test.node.pkgsReadOnly == false) vmChecks;
     };

@@ -197,7 +197,7 @@ let
         default = { };
       };
     };
-    # nixpkgs' services/search/qdrant.nix (under `mkIf cfg.enable`).
+    # nixpkgs' services/search/qdrant.nix sets these (under `mkIf cfg.enable`; here always).
     config.services.qdrant.settings.service = {
       host = mkDefault "127.0.0.1";
       http_port = mkDefault 6333;

@@ -5,6 +5,7 @@
 #   nix-instantiate --eval --strict --json tests/nix/module-behaviour.nix
 let
   b = builtins;
+  lib = import ./stub-lib.nix;
   pkgs = import ./stub-pkgs.nix;
   eval = import ./mini-eval.nix { inherit pkgs; };
   has = sub: str: b.match ".*${sub}.*" str != null;
@@ -12,56 +13,68 @@ let
   # The reference server, as the generated host sets it.
   reference = import ./reference-host.nix;
   ref = eval { services.ghostbridge = reference; };
+  # The reference server plus more definitions (merged as the module system
+  # merges two modules: lists concatenate, mkForce replaces).
+  refWith = extra: eval [
+    { services.ghostbridge = reference; }
+    { services.ghostbridge = extra; }
+  ];
   units = ref.result.systemd.services;
-  configOf =
-    unit:
-    b.fromJSON (b.head (b.match ".* --config json:(.*)" units.${unit}.serviceConfig.ExecStart));
 
-  # The contract's examples (shared/design and the brief), verbatim.
-  expected = {
+  daemons = {
     snapshotter = {
-      source = "/var/lib/overlay";
-      snapshot_dir = "/var/lib/blockchain-timing/snapshots";
-      database = "/var/lib/blockchain-timing/chain.db";
-      interval = "1s";
-      retention = "1m";
-      metrics_dir = "/var/lib/prometheus-node-exporter-text";
-      dbus = true;
+      unit = "ghostbridge-snapshotter";
+      package = pkgs.ghostbridge-snapshotter;
     };
     ovs = {
-      db = "unix:/run/openvswitch/db.sock";
-      metrics_dir = "/var/lib/prometheus-node-exporter-text";
-      bridges = [
-        {
-          name = "ovsbr0";
-          datapath_type = "system";
-          uplink = "enp1s0";
-          ports = [ "vnet0" ];
-          internal_ports = [ "ovsbr0-mgmt" ];
-          drop_uplink_broadcast = true;
-          extra_flows = [ ];
-        }
-        {
-          name = "ovsbr1";
-          datapath_type = "system";
-          uplink = null;
-          ports = [ ];
-          internal_ports = [ ];
-          drop_uplink_broadcast = false;
-          extra_flows = [ ];
-        }
-      ];
+      unit = "ghostbridge-ovs";
+      package = pkgs.ghostbridge-ovs;
     };
-    qdrantSync = {
-      database = "/var/lib/blockchain-timing/chain.db";
-      url = "http://127.0.0.1:6333";
-      collection = "ghostbridge-blocks";
-      dimension = 384;
-      distance = "Cosine";
-      batch = 100;
-      interval = "1s";
+    qdrant_sync = {
+      unit = "ghostbridge-qdrant-sync";
+      package = pkgs.ghostbridge-qdrant-sync;
+    };
+  };
+  # The file a daemon's unit runs with: ExecStart's `--config`, which must be
+  # the module's configFile.
+  configFileOf =
+    r: daemon:
+    let
+      file = r.config.services.ghostbridge.${daemon}.configFile;
+      unit = r.result.systemd.services.${daemons.${daemon}.unit};
+      named = b.head (b.match ".* --config ([^ ]+)" unit.serviceConfig.ExecStart);
+    in
+    if named != "${file}" then throw "${daemons.${daemon}.unit} runs with ${named}, not with configFile ${file}" else file;
+  # The daemon's JSON as the unit gets it: the rendered file the check
+  # validated and copied (or, without the check, the rendered file itself).
+  configOf = r: daemon: b.fromJSON ((configFileOf r daemon).unchecked or (configFileOf r daemon)).value;
+  # The build-time check: `<package>/bin/<program> check-config <rendered file>`,
+  # then the file is copied to $out.
+  checkedBy =
+    r: daemon:
+    let
+      file = configFileOf r daemon;
+      d = daemons.${daemon};
+    in
+    file ? buildCommand
+    && has "${d.package}/bin/${d.unit} check-config ${file.unchecked}[[:space:]]" file.buildCommand
+    && has "cp ${file.unchecked} \"[$]out\"" file.buildCommand;
+
+  textfileDir = "/var/lib/prometheus-node-exporter-text";
+  # The daemons' JSON for the reference server: its settings verbatim (keys it
+  # leaves out are the daemons' defaults, not rendered), plus what the modules
+  # add: metrics_dir (monitoring is on) and the sync's api_key_file (none).
+  expected = {
+    snapshotter = reference.snapshotter.settings // {
+      metrics_dir = textfileDir;
+    };
+    ovs = {
+      metrics_dir = textfileDir;
+      inherit (reference.ovs.settings) bridges;
+    };
+    qdrant_sync = reference.qdrant_sync.settings // {
       api_key_file = null;
-      metrics_dir = "/var/lib/prometheus-node-exporter-text";
+      metrics_dir = textfileDir;
     };
   };
 
@@ -75,10 +88,75 @@ let
 
   checks = {
     "reference: no assertion fails" = ref.failedAssertions == [ ];
-    "snapshotter JSON is the contract's" = configOf "ghostbridge-snapshotter" == expected.snapshotter;
-    "OVS JSON is the contract's" = configOf "ghostbridge-ovs" == expected.ovs;
-    "Qdrant sync JSON is the contract's" = configOf "ghostbridge-qdrant-sync" == expected.qdrantSync;
+    "snapshotter JSON is the reference's settings" = configOf ref "snapshotter" == expected.snapshotter;
+    "OVS JSON is the reference's settings" = configOf ref "ovs" == expected.ovs;
+    "Qdrant sync JSON is the reference's settings" = configOf ref "qdrant_sync" == expected.qdrant_sync;
 
+    "build time: each daemon checks its own rendered file before the unit gets it" = b.all (checkedBy ref) (
+      b.attrNames daemons
+    );
+    "build time: checkConfig = false hands the rendered file over unchecked" =
+      let
+        r = refWith {
+          snapshotter.checkConfig = false;
+        };
+        file = configFileOf r "snapshotter";
+      in
+      !(file ? buildCommand) && configOf r "snapshotter" == expected.snapshotter;
+    "build time: checkConfig is on where the build machine runs the host's programs" =
+      ref.config.services.ghostbridge.snapshotter.checkConfig;
+    "configFile is read-only" =
+      !(b.tryEval (refWith { snapshotter.configFile = "/etc/snapshotter.json"; }).config.services.ghostbridge.snapshotter.configFile).success;
+    "no daemon rule in Nix: a retention shorter than the interval is left to check-config" =
+      let
+        r = refWith {
+          snapshotter.settings = lib.mkForce (
+            reference.snapshotter.settings
+            // {
+              interval = "2m";
+              retention = "1m";
+            }
+          );
+        };
+      in
+      r.failedAssertions == [ ] && checkedBy r "snapshotter" && (configOf r "snapshotter").retention == "1m";
+    "no daemon rule in Nix: interface names are left to check-config" =
+      let
+        r = refWith {
+          ovs.settings.bridges = lib.mkForce [
+            {
+              name = "ovsbr0";
+              uplink = "enp1s0-much-too-long";
+              ports = [ "enp1s0-much-too-long" ];
+            }
+          ];
+          network.bridges = lib.mkForce { };
+        };
+      in
+      r.failedAssertions == [ ] && checkedBy r "ovs";
+    "settings: a key left out is not rendered (the daemon's default)" =
+      let
+        r = refWith {
+          snapshotter.settings = lib.mkForce {
+            inherit (reference.snapshotter.settings) source snapshot_dir database;
+          };
+          monitoring.enable = lib.mkForce false;
+        };
+      in
+      configOf r "snapshotter" == {
+        inherit (reference.snapshotter.settings) source snapshot_dir database;
+        metrics_dir = null;
+      };
+
+    "OVS: on exactly when bridges are declared" =
+      ref.config.services.ghostbridge.ovs.enable
+      && !(eval {
+        services.ghostbridge = reference // {
+          ovs.settings.bridges = [ ];
+          network.bridges = { };
+          virtualization = { };
+        };
+      }).config.services.ghostbridge.ovs.enable;
     "OVS reconciler: after and requiring ovsdb and ovs-vswitchd" =
       b.all (u: b.elem u ovsUnit.after && b.elem u ovsUnit.requires) [
         "ovsdb.service"
@@ -119,24 +197,76 @@ let
       syncUnit.serviceConfig.DynamicUser
       && syncUnit.serviceConfig.SupplementaryGroups == [ "ghostbridge" ]
       && b.elem "/var/lib/blockchain-timing" syncUnit.serviceConfig.ReadWritePaths;
-    "Qdrant on loopback, port from the URL" =
-      ref.result.services.qdrant.enable
-      && ref.result.services.qdrant.settings.service.host == "127.0.0.1"
-      && ref.result.services.qdrant.settings.service.http_port == 6333;
-    "Qdrant sync: the API key goes through LoadCredential" =
+    "Qdrant sync: nixpkgs' Qdrant runs for the local sync" = ref.result.services.qdrant.enable;
+    "Qdrant sync: without a url, the local Qdrant's REST port" =
+      let
+        withoutUrl = b.removeAttrs reference.qdrant_sync.settings [ "url" ];
+        urlWith =
+          qdrant:
+          (configOf (eval [
+            {
+              services.ghostbridge = reference // {
+                qdrant_sync = reference.qdrant_sync // {
+                  settings = withoutUrl;
+                };
+              };
+            }
+            qdrant
+          ]) "qdrant_sync").url;
+      in
+      urlWith { } == "http://127.0.0.1:6333"
+      && urlWith { services.qdrant.settings.service.http_port = 7333; } == "http://127.0.0.1:7333";
+    "Qdrant sync: a url that is set wins over the local Qdrant's (a plain definition, no mkForce)" =
+      (configOf (eval [
+        {
+          services.ghostbridge = reference // {
+            qdrant_sync = reference.qdrant_sync // {
+              settings = b.removeAttrs reference.qdrant_sync.settings [ "url" ];
+            };
+          };
+        }
+        { services.ghostbridge.qdrant_sync.settings.url = "http://127.0.0.1:7000/qdrant"; }
+      ]) "qdrant_sync").url == "http://127.0.0.1:7000/qdrant";
+    "Qdrant sync: a remote Qdrant, no local one, no url assertion" =
+      let
+        r = refWith {
+          qdrant_sync = {
+            localQdrant = lib.mkForce false;
+            settings.url = lib.mkForce "http://qdrant.example.org:6333";
+          };
+        };
+      in
+      r.failedAssertions == [ ]
+      && !(r.result.services ? qdrant)
+      && (configOf r "qdrant_sync").url == "http://qdrant.example.org:6333"
+      && !(b.elem "qdrant.service" r.result.systemd.services.ghostbridge-qdrant-sync.after);
+    "Qdrant sync: without localQdrant and url, the daemon's default url" =
       let
         r = eval {
           services.ghostbridge = reference // {
-            vectorSync = {
+            qdrant_sync = {
               enable = true;
-              apiKeyFile = "/run/secrets/qdrant";
+              localQdrant = false;
             };
           };
+        };
+      in
+      !((configOf r "qdrant_sync") ? url);
+    "Qdrant sync: database defaults to the snapshotter's" =
+      (configOf (eval {
+        services.ghostbridge = reference // {
+          qdrant_sync.enable = true;
+        };
+      }) "qdrant_sync").database == reference.snapshotter.settings.database;
+    "Qdrant sync: the API key goes through LoadCredential" =
+      let
+        r = refWith {
+          qdrant_sync.settings.api_key_file = "/run/secrets/qdrant";
         };
         unit = r.result.systemd.services.ghostbridge-qdrant-sync;
       in
       unit.serviceConfig.LoadCredential == [ "qdrant-api-key:/run/secrets/qdrant" ]
-      && has "/run/credentials/ghostbridge-qdrant-sync.service/qdrant-api-key" unit.serviceConfig.ExecStart;
+      && (configOf r "qdrant_sync").api_key_file == "/run/credentials/ghostbridge-qdrant-sync.service/qdrant-api-key";
 
     "op-dbus: its units and a root-only policy when the package is given" =
       let
@@ -171,6 +301,38 @@ let
     "networkd: static address on ovsbr1" =
       nets."30-ghostbridge-ovsbr1".address == [ "10.10.0.1/24" ]
       && nets."30-ghostbridge-ovsbr1".networkConfig.DHCP == "no";
+    "networkd: an OVS bridge without network.bridges entry is up without address" =
+      let
+        r = eval {
+          services.ghostbridge = reference // {
+            network.bridges = { };
+          };
+        };
+        n = r.result.systemd.network.networks."30-ghostbridge-ovsbr1";
+      in
+      r.failedAssertions == [ ]
+      && n.address == [ ]
+      && n.networkConfig.DHCP == "no"
+      && n.linkConfig.RequiredForOnline == "no";
+    "networkd: a bridge key left out means no such port" =
+      let
+        r = eval {
+          services.ghostbridge = reference // {
+            ovs.settings.bridges = [
+              {
+                name = "ovsbr0";
+                uplink = "enp1s0";
+              }
+              { name = "ovsbr1"; }
+            ];
+          };
+        };
+      in
+      b.sort b.lessThan (b.attrNames r.result.systemd.network.networks) == [
+        "20-ghostbridge-port-enp1s0"
+        "30-ghostbridge-ovsbr0"
+        "30-ghostbridge-ovsbr1"
+      ];
     "networkd: uplink and ports without IP" = b.all (
       i:
       let
@@ -225,125 +387,75 @@ let
       && ref.result.networking.firewall.enable;
   };
 
-  # Each mistake, and a piece of the message that must tell the user what to change.
+  # Each mistake (the reference server plus these definitions), and a piece of
+  # the message that must tell the user what to change. Only NixOS integration
+  # is asserted here; what a daemon's config may hold is its check-config's.
   mistakes = {
-    "uplink also in ports" = {
-      defs = reference // {
-        network.bridges.ovsbr0 = {
-          uplink = "enp1s0";
-          ports = [ "enp1s0" ];
-        };
-      };
-      says = "is also listed in ports; remove it from ports";
-    };
-    "an interface in two bridges" = {
-      defs = reference // {
-        network.bridges = {
-          ovsbr0.uplink = "enp1s0";
-          ovsbr1.ports = [ "enp1s0" ];
-        };
-      };
-      says = "enp1s0 used more than once";
-    };
-    "an interface name over 15 bytes" = {
-      defs = reference // {
-        network.bridges.ovsbr0.uplink = "enp1s0-much-too-long";
-      };
-      says = "longer than 15 bytes";
-    };
     "an address without prefix length" = {
-      defs = reference // {
-        network.bridges.ovsbr1.addresses = [ "10.10.0.1" ];
+      defs = {
+        network.bridges.ovsbr1.addresses = lib.mkForce [ "10.10.0.1" ];
       };
       says = "must be in CIDR form";
     };
     "a gateway on a bridge without address" = {
-      defs = reference // {
-        network.bridges.ovsbr1.gateway = "10.10.0.254";
+      defs = {
+        network.bridges.ovsbr0 = {
+          dhcp = lib.mkForce false;
+          gateway = lib.mkForce "10.10.0.254";
+        };
       };
       says = "gateway is set but the bridge has no address";
     };
-    "vectorSync without the snapshotter" = {
-      defs = reference // {
-        snapshotter.enable = false;
+    "network.bridges for a bridge that OVS does not have" = {
+      defs = {
+        network.bridges.ovsbr9.dhcp = true;
+      };
+      says = "configures the interface of Open vSwitch bridge \"ovsbr9\", which services.ghostbridge.ovs.settings.bridges does not declare";
+    };
+    "qdrant_sync without the snapshotter" = {
+      defs = {
+        snapshotter.enable = lib.mkForce false;
       };
       says = "set services.ghostbridge.snapshotter.enable = true";
     };
-    "local Qdrant with a remote URL" = {
-      defs = reference // {
-        vectorSync = {
-          enable = true;
-          url = "http://qdrant.example.org:6333";
-        };
-      };
-      says = "or set localQdrant = false";
-    };
-    "retention shorter than the interval" = {
-      defs = reference // {
-        snapshotter = {
-          enable = true;
-          interval = "2m";
-          retention = "1m";
-        };
-      };
-      says = "raise retention to at least the interval";
-    };
-    "database inside the snapshotted source" = {
-      defs = reference // {
-        snapshotter = {
-          enable = true;
-          database = "/var/lib/overlay/chain.db";
-        };
-      };
-      says = "must not live inside the snapshotted source";
-    };
     "vfio ids without IOMMU" = {
-      defs = reference // {
-        boot.vfioIds = [ "10de:2204" ];
+      defs = {
+        boot.iommu = lib.mkForce null;
       };
       says = "set services.ghostbridge.boot.iommu";
     };
     "a malformed vfio id" = {
-      defs = reference // {
-        boot = {
-          iommu = "amd";
-          vfioIds = [ "10de-2204" ];
-        };
+      defs = {
+        boot.vfioIds = lib.mkForce [ "10de-2204" ];
       };
       says = "must hold PCI ids written vendor:device";
     };
     "op-dbus without its package" = {
-      defs = reference // {
+      defs = {
         opDbus.enable = true;
       };
       says = "set it to your op-dbus package";
     };
     "a libvirt network on an undeclared bridge" = {
-      defs = reference // {
-        virtualization.libvirt = {
-          enable = true;
-          ovsNetworks.lab = "ovsbr9";
-        };
+      defs = {
+        virtualization.libvirt.ovsNetworks.lab = "ovsbr9";
       };
-      says = "add it to services.ghostbridge.network.bridges";
+      says = "add [{] name = \"ovsbr9\"; [}] to services.ghostbridge.ovs.settings.bridges";
     };
     "ovs enabled without bridges" = {
-      defs = reference // {
-        network.bridges = { };
-        ovs.enable = true;
-        virtualization.libvirt.enable = false;
+      defs = {
+        network.bridges = lib.mkForce { };
+        ovs = {
+          enable = true;
+          settings.bridges = lib.mkForce [ ];
+        };
+        virtualization.libvirt.enable = lib.mkForce false;
       };
       says = "declare at least one bridge";
     };
     "Grafana on the Prometheus port" = {
-      defs = reference // {
-        monitoring = {
-          enable = true;
-          grafana = {
-            enable = true;
-            port = 9090;
-          };
-        };
+      defs = {
+        monitoring.grafana.port = 9090;
       };
       says = "collides with the Prometheus or node exporter port";
     };
@@ -352,7 +464,7 @@ let
   mistakeResults = b.mapAttrs (
     _: m:
     let
-      failed = (eval { services.ghostbridge = m.defs; }).failedAssertions;
+      failed = (refWith m.defs).failedAssertions;
     in
     {
       ok = b.any (has m.says) failed;

@@ -1,13 +1,18 @@
 # Every option declared in modules/, as a flat attribute set from option path
 # to a type description in nixpkgs' type-name terms, e.g.
-#   "services.ghostbridge.network.bridges.<name>.uplink" = "nullOr str";
+#   "services.ghostbridge.network.bridges.<name>.dhcp" = "bool";
+#   "services.ghostbridge.ovs.settings.bridges" = "listOf (open submodule of JSON value)";
+#   "services.ghostbridge.snapshotter.configFile" = "path (read-only)";
+# ("open submodule of X": a submodule with freeformType X, as nixpkgs describes it;
+# "<name>" is a key of an attrsOf, "*" an element of a listOf.)
 # Runs without nixpkgs:
 #   nix-instantiate --eval --strict --json tests/nix/option-types.nix
 # It calls each module with a stub `lib` (stub-lib.nix), an empty `config` and
-# an empty `pkgs`, and touches only `options`: a module whose options depend on
-# `config` or on real packages fails here. It also fails when a module file is
-# not imported by modules/default.nix, when two modules declare the same
-# option, or when an option has no description.
+# a `pkgs` holding only `formats` (the stand-in of stub-pkgs.nix, for the
+# settings' freeform type), and touches only `options`: a module whose options
+# depend on `config` or on packages fails here. It also fails when a module
+# file is not imported by modules/default.nix, when two modules declare the
+# same option, or when an option has no description.
 let
   b = builtins;
   lib = import ./stub-lib.nix;
@@ -23,7 +28,7 @@ let
     inherit lib name;
     config = { };
     options = { };
-    pkgs = { };
+    pkgs = { inherit (import ./stub-pkgs.nix) formats; };
     utils = { };
     modulesPath = "/nonexistent";
   };
@@ -35,6 +40,14 @@ let
     t:
     if !(b.isAttrs t && (t._type or null) == "option-type") then
       throw "not an option type: ${b.typeOf t}"
+    # A type that names itself, as nixpkgs' pkgs.formats types do ("JSON value").
+    else if t ? description then
+      t.description
+    else if t.name == "submodule" then
+      let
+        freeform = b.filter (m: m ? freeformType) (map (callModule "<name>") t.modules);
+      in
+      if freeform == [ ] then "submodule" else "open submodule of ${describe (b.head freeform).freeformType}"
     else if b.elem t.name [
       "listOf"
       "attrsOf"
@@ -93,7 +106,9 @@ let
       else if !(v ? description) then
         throw "option ${path} has no description"
       else
-        merge { ${path} = describe v.type; } (nested path v.type)
+        merge {
+          ${path} = describe v.type + (if v.readOnly or false then " (read-only)" else "");
+        } (nested path v.type)
     else if b.isAttrs v then
       b.foldl' (acc: n: merge acc (walk (if path == "" then n else "${path}.${n}") v.${n})) { } (b.attrNames v)
     else

@@ -176,6 +176,7 @@ in
   filter = b.filter;
   length = b.length;
   head = b.head;
+  last = xs: b.elemAt xs (b.length xs - 1);
   count = pred: xs: b.length (b.filter pred xs);
   unique = b.foldl' (acc: x: if b.elem x acc then acc else acc ++ [ x ]) [ ];
   toInt = s: b.fromJSON s;

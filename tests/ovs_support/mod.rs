@@ -30,17 +30,12 @@ pub fn root_or_skip(what: &str) -> bool {
 }
 
 pub fn run(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+    cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
 
 pub fn ok(cmd: &mut Command) -> String {
     let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -102,10 +97,7 @@ impl Ovs {
 
     /// `init = false` leaves the database without its `Open_vSwitch` row.
     pub fn start_with(name: &str, init: bool) -> Ovs {
-        let dir = tempfile::Builder::new()
-            .prefix("gb-ovs-")
-            .tempdir()
-            .unwrap();
+        let dir = tempfile::Builder::new().prefix("gb-ovs-").tempdir().unwrap();
         let netns = format!("gbt-{name}-{}", tag());
         let netns_guard = NetnsGuard::add(&netns);
         let original_ns = File::open("/proc/thread-self/ns/net").unwrap();
@@ -113,20 +105,10 @@ impl Ovs {
         // SAFETY: plain syscall on valid fds; only this thread changes namespace.
         let rc = unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWNET) };
         assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-        let mut ovs = Ovs {
-            dir,
-            netns,
-            extra_netns: vec![],
-            original_ns,
-            ovsdb: None,
-            vswitchd: None,
-            _netns: netns_guard,
-        };
+        let mut ovs =
+            Ovs { dir, netns, extra_netns: vec![], original_ns, ovsdb: None, vswitchd: None, _netns: netns_guard };
         ok(Command::new("ip").args(["link", "set", "lo", "up"]));
-        ok(Command::new("ovsdb-tool")
-            .arg("create")
-            .arg(ovs.db_file())
-            .arg(SCHEMA));
+        ok(Command::new("ovsdb-tool").arg("create").arg(ovs.db_file()).arg(SCHEMA));
         ovs.start_ovsdb();
         if init {
             ovs.vsctl(&["--no-wait", "init"]);
@@ -145,24 +127,15 @@ impl Ovs {
         DbAddr::parse(&format!("unix:{}", self.sock().display())).unwrap()
     }
     pub fn ofctl(&self) -> Ofctl {
-        Ofctl {
-            program: "ovs-ofctl".into(),
-            rundir: Some(self.dir.path().to_path_buf()),
-        }
+        Ofctl { program: "ovs-ofctl".into(), rundir: Some(self.dir.path().to_path_buf()) }
     }
     pub fn options(&self) -> Options {
-        Options {
-            ofctl: self.ofctl(),
-            ..Options::default()
-        }
+        Options { ofctl: self.ofctl(), ..Options::default() }
     }
 
     fn envs(&self, cmd: &mut Command) {
         let d = self.dir.path();
-        cmd.env("OVS_RUNDIR", d)
-            .env("OVS_DBDIR", d)
-            .env("OVS_LOGDIR", d)
-            .env("OVS_SYSCONFDIR", d);
+        cmd.env("OVS_RUNDIR", d).env("OVS_DBDIR", d).env("OVS_LOGDIR", d).env("OVS_SYSCONFDIR", d);
     }
 
     pub fn start_ovsdb(&mut self) {
@@ -205,10 +178,7 @@ impl Ovs {
         cmd.arg(format!("unix:{}", self.sock().display()))
             .arg("--disable-system")
             // The default control socket, <rundir>/ovs-vswitchd.<pid>.ctl, found through the pidfile.
-            .arg(format!(
-                "--pidfile={}",
-                d.join("ovs-vswitchd.pid").display()
-            ))
+            .arg(format!("--pidfile={}", d.join("ovs-vswitchd.pid").display()))
             .arg(format!("--log-file={}", d.join("vswitchd.log").display()))
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -222,18 +192,14 @@ impl Ovs {
 
     pub fn vsctl_out(&self, args: &[&str]) -> String {
         let mut cmd = Command::new("ovs-vsctl");
-        cmd.arg(format!("--db=unix:{}", self.sock().display()))
-            .arg("--timeout=10")
-            .args(args);
+        cmd.arg(format!("--db=unix:{}", self.sock().display())).arg("--timeout=10").args(args);
         self.envs(&mut cmd);
         String::from_utf8_lossy(&run(&mut cmd).stdout).into_owned()
     }
 
     pub fn vsctl(&self, args: &[&str]) -> String {
         let mut cmd = Command::new("ovs-vsctl");
-        cmd.arg(format!("--db=unix:{}", self.sock().display()))
-            .arg("--timeout=10")
-            .args(args);
+        cmd.arg(format!("--db=unix:{}", self.sock().display())).arg("--timeout=10").args(args);
         self.envs(&mut cmd);
         ok(&mut cmd)
     }
@@ -268,9 +234,7 @@ impl Ovs {
     /// Committed transactions whose comment says they came from ghostbridge-ovs, read from the database file.
     pub fn reconciler_commits(&self) -> usize {
         let text = std::fs::read(self.db_file()).unwrap();
-        String::from_utf8_lossy(&text)
-            .matches("\"_comment\":\"ghostbridge-ovs")
-            .count()
+        String::from_utf8_lossy(&text).matches("\"_comment\":\"ghostbridge-ovs").count()
     }
 
     /// `_uuid` and `_version` of every row of `table`, read with ovsdb-client (sorted).
@@ -281,35 +245,21 @@ impl Ovs {
             .arg(format!("unix:{}", self.sock().display()))
             .arg(q.to_string()));
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        let mut rows: Vec<String> = v[0]["rows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r.to_string())
-            .collect();
+        let mut rows: Vec<String> = v[0]["rows"].as_array().unwrap().iter().map(|r| r.to_string()).collect();
         rows.sort();
         rows
     }
 
     pub fn next_cfg(&self) -> String {
-        self.vsctl(&["get", "Open_vSwitch", ".", "next_cfg"])
-            .trim()
-            .to_string()
+        self.vsctl(&["get", "Open_vSwitch", ".", "next_cfg"]).trim().to_string()
     }
 
     pub fn bridges(&self) -> Vec<String> {
-        self.vsctl(&["list-br"])
-            .lines()
-            .map(str::to_string)
-            .collect()
+        self.vsctl(&["list-br"]).lines().map(str::to_string).collect()
     }
 
     pub fn ports(&self, bridge: &str) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .vsctl(&["list-ports", bridge])
-            .lines()
-            .map(str::to_string)
-            .collect();
+        let mut v: Vec<String> = self.vsctl(&["list-ports", bridge]).lines().map(str::to_string).collect();
         v.sort();
         v
     }
@@ -324,10 +274,7 @@ fn pause_child(child: &Child, pause: bool) {
 pub fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
     let start = Instant::now();
     while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "timed out waiting for {what}"
-        );
+        assert!(start.elapsed() < Duration::from_secs(10), "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(10));
     }
 }

@@ -26,29 +26,61 @@ pub fn plain_path(path: &str) -> bool {
 pub fn check(host: &HostSpec, ctx: &mut Ctx) {
     let Some(disk) = &host.disk else { return };
     if !disk.device.starts_with("/dev/") {
-        ctx.error(spec_path!["disk", "device"], format!("disk device {:?} is not a /dev path", disk.device), "use a stable path such as \"/dev/disk/by-id/nvme-...\"");
+        ctx.error(
+            spec_path!["disk", "device"],
+            format!("disk device {:?} is not a /dev path", disk.device),
+            "use a stable path such as \"/dev/disk/by-id/nvme-...\"",
+        );
     }
     let mut names: HashMap<&str, usize> = HashMap::new();
     let mut mounts: HashMap<&str, usize> = HashMap::new();
     for (i, sv) in disk.subvolumes.iter().enumerate() {
         if sv.name.is_empty() || sv.name.contains('/') || sv.name == "." || sv.name == ".." {
-            ctx.error(spec_path!["disk", "subvolumes", i, "name"], format!("subvolume name {:?} is not a plain name", sv.name), "use a name without '/', such as \"@home\"");
+            ctx.error(
+                spec_path!["disk", "subvolumes", i, "name"],
+                format!("subvolume name {:?} is not a plain name", sv.name),
+                "use a name without '/', such as \"@home\"",
+            );
         }
         if let Some(first) = names.insert(sv.name.as_str(), i) {
-            ctx.error(spec_path!["disk", "subvolumes", i, "name"], format!("subvolume {:?} is declared twice", sv.name), format!("rename it; the first one is [[disk.subvolumes]] entry {}", first + 1));
+            ctx.error(
+                spec_path!["disk", "subvolumes", i, "name"],
+                format!("subvolume {:?} is declared twice", sv.name),
+                format!("rename it; the first one is [[disk.subvolumes]] entry {}", first + 1),
+            );
         }
         if !plain_path(&sv.name) {
-            ctx.error(spec_path!["disk", "subvolumes", i, "name"], format!("subvolume name {:?} has characters other than letters, digits and @._+-", sv.name), "rename it, e.g. \"@data\"");
+            ctx.error(
+                spec_path!["disk", "subvolumes", i, "name"],
+                format!("subvolume name {:?} has characters other than letters, digits and @._+-", sv.name),
+                "rename it, e.g. \"@data\"",
+            );
         }
         if !plain_path(&sv.mount) {
-            ctx.error(spec_path!["disk", "subvolumes", i, "mount"], format!("mount point {:?} has characters other than letters, digits and /@._+-", sv.mount), "use a plain path such as \"/var/lib/data\"");
+            ctx.error(
+                spec_path!["disk", "subvolumes", i, "mount"],
+                format!("mount point {:?} has characters other than letters, digits and /@._+-", sv.mount),
+                "use a plain path such as \"/var/lib/data\"",
+            );
         } else if !sv.mount.starts_with('/') {
-            ctx.error(spec_path!["disk", "subvolumes", i, "mount"], format!("mount point {:?} is not absolute", sv.mount), format!("write it from the root, e.g. \"/{}\"", sv.mount.trim_start_matches("./")));
+            ctx.error(
+                spec_path!["disk", "subvolumes", i, "mount"],
+                format!("mount point {:?} is not absolute", sv.mount),
+                format!("write it from the root, e.g. \"/{}\"", sv.mount.trim_start_matches("./")),
+            );
         } else if sv.mount.len() > 1 && sv.mount.ends_with('/') {
-            ctx.error(spec_path!["disk", "subvolumes", i, "mount"], format!("mount point {:?} ends with '/'", sv.mount), format!("write {:?}", sv.mount.trim_end_matches('/')));
+            ctx.error(
+                spec_path!["disk", "subvolumes", i, "mount"],
+                format!("mount point {:?} ends with '/'", sv.mount),
+                format!("write {:?}", sv.mount.trim_end_matches('/')),
+            );
         }
         if let Some(first) = mounts.insert(sv.mount.as_str(), i) {
-            ctx.error(spec_path!["disk", "subvolumes", i, "mount"], format!("mount point {:?} is used twice", sv.mount), format!("[[disk.subvolumes]] entry {} already mounts there", first + 1));
+            ctx.error(
+                spec_path!["disk", "subvolumes", i, "mount"],
+                format!("mount point {:?} is used twice", sv.mount),
+                format!("[[disk.subvolumes]] entry {} already mounts there", first + 1),
+            );
         }
         if let Some(compress) = &sv.compress {
             let (algorithm, level) = match compress.split_once(':') {
@@ -83,6 +115,10 @@ pub fn check(host: &HostSpec, ctx: &mut Ctx) {
         }
     }
     if !disk.subvolumes.is_empty() && !disk.subvolumes.iter().any(|s| s.mount == "/") {
-        ctx.error(spec_path!["disk", "subvolumes"], "no subvolume is mounted at \"/\"", "add a subvolume such as name = \"@\", mount = \"/\"");
+        ctx.error(
+            spec_path!["disk", "subvolumes"],
+            "no subvolume is mounted at \"/\"",
+            "add a subvolume such as name = \"@\", mount = \"/\"",
+        );
     }
 }

@@ -3,7 +3,7 @@
 use super::Ctx;
 use crate::spec::diagnostic::Diagnostic;
 use crate::spec::model::HostSpec;
-use crate::spec::source::Node;
+use crate::spec::source::{Node, PathSeg};
 use crate::spec_path;
 
 pub fn check(host: &HostSpec, ctx: &mut Ctx) {
@@ -36,8 +36,8 @@ pub fn rfc1123_label(name: &str) -> Result<(), &'static str> {
 pub fn check_fleet(hosts: &[HostSpec], nodes: &[Node], diags: &mut Vec<Diagnostic>) {
     for (i, host) in hosts.iter().enumerate() {
         if let Some(first) = hosts[..i].iter().position(|h| h.name == host.name) {
-            let span = nodes[i].span_of(&spec_path!["name"]);
-            let first_line = nodes[first].span_of(&spec_path!["name"]);
+            let span = nodes[i].span_of(&[PathSeg::from("name")]);
+            let first_line = nodes[first].span_of(&[PathSeg::from("name")]);
             diags.push(
                 Diagnostic::error(span, format!("host name {:?} is used twice in this fleet", host.name))
                     .help(format!("rename one of them (the first is at byte {})", first_line.start)),

@@ -49,31 +49,55 @@ pub fn check(host: &HostSpec, ctx: &mut Ctx) {
         for (a, text) in bridge.addresses.iter().enumerate() {
             match Cidr::parse(text) {
                 Ok(c) => cidrs.push(c),
-                Err(why) => ctx.error(spec_path!["network", "bridges", b, "addresses", a], format!("address {text:?} is not in CIDR form: {why}"), "write it as address/prefix, e.g. \"10.0.0.1/24\" or \"2001:db8::1/64\""),
+                Err(why) => ctx.error(
+                    spec_path!["network", "bridges", b, "addresses", a],
+                    format!("address {text:?} is not in CIDR form: {why}"),
+                    "write it as address/prefix, e.g. \"10.0.0.1/24\" or \"2001:db8::1/64\"",
+                ),
             }
         }
         if let Some(gw) = &bridge.gateway {
             match gw.parse::<IpAddr>() {
-                Err(_) => ctx.error(spec_path!["network", "bridges", b, "gateway"], format!("gateway {gw:?} is not an IP address"), "write a plain address such as \"203.0.113.1\""),
+                Err(_) => ctx.error(
+                    spec_path!["network", "bridges", b, "gateway"],
+                    format!("gateway {gw:?} is not an IP address"),
+                    "write a plain address such as \"203.0.113.1\"",
+                ),
                 Ok(ip) => {
                     if bridge.dhcp && cidrs.is_empty() {
                         // DHCP supplies the subnet; nothing to compare with.
                     } else if cidrs.is_empty() {
-                        ctx.error(spec_path!["network", "bridges", b, "gateway"], format!("gateway {gw} is set but bridge {:?} has no address", bridge.name), "add the bridge's address in `addresses`, or set dhcp = true");
+                        ctx.error(
+                            spec_path!["network", "bridges", b, "gateway"],
+                            format!("gateway {gw} is set but bridge {:?} has no address", bridge.name),
+                            "add the bridge's address in `addresses`, or set dhcp = true",
+                        );
                     } else if !cidrs.iter().any(|c| c.contains(ip)) {
                         let list: Vec<String> = bridge.addresses.clone();
-                        ctx.error(spec_path!["network", "bridges", b, "gateway"], format!("gateway {gw} is outside the bridge's subnets ({})", list.join(", ")), "a gateway must be reachable directly: fix the address's prefix length or the gateway");
+                        ctx.error(
+                            spec_path!["network", "bridges", b, "gateway"],
+                            format!("gateway {gw} is outside the bridge's subnets ({})", list.join(", ")),
+                            "a gateway must be reachable directly: fix the address's prefix length or the gateway",
+                        );
                     }
                 }
             }
         }
         for (d, dns) in bridge.dns.iter().enumerate() {
             if dns.parse::<IpAddr>().is_err() {
-                ctx.error(spec_path!["network", "bridges", b, "dns", d], format!("DNS server {dns:?} is not an IP address"), "write a plain address such as \"1.1.1.1\"");
+                ctx.error(
+                    spec_path!["network", "bridges", b, "dns", d],
+                    format!("DNS server {dns:?} is not an IP address"),
+                    "write a plain address such as \"1.1.1.1\"",
+                );
             }
         }
         if bridge.uplink.is_none() && bridge.drop_uplink_broadcast && bridge.dhcp {
-            ctx.warn(spec_path!["network", "bridges", b, "dhcp"], format!("bridge {:?} uses DHCP but has no uplink", bridge.name), "DHCP needs a path to a DHCP server: set `uplink` to the physical NIC");
+            ctx.warn(
+                spec_path!["network", "bridges", b, "dhcp"],
+                format!("bridge {:?} uses DHCP but has no uplink", bridge.name),
+                "DHCP needs a path to a DHCP server: set `uplink` to the physical NIC",
+            );
         }
     }
 }

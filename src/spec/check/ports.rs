@@ -47,10 +47,17 @@ pub fn check(host: &HostSpec, ctx: &mut Ctx) {
             continue;
         }
         if let Some((_, _, first)) = listeners[..i].iter().find(|(p, _, _)| p == port) {
-            ctx.error(path.clone(), format!("{who} and {first} both use TCP port {port}"), format!("give {who} another port"));
+            ctx.error(
+                path.clone(),
+                format!("{who} and {first} both use TCP port {port}"),
+                format!("give {who} another port"),
+            );
         }
     }
-    for (key, ports) in [("allowed_tcp_ports", &host.firewall.allowed_tcp_ports), ("allowed_udp_ports", &host.firewall.allowed_udp_ports)] {
+    for (key, ports) in [
+        ("allowed_tcp_ports", &host.firewall.allowed_tcp_ports),
+        ("allowed_udp_ports", &host.firewall.allowed_udp_ports),
+    ] {
         for (i, p) in ports.iter().enumerate() {
             if *p == 0 {
                 ctx.error(spec_path!["firewall", key, i], "port 0 cannot be opened", "remove it");

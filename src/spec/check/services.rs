@@ -77,7 +77,11 @@ pub fn check(host: &HostSpec, ctx: &mut Ctx) {
             );
             let source_mount = owning_mount(host, &source);
             if host.disk.is_some() && source_mount != Some(source_text.as_str()) {
-                ctx.error(spec_path!["snapshotter", "source"], format!("source {source_text:?} is not the mount point of a declared subvolume"), "snapshots are taken of whole subvolumes: name a `mount` from [[disk.subvolumes]]");
+                ctx.error(
+                    spec_path!["snapshotter", "source"],
+                    format!("source {source_text:?} is not the mount point of a declared subvolume"),
+                    "snapshots are taken of whole subvolumes: name a `mount` from [[disk.subvolumes]]",
+                );
             }
             let db_inside = match (host.disk.is_some(), owning_mount(host, &db)) {
                 (true, m) => m == Some(source_text.as_str()),
@@ -90,17 +94,26 @@ pub fn check(host: &HostSpec, ctx: &mut Ctx) {
                     "every snapshot would capture a half-written database and the chain would record itself: put it on another subvolume, e.g. under /var/lib",
                 );
             }
-            if is_under(&dir, &source) && host.disk.is_some() && owning_mount(host, &dir) == Some(source_text.as_str()) {
+            if is_under(&dir, &source) && host.disk.is_some() && owning_mount(host, &dir) == Some(source_text.as_str())
+            {
                 ctx.warn(spec_path!["snapshotter", "snapshot_dir"], "snapshots are stored inside the subvolume they snapshot", "BTRFS does not recurse into nested snapshots, but they are easier to manage elsewhere: use a directory on another subvolume of the same file system");
             }
         }
     }
     if let Some(v) = &host.qdrant_sync {
         match &host.snapshotter {
-            None => ctx.error(spec_path!["qdrant_sync"], "[qdrant_sync] mirrors the snapshot chain, but [snapshotter] is not configured", "add a [snapshotter] section, or remove [qdrant_sync]"),
+            None => ctx.error(
+                spec_path!["qdrant_sync"],
+                "[qdrant_sync] mirrors the snapshot chain, but [snapshotter] is not configured",
+                "add a [snapshotter] section, or remove [qdrant_sync]",
+            ),
             Some(s) if s.database != v.database => ctx.error(
                 spec_path!["qdrant_sync", "database"],
-                format!("the Qdrant sync reads {:?}, but the snapshotter writes its chain to {:?}", v.database.display().to_string(), s.database.display().to_string()),
+                format!(
+                    "the Qdrant sync reads {:?}, but the snapshotter writes its chain to {:?}",
+                    v.database.display().to_string(),
+                    s.database.display().to_string()
+                ),
                 "remove `database` from [qdrant_sync]: it defaults to the snapshotter's",
             ),
             Some(_) => {}
@@ -112,26 +125,49 @@ pub fn check(host: &HostSpec, ctx: &mut Ctx) {
             }
         }
     }
-    if let Some(d) = &host.dbus {
-        if d.op_dbus.is_none() && (d.mcp.is_some() || d.web.is_some()) {
-            ctx.error(spec_path!["dbus"], "the MCP server and web UI need op-dbus itself", "add op_dbus = { flake = \"...\" } to [dbus]");
-        }
+    if let Some(d) = &host.dbus
+        && d.op_dbus.is_none()
+        && (d.mcp.is_some() || d.web.is_some())
+    {
+        ctx.error(
+            spec_path!["dbus"],
+            "the MCP server and web UI need op-dbus itself",
+            "add op_dbus = { flake = \"...\" } to [dbus]",
+        );
     }
     for (net, bridge) in &host.virtualization.ovs_networks {
         if !host.network.bridges.iter().any(|b| &b.name == bridge) {
-            ctx.error(spec_path!["virtualization", "ovs_networks", net.as_str()], format!("libvirt network {net:?} names bridge {bridge:?}, which is not declared"), "declare it in [[network.bridges]] or fix the name");
+            ctx.error(
+                spec_path!["virtualization", "ovs_networks", net.as_str()],
+                format!("libvirt network {net:?} names bridge {bridge:?}, which is not declared"),
+                "declare it in [[network.bridges]] or fix the name",
+            );
         }
     }
     if !host.virtualization.ovs_networks.is_empty() && !host.virtualization.libvirt {
-        ctx.error(spec_path!["virtualization", "ovs_networks"], "ovs_networks needs libvirt", "set libvirt = true in [virtualization]");
+        ctx.error(
+            spec_path!["virtualization", "ovs_networks"],
+            "ovs_networks needs libvirt",
+            "set libvirt = true in [virtualization]",
+        );
     }
     if host.boot.iommu.is_none() && !host.boot.vfio_ids.is_empty() {
-        ctx.error(spec_path!["boot", "vfio_ids"], "vfio_ids needs the IOMMU", "set iommu = \"intel\" or \"amd\" in [boot]");
+        ctx.error(
+            spec_path!["boot", "vfio_ids"],
+            "vfio_ids needs the IOMMU",
+            "set iommu = \"intel\" or \"amd\" in [boot]",
+        );
     }
     for (i, id) in host.boot.vfio_ids.iter().enumerate() {
-        let ok = id.len() == 9 && id.as_bytes()[4] == b':' && id.chars().enumerate().all(|(n, c)| n == 4 || c.is_ascii_hexdigit());
+        let ok = id.len() == 9
+            && id.as_bytes()[4] == b':'
+            && id.chars().enumerate().all(|(n, c)| n == 4 || c.is_ascii_hexdigit());
         if !ok {
-            ctx.error(spec_path!["boot", "vfio_ids", i], format!("{id:?} is not a PCI vendor:device id"), "write it as `lspci -nn` shows it, e.g. \"10de:2204\"");
+            ctx.error(
+                spec_path!["boot", "vfio_ids", i],
+                format!("{id:?} is not a PCI vendor:device id"),
+                "write it as `lspci -nn` shows it, e.g. \"10de:2204\"",
+            );
         }
     }
 }

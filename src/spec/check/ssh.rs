@@ -37,17 +37,33 @@ fn user_name(name: &str) -> bool {
 pub fn check(host: &HostSpec, ctx: &mut Ctx) {
     for (u, user) in host.users.iter().enumerate() {
         if !user_name(&user.name) {
-            ctx.error(spec_path!["users", u, "name"], format!("user name {:?} is not a valid Linux user name", user.name), "use lower-case letters, digits, '_' and '-', starting with a letter, at most 32 bytes");
+            ctx.error(
+                spec_path!["users", u, "name"],
+                format!("user name {:?} is not a valid Linux user name", user.name),
+                "use lower-case letters, digits, '_' and '-', starting with a letter, at most 32 bytes",
+            );
         }
         if user.name == "root" {
-            ctx.error(spec_path!["users", u, "name"], "root cannot be declared: root login is disabled on this server", "declare an admin user instead (admin = true) and use sudo");
+            ctx.error(
+                spec_path!["users", u, "name"],
+                "root cannot be declared: root login is disabled on this server",
+                "declare an admin user instead (admin = true) and use sudo",
+            );
         }
         if host.users[..u].iter().any(|o| o.name == user.name) {
-            ctx.error(spec_path!["users", u, "name"], format!("user {:?} is declared twice", user.name), "merge the two [[users]] entries");
+            ctx.error(
+                spec_path!["users", u, "name"],
+                format!("user {:?} is declared twice", user.name),
+                "merge the two [[users]] entries",
+            );
         }
         for (k, key) in user.ssh_keys.iter().enumerate() {
             if let Err(why) = ed25519_key(key) {
-                ctx.error(spec_path!["users", u, "ssh_keys", k], format!("SSH key of {:?} rejected: {why}", user.name), "create one with `ssh-keygen -t ed25519` and paste the .pub line");
+                ctx.error(
+                    spec_path!["users", u, "ssh_keys", k],
+                    format!("SSH key of {:?} rejected: {why}", user.name),
+                    "create one with `ssh-keygen -t ed25519` and paste the .pub line",
+                );
             }
         }
     }
