@@ -50,10 +50,13 @@ pkgs.testers.runNixOSTest {
       # One NIC per uplink, named like it (enp1s0 for the reference spec), each on
       # its own test network, so that ovs.settings.bridges need not change.
       virtualisation.interfaces = lib.listToAttrs (
-        lib.imap1 (i: uplink: lib.nameValuePair uplink {
-          vlan = i;
-          assignIP = false;
-        }) (lib.filter (u: u != null) (map (b: b.uplink or null) gb.ovs.settings.bridges))
+        lib.imap1 (
+          i: uplink:
+          lib.nameValuePair uplink {
+            vlan = i;
+            assignIP = false;
+          }
+        ) (lib.filter (u: u != null) (map (b: b.uplink or null) gb.ovs.settings.bridges))
       );
       services.ghostbridge.opDbus.enable = lib.mkIf (gb.opDbus.package == null) (lib.mkForce false);
     };

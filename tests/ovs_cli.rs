@@ -5,7 +5,7 @@ mod ovs_support;
 
 use std::process::{Command, Output};
 
-use ovs_support::{Ovs, root_or_skip};
+use ovs_support::{Ovs, require_root};
 use serde_json::json;
 
 fn cli(ovs: &Ovs, args: &[&str]) -> Output {
@@ -17,10 +17,9 @@ fn text(o: &Output) -> String {
 }
 
 #[test]
+#[ignore = "needs root: ghostbridge-ovs CLI"]
 fn apply_status_and_errors_from_the_command_line() {
-    if !root_or_skip("ghostbridge-ovs CLI") {
-        return;
-    }
+    require_root();
     let ovs = Ovs::start("cli");
     ovs.veth("gbclu", "gbclu-p");
     let metrics = ovs.dir.path().join("metrics");
@@ -92,10 +91,9 @@ fn apply_status_and_errors_from_the_command_line() {
 }
 
 #[test]
+#[ignore = "needs root: ghostbridge-ovs non-canonical extra flows"]
 fn extra_flows_written_unlike_the_dump_are_not_rewritten() {
-    if !root_or_skip("ghostbridge-ovs non-canonical extra flows") {
-        return;
-    }
+    require_root();
     let ovs = Ovs::start("cnf");
     ovs.veth("gbcnu", "gbcnu-p");
     // Written the way a person might: raw dl_type, lower-case action, fields in any order,

@@ -4,14 +4,13 @@
 mod ovs_support;
 
 use ghostbridge::ovs::{self, OvsError};
-use ovs_support::{Ovs, root_or_skip};
+use ovs_support::{Ovs, require_root};
 use serde_json::json;
 
 #[test]
+#[ignore = "needs root: OVS converge and idempotent re-apply"]
 fn converges_from_empty_and_reapply_writes_nothing() {
-    if !root_or_skip("OVS converge and idempotent re-apply") {
-        return;
-    }
+    require_root();
     let ovs = Ovs::start("conv");
     ovs.veth("gbup0", "gbup0-p");
     ovs.veth("gbvm0", "gbvm0-p");
@@ -79,10 +78,9 @@ fn converges_from_empty_and_reapply_writes_nothing() {
 }
 
 #[test]
+#[ignore = "needs root: OVS changes and ownership"]
 fn changes_ports_removes_bridges_and_leaves_hand_made_ones_alone() {
-    if !root_or_skip("OVS changes and ownership") {
-        return;
-    }
+    require_root();
     let ovs = Ovs::start("chg");
     ovs.veth("gbca", "gbca-p");
     ovs.veth("gbcb", "gbcb-p");
@@ -159,10 +157,9 @@ fn changes_ports_removes_bridges_and_leaves_hand_made_ones_alone() {
 }
 
 #[test]
+#[ignore = "needs root: OVS port move"]
 fn moves_a_port_between_managed_bridges_in_one_transaction() {
-    if !root_or_skip("OVS port move") {
-        return;
-    }
+    require_root();
     let ovs = Ovs::start("mv");
     let v1 = ovs.config(json!([
         {"name": "gbm0", "datapath_type": "netdev", "internal_ports": ["gbm-p"]},
@@ -181,10 +178,9 @@ fn moves_a_port_between_managed_bridges_in_one_transaction() {
 }
 
 #[test]
+#[ignore = "needs root: OVS missing NIC"]
 fn missing_nic_is_an_error_before_anything_is_written() {
-    if !root_or_skip("OVS missing NIC") {
-        return;
-    }
+    require_root();
     let ovs = Ovs::start("nic");
     ovs.veth("gbnic0", "gbnic0-p");
     let config = ovs.config(json!([
@@ -204,10 +200,9 @@ fn missing_nic_is_an_error_before_anything_is_written() {
 }
 
 #[test]
+#[ignore = "needs root: OVS connection errors"]
 fn missing_socket_and_wrong_schema_are_clear_errors() {
-    if !root_or_skip("OVS connection errors") {
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("db.sock");
     let config = ghostbridge::ovs::Config::parse(r#"{"bridges":[]}"#, "t").unwrap();
@@ -241,10 +236,9 @@ fn missing_socket_and_wrong_schema_are_clear_errors() {
 }
 
 #[test]
+#[ignore = "needs root: OVS hung database"]
 fn a_hung_database_is_a_timeout_error_not_a_hang() {
-    if !root_or_skip("OVS hung database") {
-        return;
-    }
+    require_root();
     let ovs = Ovs::start("hng");
     let config = ovs.config(json!([{"name": "gbh0", "datapath_type": "netdev"}]));
     ovs.pause_ovsdb(true);
@@ -259,10 +253,9 @@ fn a_hung_database_is_a_timeout_error_not_a_hang() {
 }
 
 #[test]
+#[ignore = "needs root: OVS transaction conflict"]
 fn a_concurrent_writer_makes_the_transaction_fail_without_writing() {
-    if !root_or_skip("OVS transaction conflict") {
-        return;
-    }
+    require_root();
     let ovs = Ovs::start("cfl");
     let config = ovs.config(json!([{"name": "gbk0", "datapath_type": "netdev", "internal_ports": ["gbk0-a"]}]));
     let mut conn = ovs::apply::connect(&ovs.addr()).unwrap();
@@ -300,10 +293,9 @@ fn a_concurrent_writer_makes_the_transaction_fail_without_writing() {
 }
 
 #[test]
+#[ignore = "needs root: OVS uninitialised database"]
 fn an_uninitialised_database_gets_its_root_row() {
-    if !root_or_skip("OVS uninitialised database") {
-        return;
-    }
+    require_root();
     let ovs = Ovs::start_with("noinit", false);
     assert_eq!(ovs.row_versions("Open_vSwitch").len(), 0);
     let config = ovs.config(json!([{"name": "gbi0", "datapath_type": "netdev", "internal_ports": ["gbi0-a"]}]));
@@ -317,10 +309,9 @@ fn an_uninitialised_database_gets_its_root_row() {
 }
 
 #[test]
+#[ignore = "needs root: OVS over TCP"]
 fn works_over_tcp_too() {
-    if !root_or_skip("OVS over TCP") {
-        return;
-    }
+    require_root();
     let ovs = Ovs::start("tcp");
     let config = ovs.config(json!([{"name": "gbt0", "datapath_type": "netdev", "internal_ports": ["gbt0-a"]}]));
     let addr = ovs::DbAddr::parse("tcp:127.0.0.1:6640").unwrap();
@@ -331,10 +322,9 @@ fn works_over_tcp_too() {
 }
 
 #[test]
+#[ignore = "needs root: OVS bad extra flow"]
 fn a_bad_extra_flow_keeps_the_old_flows() {
-    if !root_or_skip("OVS bad extra flow") {
-        return;
-    }
+    require_root();
     let ovs = Ovs::start("flw");
     let good = ovs.config(json!([{"name": "gbf0", "datapath_type": "netdev",
         "extra_flows": ["priority=10,arp,actions=NORMAL"]}]));
@@ -349,10 +339,9 @@ fn a_bad_extra_flow_keeps_the_old_flows() {
 }
 
 #[test]
+#[ignore = "needs root: OVS bad extra flow on a new bridge"]
 fn a_bad_extra_flow_on_a_new_bridge_writes_nothing() {
-    if !root_or_skip("OVS bad extra flow on a new bridge") {
-        return;
-    }
+    require_root();
     let ovs = Ovs::start("nbf");
     ovs.veth("gbnbu", "gbnbu-p");
     let good_flow = "priority=10,in_port=gbnbu,dl_type=0x0806,actions=output:gbnb0-i";
@@ -389,10 +378,9 @@ fn a_bad_extra_flow_on_a_new_bridge_writes_nothing() {
 }
 
 #[test]
+#[ignore = "needs root: OVS port adoption"]
 fn a_hand_made_port_named_in_the_config_is_adopted_not_recreated() {
-    if !root_or_skip("OVS port adoption") {
-        return;
-    }
+    require_root();
     let ovs = Ovs::start("adopt");
     let v1 = ovs.config(json!([{"name": "gba0", "datapath_type": "netdev"}]));
     ovs::apply(&ovs.addr(), &v1, &ovs.options()).unwrap();

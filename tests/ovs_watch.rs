@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ghostbridge::ovs::{self, watch};
-use ovs_support::{Ovs, root_or_skip};
+use ovs_support::{Ovs, require_root};
 use serde_json::json;
 
 /// Sets the flag on drop, so a runner thread stops also when an assertion fails.
@@ -21,10 +21,9 @@ impl Drop for StopOnDrop {
 }
 
 #[test]
+#[ignore = "needs root: OVS watch"]
 fn watch_restores_a_deleted_port_within_a_second() {
-    if !root_or_skip("OVS watch") {
-        return;
-    }
+    require_root();
     let ovs = Ovs::start("watch");
     ovs.veth("gbwp", "gbwp-p");
     let config = ovs.config(json!([
@@ -95,10 +94,9 @@ fn apply_in_thread(ovs: &Ovs, config: &ovs::Config) -> std::thread::JoinHandle<R
 }
 
 #[test]
+#[ignore = "needs root: OVS database restart during apply"]
 fn ovsdb_restart_mid_apply_ends_consistent() {
-    if !root_or_skip("OVS database restart during apply") {
-        return;
-    }
+    require_root();
     let mut ovs = Ovs::start("rst");
     let bridges: Vec<serde_json::Value> = (0..20)
         .map(|i| {

@@ -22,10 +22,9 @@ fn assert_consistent(img: &BtrfsImage, db: &Path) {
 }
 
 #[test]
+#[ignore = "needs root: missing source on a loop-mounted BTRFS image"]
 fn source_missing_then_back() {
-    if !root_or_skip("missing source on a loop-mounted BTRFS image") {
-        return;
-    }
+    require_root();
     let img = BtrfsImage::new(300);
     let db = img.db();
     let metrics = img.path("metrics");
@@ -55,10 +54,9 @@ fn source_missing_then_back() {
 }
 
 #[test]
+#[ignore = "needs root: snapshot directory on a non-BTRFS filesystem"]
 fn destination_not_btrfs() {
-    if !root_or_skip("snapshot directory on a non-BTRFS filesystem") {
-        return;
-    }
+    require_root();
     let img = BtrfsImage::new(300);
     let plain = tempfile::tempdir_in("/var/tmp").unwrap();
     let tmpfs = plain.path().join("tmpfs");
@@ -98,10 +96,9 @@ fn destination_not_btrfs() {
 }
 
 #[test]
+#[ignore = "needs root: disk full on a small loop-mounted BTRFS image"]
 fn disk_full_survives_and_recovers() {
-    if !root_or_skip("disk full on a small loop-mounted BTRFS image") {
-        return;
-    }
+    require_root();
     // Everything on one small filesystem, as on the real server: source, snapshots, database.
     let img = BtrfsImage::new(300);
     let db = img.mnt.join("chain.db");
@@ -142,10 +139,9 @@ fn disk_full_survives_and_recovers() {
 }
 
 #[test]
+#[ignore = "needs root: locked database with a loop-mounted BTRFS image"]
 fn database_locked_then_released() {
-    if !root_or_skip("locked database with a loop-mounted BTRFS image") {
-        return;
-    }
+    require_root();
     let img = BtrfsImage::new(300);
     let db = img.db();
     let mut d = Daemon::run(&img, &db, "50ms", "2s", &["--no-dbus"]);
@@ -167,10 +163,9 @@ fn database_locked_then_released() {
 }
 
 #[test]
+#[ignore = "needs root: read-only database filesystem"]
 fn database_read_only_then_writable() {
-    if !root_or_skip("read-only database filesystem") {
-        return;
-    }
+    require_root();
     let img = BtrfsImage::new(300);
     let dbdir = img.path("dbfs");
     std::fs::create_dir(&dbdir).unwrap();

@@ -11,10 +11,9 @@ use std::time::Duration;
 use snapshot_support::*;
 
 #[test]
+#[ignore = "needs root: recovery on a loop-mounted BTRFS image"]
 fn reconciles_every_kind_of_disagreement() {
-    if !root_or_skip("recovery on a loop-mounted BTRFS image") {
-        return;
-    }
+    require_root();
     let img = BtrfsImage::new(300);
     let db = img.db();
     let d = Daemon::run(&img, &db, "50ms", "1h", &["--no-dbus"]);

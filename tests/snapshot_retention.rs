@@ -9,10 +9,9 @@ use std::time::Duration;
 use snapshot_support::*;
 
 #[test]
+#[ignore = "needs root: retention on a loop-mounted BTRFS image"]
 fn prunes_at_the_first_tick_past_retention() {
-    if !root_or_skip("retention on a loop-mounted BTRFS image") {
-        return;
-    }
+    require_root();
     let img = BtrfsImage::new(300);
     let db = img.db();
     let retention_ns = 1_000_000_000i64;

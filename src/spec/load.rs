@@ -63,6 +63,8 @@ pub fn load(text: &str) -> Result<Loaded, Rejected> {
         if let Some(h) = decode::<HostSpec>(host_schema, node, &mut diags) {
             hosts.push(h);
             decoded_nodes.push(node.clone());
+        } else {
+            check::undecoded(node, &mut diags);
         }
     }
     // Hosts that did not decode were reported above; check the rest.

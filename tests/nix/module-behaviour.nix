@@ -1,7 +1,9 @@
 # What the modules compute, checked without nixpkgs (mini-eval.nix):
-# the daemons' JSON configs equal the contract for the reference server, the
-# units carry the required ordering and hardening, and every assertion fires
-# on the mistake it is written for (and none fires on the reference server).
+# each daemon's JSON is the reference server's `settings` (plus what the
+# modules add), checked at build time by the daemon's own check-config before
+# the unit gets it; the modules assert no daemon rule; the units carry the
+# required ordering and hardening; and every (integration) assertion fires on
+# the mistake it is written for (and none fires on the reference server).
 #   nix-instantiate --eval --strict --json tests/nix/module-behaviour.nix
 let
   b = builtins;

@@ -41,6 +41,11 @@ impl Ctx<'_> {
     }
 }
 
+/// The daemons' rules on a host that did not decode as a whole.
+pub fn undecoded(node: &Node, diags: &mut Vec<Diagnostic>) {
+    daemons::check_undecoded(&mut Ctx { node, diags });
+}
+
 /// Runs every check on every host, plus the fleet-wide ones.
 pub fn all(hosts: &[HostSpec], nodes: &[Node], diags: &mut Vec<Diagnostic>) {
     for (host, node) in hosts.iter().zip(nodes) {
