@@ -57,14 +57,19 @@ fn fits(ty: &str, value: &Value) -> bool {
         "unsignedInt" => value.as_u64().is_some(),
         "unsignedInt16" => value.as_u64().is_some_and(|i| i <= 65535),
         "package" => value.get("type").and_then(Value::as_str) == Some("derivation"),
+        // A daemon's `settings`: freeform JSON (its daemon's check-config is the validator).
+        "open submodule of JSON value" => value.is_object(),
         _ => panic!("type {ty:?} is not understood by this check; teach `fits` about it"),
     }
 }
 
-/// Duration patterns are the only strMatching types; check them without a regex engine.
+/// The strMatching patterns the modules use, checked without a regex engine.
 fn full_match(pattern: &str, s: &str) -> bool {
-    assert_eq!(pattern, "[1-9][0-9]*(ms|s|m|h|d)", "unexpected strMatching pattern");
-    s.parse::<ghostbridge::runtime::duration::HumanDuration>().is_ok()
+    match pattern {
+        "[1-9][0-9]*(ms|s|m|h|d)" => s.parse::<ghostbridge::runtime::duration::HumanDuration>().is_ok(),
+        "/.+" => s.len() > 1 && s.starts_with('/'),
+        _ => panic!("unexpected strMatching pattern {pattern:?}"),
+    }
 }
 
 fn unparen(s: &str) -> &str {
@@ -96,6 +101,23 @@ fn check(path: &str, value: &Value, types: &BTreeMap<String, String>, problems: 
                 let _ = name;
                 for (k, v) in sub.as_object().into_iter().flatten() {
                     check(&format!("{path}.<name>.{k}"), v, types, problems, seen);
+                }
+            }
+        } else if ty == "open submodule of JSON value" || ty == "listOf (open submodule of JSON value)" {
+            // Freeform settings: the typed keys among them are checked, the rest is the daemon's.
+            let (items, prefix) = match value.as_array() {
+                Some(items) => (items.iter().collect::<Vec<_>>(), format!("{path}.*")),
+                None => (vec![value], path.to_string()),
+            };
+            for item in items {
+                if !item.is_object() {
+                    problems.push(format!("{path} = {item} is not an attribute set"));
+                }
+                for (k, v) in item.as_object().into_iter().flatten() {
+                    let key = format!("{prefix}.{k}");
+                    if types.contains_key(&key) {
+                        check(&key, v, types, problems, seen);
+                    }
                 }
             }
         } else if !fits(ty, value) {
