@@ -138,9 +138,7 @@ fn noop(ovs: &Ovs, name: &str, config: &Config, runs: usize) -> Row {
 }
 
 fn main() {
-    if !ovs_support::root_or_skip("OVS benchmark") {
-        return;
-    }
+    ovs_support::require_root();
     let mut ovs = Ovs::start("bench");
     ovs.veth("gbbu", "gbbu-p");
     ovs.veth("gbbv", "gbbv-p");

@@ -191,9 +191,7 @@ fn baseline_run(img: &BtrfsImage, secs: u64) -> Run {
 }
 
 fn main() {
-    if !root_or_skip("snapshotter benchmark (loop-mounted BTRFS)") {
-        return;
-    }
+    require_root();
     let secs: u64 = std::env::var("GB_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
     let load = std::env::var("GB_BENCH_LOAD").is_ok_and(|v| v == "1");
     let img = BtrfsImage::new(2048);
