@@ -352,3 +352,84 @@ fn absurd_durations_are_refused() {
     );
     assert_one(&text, line_of(&text, "retention"), 13, "it is longer than 366 days");
 }
+
+// Regression tests of the one contract: specs that `ghostgen check` used to
+// accept and that then failed at evaluation, at daemon start or in a VM check.
+
+const SNAP: &str = "[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/c.db\"\n";
+
+#[test]
+fn a_relative_api_key_file_is_refused_at_its_key() {
+    let text = spec_with(&format!("{SNAP}[qdrant_sync]\napi_key_file = \"secrets/qdrant\"\n"));
+    assert_one(&text, line_of(&text, "api_key_file"), 16, "api_key_file must be an absolute path");
+}
+
+#[test]
+fn loopback_urls_without_port_or_in_ipv6_are_a_local_qdrant() {
+    for url in ["http://[::1]:6333", "http://127.0.0.1", "http://localhost:7000/q"] {
+        let text = spec_with(&format!("{SNAP}[qdrant_sync]\nurl = \"{url}\"\n"));
+        let loaded = spec::load(&text).unwrap_or_else(|r| panic!("{url}: {:#?}", r.diagnostics));
+        assert!(loaded.spec.hosts[0].qdrant_sync.as_ref().unwrap().local_qdrant().is_some(), "{url}");
+    }
+}
+
+#[test]
+fn what_the_sync_refuses_at_start_is_refused_by_check() {
+    for (line, needle) in [
+        ("url = \"https://q.example:6333\"", "plain http only"),
+        ("url = \"http://127.0.0.1:65535\"", "no port for its gRPC API"),
+        ("batch = 10001", "batch is 10001; it must be between 1 and 10000"),
+        ("dimension = 65537", "dimension is 65537; it must be between 1 and 65536"),
+        ("batch = 10000", "more than Qdrant accepts by default"),
+        ("collection = \"a/b\"", "collection \"a/b\" contains '/'"),
+    ] {
+        let text = spec_with(&format!("{SNAP}[qdrant_sync]\n{line}\n"));
+        let d = diagnostics(&text);
+        assert_eq!(d.len(), 1, "{line}: {d:#?}");
+        assert!(d[0].2.contains(needle), "{line}: {:?}", d[0].2);
+        assert_eq!(d[0].0, line_of(&text, line), "{line}");
+    }
+}
+
+#[test]
+fn an_extra_flow_the_reconciler_refuses_is_refused_by_check() {
+    for flow in ["priority=5,ip", "#priority=5,actions=drop", "actions="] {
+        let text = spec_with(&format!("[[network.bridges]]\nname = \"br0\"\nextra_flows = [\"{flow}\"]\n"));
+        assert_one(&text, line_of(&text, "extra_flows"), 16, "extra flow");
+    }
+}
+
+#[test]
+fn interface_names_that_are_globs_or_quotes_are_refused() {
+    for name in ["br\\\"0", "en*", "!lo", "br 0"] {
+        let text = spec_with(&format!("[[network.bridges]]\nname = \"br0\"\nuplink = \"{name}\"\n"));
+        assert_one(&text, line_of(&text, "uplink"), 10, "is invalid");
+    }
+}
+
+#[test]
+fn old_names_are_accepted_with_a_warning_naming_the_new_one() {
+    let text = spec_with(
+        "[snapshots]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/c.db\"\n[vectors]\n\
+         [[network.bridges]]\nname = \"br0\"\ndatapath = \"netdev\"\n",
+    );
+    let d = diagnostics(&text);
+    let messages: Vec<&str> = d.iter().map(|x| x.2.as_str()).collect();
+    assert_eq!(
+        messages,
+        [
+            "warning: [snapshots] is now called [snapshotter]",
+            "warning: [vectors] is now called [qdrant_sync]",
+            "warning: `datapath` is now called `datapath_type`"
+        ]
+    );
+    let loaded = spec::load(&text).unwrap();
+    let h = &loaded.spec.hosts[0];
+    assert_eq!(h.qdrant_sync.as_ref().unwrap().database, h.snapshotter.as_ref().unwrap().database);
+}
+
+#[test]
+fn the_sync_must_read_the_chain_the_snapshotter_writes() {
+    let text = spec_with(&format!("{SNAP}[qdrant_sync]\ndatabase = \"/var/lib/other.db\"\n"));
+    assert_one(&text, line_of(&text, "other.db"), 12, "but the snapshotter writes its chain to");
+}

@@ -80,9 +80,10 @@ fn apply_status_and_errors_from_the_command_line() {
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(cli(&ovs, &["status", "--config", p]).status.code(), Some(0));
 
-    // Errors say what and what to do.
-    let o = cli(&ovs, &["apply", "--config", p, "--db", "unix:/nonexistent/db.sock"]);
-    assert_eq!(o.status.code(), Some(2));
+    // Errors say what and what to do: a database that is not there is a
+    // runtime failure (1), a config the reconciler refuses is invalid (2).
+    let o = cli(&ovs, &["apply", "--config", p, "--ovsdb", "unix:/nonexistent/db.sock"]);
+    assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("Is ovsdb-server running"), "{}", text(&o));
     std::fs::write(&path, r#"{"bridges":[{"name":"gbcl0","uplink":"gbclu","prots":[]}]}"#).unwrap();
     let o = cli(&ovs, &["apply", "--config", p]);

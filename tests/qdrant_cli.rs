@@ -148,7 +148,7 @@ fn bad_configs_and_unreachable_qdrant_are_reported() {
     let chain = Chain::new();
     let config = write_config(&chain, &double, "cli-bad", r#", "colection": "x""#);
     let out = Command::new(BIN).args(["once", "--config"]).arg(&config).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "an invalid config exits 2");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown field `colection`"), "{err}");
 

@@ -32,10 +32,11 @@ fn config_errors_are_clear_and_exit_2() {
 
     let (code, _, err) = run(&["run", "--source", "/a"]);
     assert_eq!(code, 2);
-    assert!(err.contains("give --source, --snapshot-dir and --db"), "{err}");
+    assert!(err.contains("give --source, --snapshot-dir and --database"), "{err}");
 
+    // A database that is not there is a runtime failure, not a usage error.
     let (code, _, err) = run(&["verify", "--db", dir.path().join("missing/chain.db").to_str().unwrap()]);
-    assert_eq!(code, 2, "{err}");
+    assert_eq!(code, 1, "{err}");
     assert!(err.contains("cannot verify"), "{err}");
 }
 

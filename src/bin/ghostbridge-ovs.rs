@@ -57,7 +57,7 @@ struct Common {
 
 impl Common {
     fn load(&self) -> anyhow::Result<(Config, DbAddr)> {
-        let config = Config::load(&self.config)?;
+        let config: Config = ghostbridge::runtime::config::load(&self.config)?;
         let db = self.ovsdb.clone().unwrap_or_else(|| config.ovsdb.clone());
         let addr = DbAddr::parse(&db)?;
         Ok((config, addr))
