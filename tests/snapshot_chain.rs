@@ -122,7 +122,7 @@ fn daemon_chain_matches_kernel_and_tampering_is_named() {
     d.wait(Duration::from_secs(20), "blocks on the broken chain", || block_count(&broken) >= before + 2);
     d.stop();
     let log = std::fs::read_to_string(img.path("daemon.log")).unwrap();
-    assert!(log.contains("WARNING: chain broken at height 5:"), "{log}");
+    assert!(log.contains("chain broken at height 5:"), "{log}");
     let prom = std::fs::read_to_string(metrics.join("ghostbridge_snapshotter.prom")).unwrap();
     assert!(prom.contains("ghostbridge_snapshotter_chain_valid 0\n"), "{prom}");
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use snapshot_support::*;
 
 fn errors_logged(d: &Daemon, kind: &str) -> usize {
-    d.log_text().matches(&format!("ERROR [{kind}]")).count()
+    d.log_text().matches(&format!("tick failed [{kind}]")).count()
 }
 
 /// After the daemon stopped: the chain verifies and the disk matches it.
@@ -185,7 +185,7 @@ fn database_read_only_then_writable() {
     sh_ok(&format!("mount -o remount,ro {}", dbdir.display()));
     let count = block_count(&db);
     let mut d = Daemon::run(&img, &db, "50ms", "2s", &["--no-dbus"]);
-    d.wait(Duration::from_secs(15), "database errors", || d.log_text().matches("ERROR [db").count() >= 2);
+    d.wait(Duration::from_secs(15), "database errors", || d.log_text().matches("tick failed [db").count() >= 2);
     assert!(d.log_text().contains("read-only"), "{}", d.log_text());
     assert!(d.alive());
     assert_eq!(block_count(&db), count, "no block may be written while the database is read-only");

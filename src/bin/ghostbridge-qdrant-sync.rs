@@ -3,13 +3,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use ghostbridge::runtime::config::{self, check_config_command};
 use ghostbridge::runtime::exit::{self, UsageError};
 use ghostbridge::runtime::notify;
+use ghostbridge::runtime::signals::Stop;
 use ghostbridge::vectors::status::{format_hit, search, status};
 use ghostbridge::vectors::{FeatureHashEmbedder, QdrantClient, SyncConfig, Syncer};
 
@@ -104,22 +104,6 @@ fn syncer(cfg: SyncConfig) -> Result<Syncer> {
     Ok(Syncer::new(cfg, client, embedder)?)
 }
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
-
-fn install_signal_handlers() -> Result<()> {
-    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
-    let action = SigAction::new(SigHandler::Handler(on_signal), SaFlags::SA_RESTART, SigSet::empty());
-    for signal in [Signal::SIGTERM, Signal::SIGINT] {
-        // SAFETY: the handler only stores into an atomic, which is async-signal-safe.
-        unsafe { sigaction(signal, &action) }.with_context(|| format!("installing the {signal} handler"))?;
-    }
-    Ok(())
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match execute(cli) {
@@ -132,10 +116,10 @@ fn execute(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::CheckConfig { file } => return Ok(check_config_command::<SyncConfig>(&file)),
         Command::Run(common) => {
-            install_signal_handlers()?;
+            let stop = Stop::install().context("cannot install the SIGTERM/SIGINT handlers")?;
             let mut syncer = syncer(common.load()?)?;
             notify::ready();
-            let result = syncer.run(&STOP);
+            let result = syncer.run(stop.flag());
             notify::stopping();
             result?;
         }

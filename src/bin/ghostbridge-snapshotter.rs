@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use ghostbridge::runtime::config::{self, check_config_command};
 use ghostbridge::runtime::duration::HumanDuration;
 use ghostbridge::runtime::exit::{self, UsageError};
+use ghostbridge::runtime::signals::Stop;
 use ghostbridge::snapshot::config::Config;
 use ghostbridge::snapshot::daemon::{self, Settings};
 use ghostbridge::snapshot::report;
@@ -125,7 +126,8 @@ fn real_main() -> anyhow::Result<ExitCode> {
             }
             let origin = config.unwrap_or_else(|| PathBuf::from("(command line)"));
             config::check(&c, &origin)?;
-            daemon::run(Settings::from(c));
+            let stop = Stop::install().context("cannot install the SIGTERM/SIGINT handlers")?;
+            daemon::run(Settings::from(c), &stop);
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { database: db } => {

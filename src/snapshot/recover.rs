@@ -92,8 +92,10 @@ pub fn reconcile(
     let source_uuid = btrfs::subvol_info(source, source_path)?.uuid;
     let on_disk = list_snapshots(snap_path, &mut report.foreign)?;
     for name in &report.foreign {
-        eprintln!(
-            "snapshotter: recovery: leaving {} alone: not a snapshot made by the snapshotter",
+        crate::log!(
+            Notice,
+            "ghostbridge-snapshotter",
+            "recovery: leaving {} alone: not a snapshot made by the snapshotter",
             snap_path.join(name).display()
         );
     }
@@ -103,8 +105,10 @@ pub fn reconcile(
         match store.by_snapshot(&name)? {
             Some(block) if block.pruned_ns.is_some() => {
                 btrfs::destroy_snapshot(snap_dir, snap_path, &name)?;
-                eprintln!(
-                    "snapshotter: recovery: deleted {name}: its block {} is marked pruned (finishing an interrupted prune)",
+                crate::log!(
+                    Notice,
+                    "ghostbridge-snapshotter",
+                    "recovery: deleted {name}: its block {} is marked pruned (finishing an interrupted prune)",
                     block.height
                 );
                 report.completed_prunes.push(name);
@@ -123,8 +127,10 @@ pub fn reconcile(
                         let prev = head.as_ref().map(|h| h.hash).unwrap_or(GENESIS_PREV);
                         let block = Block::new(height, prev, time_ns, name.clone(), info.uuid, info.generation);
                         store.append(&block, None)?;
-                        eprintln!(
-                            "snapshotter: recovery: adopted {name} as block {height} (the snapshot was taken but its block not yet written)"
+                        crate::log!(
+                            Notice,
+                            "ghostbridge-snapshotter",
+                            "recovery: adopted {name} as block {height} (the snapshot was taken but its block not yet written)"
                         );
                         report.adopted.push(height);
                         present.insert(name, ());
@@ -132,8 +138,10 @@ pub fn reconcile(
                     }
                     _ => {
                         btrfs::destroy_snapshot(snap_dir, snap_path, &name)?;
-                        eprintln!(
-                            "snapshotter: recovery: deleted {name}: no block records it and it is not the next block ({next})"
+                        crate::log!(
+                            Notice,
+                            "ghostbridge-snapshotter",
+                            "recovery: deleted {name}: no block records it and it is not the next block ({next})"
                         );
                         report.deleted_unknown.push(name);
                     }
@@ -145,14 +153,19 @@ pub fn reconcile(
         if !present.contains_key(&block.snapshot) {
             store.mark_pruned(block.height, now_ns)?;
             if block.time_ns <= now_ns - retention_ns {
-                eprintln!(
-                    "snapshotter: recovery: block {}: expired snapshot {} was deleted while the database was unavailable: marked pruned",
-                    block.height, block.snapshot
+                crate::log!(
+                    Notice,
+                    "ghostbridge-snapshotter",
+                    "recovery: block {}: expired snapshot {} was deleted while the database was unavailable: marked pruned",
+                    block.height,
+                    block.snapshot
                 );
                 report.marked_expired.push(block.height);
             } else {
-                eprintln!(
-                    "snapshotter: recovery: WARNING: block {} claims snapshot {} which is not in {}: marked pruned (deleted outside the snapshotter)",
+                crate::log!(
+                    Warning,
+                    "ghostbridge-snapshotter",
+                    "recovery: block {} claims snapshot {} which is not in {}: marked pruned (deleted outside the snapshotter)",
                     block.height,
                     block.snapshot,
                     snap_path.display()

@@ -6,7 +6,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Migration `i` upgrades from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -25,6 +25,11 @@ const MIGRATIONS: &[&str] = &[
         consumer TEXT PRIMARY KEY,            -- e.g. 'qdrant:<collection>'
         height   INTEGER NOT NULL             -- highest height the consumer has fully processed
     );",
+    // 1 -> 2: finding newly pruned blocks in order (the Qdrant sync's pruned
+    // flags) without scanning the table; replaces the index the sync used to
+    // create itself.
+    "DROP INDEX IF EXISTS qdrant_sync_blocks_pruned;
+    CREATE INDEX blocks_pruned ON blocks (pruned_ns, height);",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -163,16 +163,6 @@ impl ChainDb {
         Ok(out)
     }
 
-    /// Adds the index that makes finding newly pruned blocks cheap (the chain
-    /// schema has none on `pruned_ns`): the sync's only change to the database
-    /// besides its cursors. Idempotent; built once, in about two seconds per
-    /// million blocks.
-    pub fn ensure_pruned_index(&self) -> Result<(), ChainError> {
-        self.conn
-            .execute_batch("CREATE INDEX IF NOT EXISTS qdrant_sync_blocks_pruned ON blocks (pruned_ns, height)")?;
-        Ok(())
-    }
-
     /// Removes a consumer's cursor (e.g. one of an older layout).
     pub fn delete_cursor(&mut self, consumer: &str) -> Result<(), ChainError> {
         self.conn.execute("DELETE FROM cursors WHERE consumer = ?1", [consumer])?;

@@ -3,7 +3,6 @@
 //! never written (only the sync's own cursors and one index on `pruned_ns`);
 //! the embedder is a trait with a deterministic feature-hashing default.
 
-pub mod backoff;
 pub mod chain;
 pub mod civil;
 pub mod config;

@@ -25,7 +25,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value, json};
 
-use super::backoff::Backoff;
+use crate::runtime::backoff::Backoff;
+
+/// The program name in log lines.
+const PROGRAM: &str = "ghostbridge-qdrant-sync";
 use super::chain::{Block, ChainDb, ChainError, PrunedKey};
 use super::config::SyncConfig;
 use super::embed::Embedder;
@@ -160,7 +163,6 @@ impl Syncer {
             return Err(SyncError::EmbedderDimension { embedder: embedder.dimension(), config: cfg.dimension });
         }
         let mut chain = ChainDb::open(&cfg.database)?;
-        chain.ensure_pruned_index()?;
         let consumers = consumer_names(&cfg.collection);
         // The height-based pruned cursor of earlier versions; the new one starts over (flags are idempotent).
         chain.delete_cursor(&format!("qdrant:{}:pruned", cfg.collection))?;
@@ -247,7 +249,9 @@ impl Syncer {
                 }
                 let cursor = self.chain.cursor(&self.consumers.blocks)?;
                 if cursor >= 0 {
-                    eprintln!(
+                    crate::log!(
+                        Notice,
+                        PROGRAM,
                         "collection {name:?} was missing at {} and has been created; sending every block again (the cursor was at {cursor})",
                         self.client.url()
                     );
@@ -301,7 +305,9 @@ impl Syncer {
         let head = self.chain.head()?.unwrap_or(-1);
         if cursor > head {
             // The snapshotter never removes blocks: the database was replaced.
-            eprintln!(
+            crate::log!(
+                Warning,
+                PROGRAM,
                 "the cursor ({cursor}) is beyond the chain head ({head}): the chain database was replaced; \
                  sending the new chain from genesis"
             );
@@ -324,7 +330,9 @@ impl Syncer {
                 Ok(()) => {}
                 Err(e) if e.is_too_large() && self.batch > 1 => {
                     self.batch = (blocks.len() / 2).max(1);
-                    eprintln!(
+                    crate::log!(
+                        Warning,
+                        PROGRAM,
                         "{e}; sending at most {} points per request from now on (lower `batch` in the config)",
                         self.batch
                     );
@@ -387,7 +395,7 @@ impl Syncer {
         if let Some(dir) = &self.cfg.metrics_dir
             && let Err(e) = self.stats.write(dir)
         {
-            eprintln!("cannot write metrics into {}: {e}", dir.display());
+            crate::log!(Warning, PROGRAM, "cannot write metrics into {}: {e}", dir.display());
         }
     }
 
@@ -414,7 +422,9 @@ impl Syncer {
         if let Some(every) = self.watchdog.every
             && self.cfg.request_timeout.as_duration() >= every * 2
         {
-            eprintln!(
+            crate::log!(
+                Warning,
+                PROGRAM,
                 "request_timeout ({}) is not shorter than the watchdog timeout ({:.1}s): a request that hangs that long \
                  gets the daemon restarted; lower request_timeout or raise WatchdogSec",
                 self.cfg.request_timeout,
@@ -435,7 +445,9 @@ impl Syncer {
                 Ok(report) => {
                     self.stats.up = true;
                     if let Some(since) = down_since.take() {
-                        eprintln!(
+                        crate::log!(
+                            Notice,
+                            PROGRAM,
                             "Qdrant at {} is reachable again after {:.1}s; cursor at {}, {} blocks pending",
                             self.client.url(),
                             since.elapsed().as_secs_f64(),
@@ -443,7 +455,9 @@ impl Syncer {
                             self.stats.pending
                         );
                     } else if first {
-                        eprintln!(
+                        crate::log!(
+                            Info,
+                            PROGRAM,
                             "syncing into collection {:?} at {}; cursor at {}",
                             self.cfg.collection,
                             self.client.url(),
@@ -460,7 +474,7 @@ impl Syncer {
                 }
                 Err(SyncError::Qdrant(e)) if ensured && e.is_not_found() => {
                     // Deleted under our feet: create it again (and resend everything).
-                    eprintln!("{e}; the collection is gone, creating it again");
+                    crate::log!(Warning, PROGRAM, "{e}; the collection is gone, creating it again");
                     ensured = false;
                     sleep_until(later(Instant::now(), backoff.next_delay()), stop, &mut self.watchdog);
                 }
@@ -468,7 +482,9 @@ impl Syncer {
                     self.stats.up = false;
                     let delay = backoff.next_delay();
                     if down_since.is_none() {
-                        eprintln!(
+                        crate::log!(
+                            Warning,
+                            PROGRAM,
                             "{e}; nothing is lost: retrying with exponential back-off (at most every {})",
                             self.cfg.max_backoff
                         );

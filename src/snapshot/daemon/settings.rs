@@ -1,0 +1,32 @@
+//! What `run` needs, after the config and the command-line overrides are merged.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::snapshot::config::Config;
+
+/// Everything `run` needs, after the config and the command-line overrides are merged.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub source: PathBuf,
+    pub snapshot_dir: PathBuf,
+    pub database: PathBuf,
+    pub interval: Duration,
+    pub retention: Duration,
+    pub metrics_dir: Option<PathBuf>,
+    pub dbus: bool,
+}
+
+impl From<Config> for Settings {
+    fn from(c: Config) -> Self {
+        Settings {
+            source: c.source,
+            snapshot_dir: c.snapshot_dir,
+            database: c.database,
+            interval: c.interval.as_duration(),
+            retention: c.retention.as_duration(),
+            metrics_dir: c.metrics_dir,
+            dbus: c.dbus,
+        }
+    }
+}

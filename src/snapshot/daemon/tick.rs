@@ -1,0 +1,240 @@
+//! One tick and what it needs: the store (opened and checked lazily), the
+//! source and snapshot folder checks, recovery when due, pruning, and what a
+//! fault resets.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::fault::TickError;
+use super::metrics::Metrics;
+use super::settings::Settings;
+use super::{LATENCY_BOUNDS, METRICS_NAME, MIN_FREE_BYTES, PROGRAM, STARTUP_VERIFY_BLOCKS, ns};
+use crate::bus::snapshotter::Publisher;
+use crate::runtime::metrics::{Histogram, TextfileWriter};
+use crate::snapshot::btrfs;
+use crate::snapshot::chain::{Block, GENESIS_PREV};
+use crate::snapshot::clock;
+use crate::snapshot::recover::{self, RecoverError, snapshot_name};
+use crate::snapshot::store::{Store, StoreError};
+
+/// The daemon's state between ticks.
+pub struct Daemon {
+    pub(super) s: Settings,
+    pub(super) store: Option<Store>,
+    needs_recovery: bool,
+    pub(super) m: Metrics,
+    pub(super) bus: Option<Publisher>,
+    pub(super) bus_retry_at: Option<Instant>,
+}
+
+impl Daemon {
+    pub fn new(s: Settings) -> Daemon {
+        let writer = s.metrics_dir.as_ref().map(|d| TextfileWriter::new(d, METRICS_NAME));
+        Daemon {
+            s,
+            store: None,
+            needs_recovery: true,
+            m: Metrics {
+                ticks: 0,
+                missed: 0,
+                snapshots: 0,
+                pruned: 0,
+                adopted: 0,
+                recovered_deleted: 0,
+                errors: BTreeMap::new(),
+                latency: Histogram::new(LATENCY_BOUNDS),
+                height: None,
+                last_snapshot_ns: 0,
+                chain_valid: None,
+                last_error: None,
+                writer,
+                written_at: None,
+            },
+            bus: None,
+            bus_retry_at: None,
+        }
+    }
+
+    fn store(&mut self) -> Result<&mut Store, StoreError> {
+        if self.store.is_none() {
+            let busy = (self.s.interval / 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+            let store = Store::open_writer(&self.s.database, busy)?;
+            if self.m.chain_valid.is_none() {
+                let v = store.verify_tail(Some(STARTUP_VERIFY_BLOCKS))?;
+                if !v.ok() {
+                    crate::log!(
+                        Warning,
+                        PROGRAM,
+                        "{} in {}; new blocks still extend the head",
+                        v.message(),
+                        self.s.database.display()
+                    );
+                }
+                self.m.chain_valid = Some(v.ok());
+            }
+            let head = store.head()?;
+            self.m.height = head.as_ref().map(|b| b.height);
+            self.m.last_snapshot_ns = head.as_ref().map(|b| b.time_ns).unwrap_or(0);
+            self.store = Some(store);
+        }
+        match self.store.as_mut() {
+            Some(s) => Ok(s),
+            None => unreachable!("the store was opened above"),
+        }
+    }
+
+    /// Opens and checks the source and the snapshot directory (every tick, so a
+    /// replaced or vanished source is noticed), reconciling first when needed.
+    pub(super) fn prepare(&mut self) -> Result<(std::fs::File, std::fs::File), TickError> {
+        let source = btrfs::open_dir(&self.s.source)?;
+        btrfs::require_subvolume(&source, &self.s.source)?;
+        let dir = btrfs::open_dir(&self.s.snapshot_dir)?;
+        btrfs::require_btrfs(&dir, &self.s.snapshot_dir)?;
+        let db_dir_path = match self.s.database.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let db_dir = btrfs::open_dir(&db_dir_path)?;
+        let space = btrfs::require_space(&dir, &self.s.snapshot_dir, MIN_FREE_BYTES)
+            .and_then(|()| btrfs::require_space(&db_dir, &db_dir_path, MIN_FREE_BYTES));
+        if let Err(low) = space {
+            // No snapshot while space is short, but expired snapshots are still pruned:
+            // they may be what fills the disk.
+            self.prune_expired(&dir);
+            return Err(low.into());
+        }
+        if self.needs_recovery {
+            let retention = ns(self.s.retention);
+            let (src_path, dir_path) = (self.s.source.clone(), self.s.snapshot_dir.clone());
+            let store = self.store()?;
+            let report =
+                recover::reconcile(store, &source, &src_path, &dir, &dir_path, retention, clock::realtime_ns())?;
+            let head = store.head()?;
+            self.m.adopted += report.adopted.len() as u64;
+            self.m.recovered_deleted += report.deleted_unknown.len() as u64;
+            self.m.pruned += (report.pruned.len() + report.completed_prunes.len()) as u64;
+            self.m.height = head.as_ref().map(|b| b.height);
+            crate::log!(
+                Info,
+                PROGRAM,
+                "recovery done: head {}, adopted {}, deleted unrecorded {}, finished prunes {}, marked vanished {}, pruned {}",
+                head.as_ref().map(|b| b.height.to_string()).unwrap_or_else(|| "none (empty chain)".into()),
+                report.adopted.len(),
+                report.deleted_unknown.len(),
+                report.completed_prunes.len(),
+                report.marked_vanished.len(),
+                report.pruned.len()
+            );
+            self.needs_recovery = false;
+        }
+        Ok((source, dir))
+    }
+
+    /// Used when space is short, when a tick and recovery cannot run: marks expired
+    /// blocks pruned if the database still works, then deletes every snapshot whose
+    /// name says it is past retention, even when the database is unusable (a full
+    /// filesystem can make SQLite fail to open a WAL database). Recovery later marks
+    /// any such block pruned; it knows from the block's time that retention removed it.
+    fn prune_expired(&mut self, dir: &std::fs::File) {
+        let now = clock::realtime_ns();
+        let cutoff = now - ns(self.s.retention);
+        let dir_path = self.s.snapshot_dir.clone();
+        if let Err(e) = self.store().and_then(|s| s.mark_expired(cutoff, now)) {
+            crate::log!(
+                Warning,
+                PROGRAM,
+                "space is short and the chain database is unusable ({e}); deleting expired snapshots first, recovery will mark their blocks"
+            );
+            self.store = None;
+        }
+        let mut foreign = Vec::new();
+        let expired: Vec<String> = recover::list_snapshots(&dir_path, &mut foreign)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, _, t)| *t <= cutoff)
+            .map(|(name, _, _)| name)
+            .collect();
+        for name in &expired {
+            match btrfs::destroy_snapshot(dir, &dir_path, name) {
+                Ok(()) => self.m.pruned += 1,
+                Err(e) => crate::log!(Warning, PROGRAM, "pruning {name}: {e}; will retry"),
+            }
+        }
+        if !expired.is_empty() {
+            self.needs_recovery = true;
+            // Commit now so the cleaner reclaims the deleted snapshots' space without
+            // waiting for the next periodic commit.
+            let _ = nix::unistd::syncfs(dir);
+            crate::log!(Notice, PROGRAM, "space is short: deleted {} expired snapshots", expired.len());
+        }
+    }
+
+    /// One tick: snapshot, append (+ mark expired), delete expired snapshots.
+    pub fn tick(&mut self) -> Result<Block, TickError> {
+        let (source, dir) = self.prepare()?;
+        let retention = ns(self.s.retention);
+        let dir_path = self.s.snapshot_dir.clone();
+        let store = self.store()?;
+        let head = store.head()?;
+        let height = head.as_ref().map(|b| b.height + 1).unwrap_or(0);
+        let prev = head.as_ref().map(|b| b.hash).unwrap_or(GENESIS_PREV);
+        let time_ns = clock::realtime_ns();
+        let name = snapshot_name(height, time_ns);
+        let started = Instant::now();
+        btrfs::create_snapshot(&source, &dir, &dir_path, &name)?;
+        let info = match btrfs::subvol_info_at(&dir_path, &name) {
+            Ok(i) => i,
+            Err(e) => {
+                self.discard(&dir, &name);
+                return Err(e.into());
+            }
+        };
+        let latency = started.elapsed();
+        let block = Block::new(height, prev, time_ns, name.clone(), info.uuid, info.generation);
+        let store = self.store()?;
+        let marked = match store.append(&block, Some(time_ns - retention)) {
+            Ok(m) => m,
+            Err(e) => {
+                self.discard(&dir, &name);
+                return Err(e.into());
+            }
+        };
+        self.m.latency.observe(latency.as_secs_f64());
+        self.m.snapshots += 1;
+        self.m.height = Some(height);
+        self.m.last_snapshot_ns = time_ns;
+        for (h, old) in marked {
+            match btrfs::destroy_snapshot(&dir, &dir_path, &old) {
+                Ok(()) => self.m.pruned += 1,
+                Err(e) => {
+                    // The block is already marked pruned; recovery finishes the deletion.
+                    crate::log!(Warning, PROGRAM, "pruning block {h}: {e}; will retry");
+                    *self.m.errors.entry("prune").or_default() += 1;
+                    self.needs_recovery = true;
+                }
+            }
+        }
+        Ok(block)
+    }
+
+    /// Removes a snapshot whose block could not be written; if that fails too,
+    /// recovery adopts or deletes it before the next attempt.
+    fn discard(&mut self, dir: &std::fs::File, name: &str) {
+        if let Err(e) = btrfs::destroy_snapshot(dir, &self.s.snapshot_dir, name) {
+            crate::log!(Warning, PROGRAM, "cannot remove unrecorded snapshot {name}: {e}; recovery will handle it");
+        }
+        self.needs_recovery = true;
+    }
+
+    pub(super) fn fault(&mut self, e: &TickError) {
+        let kind = e.kind();
+        crate::log!(Error, PROGRAM, "tick failed [{kind}]: {e}; no block written, retrying with back-off");
+        *self.m.errors.entry(kind).or_default() += 1;
+        self.m.last_error = Some((kind, e.to_string(), clock::realtime_ns()));
+        self.needs_recovery = true;
+        if matches!(e, TickError::Store(_) | TickError::Recover(RecoverError::Store(_))) {
+            self.store = None;
+        }
+    }
+}
