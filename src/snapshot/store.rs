@@ -63,9 +63,12 @@ pub struct Store {
     conn: Connection,
 }
 
-const COLUMNS: &str = "height, time_ns, snapshot, subvol_uuid, generation, prev_hash, hash, pruned_ns";
+/// Every column of `blocks`, in the order [`row_to_block`] reads them.
+pub(crate) const COLUMNS: &str = "height, time_ns, snapshot, subvol_uuid, generation, prev_hash, hash, pruned_ns";
 
-fn row_to_block(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Block, (u64, String)>> {
+/// One row of `blocks` (selected as [`COLUMNS`]) as a [`Block`]; a malformed
+/// row gives its height and what is wrong with it.
+pub(crate) fn row_to_block(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Block, (u64, String)>> {
     let height: i64 = row.get(0)?;
     let height = height as u64;
     let uuid_text: String = row.get(3)?;

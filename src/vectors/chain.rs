@@ -9,18 +9,9 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
+pub use crate::snapshot::chain::Block;
 use crate::snapshot::schema;
-
-/// One block as the sync needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Block {
-    pub height: i64,
-    pub time_ns: i64,
-    pub snapshot: String,
-    pub prev_hash: [u8; 32],
-    pub hash: [u8; 32],
-    pub pruned: bool,
-}
+use crate::snapshot::store::{COLUMNS, row_to_block};
 
 /// Where a block stands in the order of pruning: when it was pruned, then its height.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -55,6 +46,8 @@ pub enum ChainError {
         "chain database: block {height} has a {column} of {len} bytes, expected 32; run `ghostbridge-snapshotter verify`"
     )]
     BadHash { height: i64, column: &'static str, len: usize },
+    #[error("chain database: block {height}: {why}; run `ghostbridge-snapshotter verify`")]
+    BadRow { height: u64, why: String },
 }
 
 /// How long a statement waits for the snapshotter's write lock.
@@ -141,24 +134,12 @@ impl ChainDb {
     }
 
     fn blocks_where(&self, clause: &str, args: impl rusqlite::Params) -> Result<Vec<Block>, ChainError> {
-        let sql = format!(
-            "SELECT height, time_ns, snapshot, prev_hash, hash, pruned_ns IS NOT NULL FROM blocks WHERE {clause}"
-        );
+        let sql = format!("SELECT {COLUMNS} FROM blocks WHERE {clause}");
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(args, |r| {
-            Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?, r.get::<_, Vec<u8>>(3)?, r.get::<_, Vec<u8>>(4)?, r.get(5)?))
-        })?;
+        let rows = stmt.query_map(args, row_to_block)?;
         let mut out = Vec::new();
         for row in rows {
-            let (height, time_ns, snapshot, prev, hash, pruned) = row?;
-            out.push(Block {
-                height,
-                time_ns,
-                snapshot,
-                prev_hash: to_hash(height, "prev_hash", prev)?,
-                hash: to_hash(height, "hash", hash)?,
-                pruned,
-            });
+            out.push(row?.map_err(|(height, why)| ChainError::BadRow { height, why })?);
         }
         Ok(out)
     }

@@ -138,9 +138,11 @@ mod tests {
             // 2026-11-24T05:19:54.250Z
             time_ns: 1_795_497_594_250_000_000,
             snapshot: "Overlay-2026-11-24T05-19-54".to_string(),
+            subvol_uuid: [7; 16],
+            generation: 42,
             prev_hash: [1; 32],
             hash: [0xab; 32],
-            pruned: false,
+            pruned_ns: None,
         }
     }
 
@@ -195,7 +197,7 @@ mod tests {
         let e = FeatureHashEmbedder::new(64);
         let a = e.embed_block(&block());
         let mut pruned = block();
-        pruned.pruned = true;
+        pruned.pruned_ns = Some(1);
         assert_eq!(a, e.embed_block(&pruned), "pruning does not move the vector");
         let mut other = block();
         other.hash[0] = 0xac;
@@ -216,16 +218,18 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn any_block_gives_a_unit_vector(
-            height in 0i64..i64::MAX,
+            height in 0u64..i64::MAX as u64,
             time_ns in proptest::num::i64::ANY,
             snapshot in ".{0,40}",
             hash in proptest::array::uniform32(proptest::num::u8::ANY),
-            pruned in proptest::bool::ANY,
+            pruned in proptest::option::of(proptest::num::i64::ANY),
             dimension in 1usize..600,
             text in ".{0,40}",
         ) {
             let e = FeatureHashEmbedder::new(dimension);
-            let b = Block { height, time_ns, snapshot, prev_hash: [0; 32], hash, pruned };
+            let b = Block {
+                height, time_ns, snapshot, subvol_uuid: [0; 16], generation: 1, prev_hash: [0; 32], hash, pruned_ns: pruned,
+            };
             let v = e.embed_block(&b);
             proptest::prop_assert_eq!(v.len(), dimension);
             let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();

@@ -59,7 +59,7 @@ pub fn payload(block: &Block) -> Map<String, Value> {
     m.insert("snapshot".into(), json!(block.snapshot));
     m.insert("hash".into(), json!(hex::encode(block.hash)));
     m.insert("prev_hash".into(), json!(hex::encode(block.prev_hash)));
-    m.insert("pruned".into(), json!(block.pruned));
+    m.insert("pruned".into(), json!(block.pruned_ns.is_some()));
     m
 }
 
@@ -320,7 +320,7 @@ impl Syncer {
         while !stop.load(Ordering::Relaxed) {
             let cursor = self.chain.cursor(&self.consumers.blocks)?;
             let blocks = self.chain.blocks_after(cursor, self.batch)?;
-            let Some(last) = blocks.last().map(|b| b.height) else { return Ok(()) };
+            let Some(last) = blocks.last().map(|b| b.height as i64) else { return Ok(()) };
             let points: Vec<Point> = blocks
                 .iter()
                 .map(|b| Point { id: point_id(b), vector: self.embedder.embed_block(b), payload: payload(b) })
