@@ -342,7 +342,7 @@ fn paths_are_plain() {
     );
     assert_one(&text, line_of(&text, "/my data"), 9, "mount point \"/my data\" has characters other than");
     let text = spec_with("[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/c'.db\"\n");
-    assert_one(&text, line_of(&text, "database"), 12, "database \"/var/lib/c'.db\" has characters other than");
+    assert_one(&text, line_of(&text, "database"), 12, "database \"/var/lib/c'.db\" is refused: it holds");
 }
 
 #[test]
@@ -432,4 +432,29 @@ fn old_names_are_accepted_with_a_warning_naming_the_new_one() {
 fn the_sync_must_read_the_chain_the_snapshotter_writes() {
     let text = spec_with(&format!("{SNAP}[qdrant_sync]\ndatabase = \"/var/lib/other.db\"\n"));
     assert_one(&text, line_of(&text, "other.db"), 12, "but the snapshotter writes its chain to");
+}
+
+#[test]
+fn values_that_leave_nix_are_refused_where_their_destination_reads_them_differently() {
+    let key2 = format!("{KEY}\\nssh-rsa AAAAB3NzaC1yc2E x@y");
+    let text = format!(
+        "[host]\nname = \"web1\"\nstate_version = \"25.11\"\n\n[[users]]\nname = \"ops\"\nadmin = true\nssh_keys = [\"{KEY}\"]\n\
+         [[users]]\nname = \"dev\"\nssh_keys = [\"{key2}\"]\n"
+    );
+    assert_one(&text, line_of(&text, "ssh-rsa"), 13, "write one key per string, on one line");
+    for (section, line, needle) in [
+        ("[boot]", "kernel_params = [\"quiet splash\"]", "kernel parameter \"quiet splash\" is refused"),
+        ("[boot]", "kernel_modules = [\"kvm\\nevil\"]", "kernel module \"kvm\\nevil\" is refused"),
+        ("[boot.sysctl]", "\"vm.swappiness\" = \"10\\nkernel.sysrq = 1\"", "sysctl \"vm.swappiness\" is refused"),
+        ("[dbus]", "state_file = \"/var/lib/op dbus/%h.json\"", "state_file \"/var/lib/op dbus/%h.json\" is refused"),
+    ] {
+        let text = spec_with(&format!("{section}\n{line}\n"));
+        let d = diagnostics(&text);
+        assert_eq!(d.len(), 1, "{line}: {d:#?}");
+        assert!(d[0].2.contains(needle), "{line}: {:?}", d[0].2);
+    }
+    let text = spec_with(
+        "[[network.bridges]]\nname = \"br0\"\n[virtualization]\nlibvirt = true\novs_networks = { \"a<b\" = \"br0\" }\n",
+    );
+    assert_one(&text, line_of(&text, "a<b"), 19, "libvirt network name \"a<b\" is refused");
 }

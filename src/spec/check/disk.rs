@@ -16,11 +16,10 @@ fn level_range(algorithm: &str) -> Option<(u32, u32)> {
     }
 }
 
-/// Characters allowed in mount points and daemon paths: they end up in fstab,
-/// in systemd unit settings and in shell commands, where anything else needs
-/// escaping that is easy to get wrong.
-pub fn plain_path(path: &str) -> bool {
-    path.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | '@' | '+'))
+/// Mount points and subvolume names end up in fstab and in systemd unit lines
+/// (`RequiresMountsFor=`, mount unit names): the same rule as daemon paths.
+fn plain_path(path: &str) -> bool {
+    super::destinations::unit_path(path).is_ok()
 }
 
 pub fn check(host: &HostSpec, ctx: &mut Ctx) {

@@ -3,6 +3,7 @@
 //! the value it is about.
 
 mod daemons;
+pub mod destinations;
 pub mod disk;
 mod host;
 mod network;
@@ -24,6 +25,11 @@ impl Ctx<'_> {
     /// An error at the value found at `path`.
     pub fn error(&mut self, path: Vec<PathSeg>, message: impl Into<String>, help: impl Into<String>) {
         let span = self.node.span_of(&path);
+        self.diags.push(Diagnostic::error(span, message).help(help));
+    }
+    /// An error about the key that names the value at `path` (a name the user chose).
+    pub fn key_error(&mut self, path: Vec<PathSeg>, message: impl Into<String>, help: impl Into<String>) {
+        let span = self.node.key_span_of(&path);
         self.diags.push(Diagnostic::error(span, message).help(help));
     }
     /// Where the value at `path` starts in the file (for ordering findings).
@@ -55,6 +61,7 @@ pub fn all(hosts: &[HostSpec], nodes: &[Node], diags: &mut Vec<Diagnostic>) {
         network::check(host, &mut ctx);
         daemons::check(host, &mut ctx);
         services::check(host, &mut ctx);
+        destinations::check(host, &mut ctx);
         ports::check(host, &mut ctx);
         ssh::check(host, &mut ctx);
     }

@@ -46,15 +46,17 @@ fn owning_mount<'a>(host: &'a HostSpec, path: &[String]) -> Option<&'a str> {
 /// `%` and `$`: refused unless plain.
 fn plain_unit_path(ctx: &mut Ctx, section: &str, key: &str, value: &std::path::Path) -> bool {
     let text = value.to_string_lossy();
-    if super::disk::plain_path(&text) {
-        return true;
+    match super::destinations::unit_path(&text) {
+        Ok(()) => true,
+        Err(why) => {
+            ctx.error(
+                spec_path![section, key],
+                format!("{key} {text:?} is refused: {why}"),
+                "use a plain absolute path such as \"/var/lib/ghostbridge\"",
+            );
+            false
+        }
     }
-    ctx.error(
-        spec_path![section, key],
-        format!("{key} {text:?} has characters other than letters, digits and /@._+-"),
-        "it goes into systemd unit lines, which split on spaces and expand % and $: use a plain absolute path such as \"/var/lib/ghostbridge\"",
-    );
-    false
 }
 
 pub fn check(host: &HostSpec, ctx: &mut Ctx) {

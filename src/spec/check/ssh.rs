@@ -12,6 +12,10 @@ const SK_ED25519_BLOB_PREFIX: &str = "AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29t";
 
 /// Why `key` is not an acceptable OpenSSH public key line, if it is not.
 pub fn ed25519_key(key: &str) -> Result<(), String> {
+    // One authorized_keys line: a line break would add a key line of its own.
+    if let Some(c) = key.chars().find(|c| c.is_control()) {
+        return Err(format!("it holds {c:?}; write one key per string, on one line"));
+    }
     let mut parts = key.split_whitespace();
     let kind = parts.next().unwrap_or("");
     let blob = parts.next().unwrap_or("");
