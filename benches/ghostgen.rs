@@ -19,7 +19,7 @@ fn fleet(n: usize) -> String {
          [[defaults.disk.subvolumes]]\nname = \"@\"\nmount = \"/\"\ncompress = \"zstd:3\"\n\
          [[defaults.disk.subvolumes]]\nname = \"@data\"\nmount = \"/srv/data\"\ncompress = \"zstd:9\"\n\
          [[defaults.disk.subvolumes]]\nname = \"@chain\"\nmount = \"/var/lib/chain\"\n\
-         [defaults.snapshots]\nsource = \"/srv/data\"\nsnapshot_dir = \"/var/lib/chain/snapshots\"\ndatabase = \"/var/lib/chain/chain.db\"\n"
+         [defaults.snapshotter]\nsource = \"/srv/data\"\nsnapshot_dir = \"/var/lib/chain/snapshots\"\ndatabase = \"/var/lib/chain/chain.db\"\n"
     );
     for i in 0..n {
         s.push_str(&format!(

@@ -10,6 +10,7 @@ let
   inherit (lib) mkEnableOption mkOption mkIf mkDefault types optionals;
   cfg = config.services.ghostbridge;
   boot = cfg.boot;
+  escape = import ./lib/escape.nix { inherit lib; };
   iommuParams = {
     intel = [
       "intel_iommu=on"
@@ -104,14 +105,21 @@ in
     boot.loader.systemd-boot.enable = mkDefault true;
     boot.loader.efi.canTouchEfiVariables = mkDefault true;
 
+    # NixOS writes these into line-based files (the boot loader entry's
+    # `options` line, modules-load.d, sysctl.d) without quoting: no line breaks.
     boot.kernelParams =
-      boot.kernelParams
+      map (escape.line "the kernel command line") boot.kernelParams
       ++ optionals (boot.iommu != null) iommuParams.${boot.iommu}
       ++ optionals (boot.vfioIds != [ ]) [ "vfio-pci.ids=${lib.concatStringsSep "," boot.vfioIds}" ];
-    boot.kernelModules = boot.kernelModules ++ optionals (boot.vfioIds != [ ]) vfioModules;
+    boot.kernelModules = map (escape.line "modules-load.d") boot.kernelModules ++ optionals (boot.vfioIds != [ ]) vfioModules;
     # vfio-pci must claim the devices before their regular drivers do.
     boot.initrd.kernelModules = optionals (boot.vfioIds != [ ]) vfioModules;
-    boot.kernel.sysctl = boot.sysctl;
+    boot.kernel.sysctl = lib.mapAttrs' (
+      key: value:
+      lib.nameValuePair (escape.line "sysctl.d" key) (
+        if builtins.isString value then escape.line "sysctl.d" value else value
+      )
+    ) boot.sysctl;
 
     # systemd-networkd is the only network configuration daemon.
     networking.networkmanager.enable = false;

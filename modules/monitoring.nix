@@ -5,6 +5,7 @@
   config,
   lib,
   pkgs,
+  utils,
   ...
 }:
 let
@@ -19,9 +20,11 @@ let
   cfg = config.services.ghostbridge;
   mon = cfg.monitoring;
 
+  escape = import ./lib/escape.nix { inherit lib; };
+
   dashboards = pkgs.runCommand "ghostbridge-grafana-dashboards" { } ''
-    mkdir -p $out
-    cp ${./grafana/ghostbridge.json} $out/ghostbridge.json
+    mkdir -p "$out"
+    cp ${lib.escapeShellArg "${./grafana/ghostbridge.json}"} "$out/ghostbridge.json"
   '';
   grafanaSecretKey = "${config.services.grafana.dataDir}/ghostbridge-secret-key";
 in
@@ -76,7 +79,9 @@ in
 
       users.groups.ghostbridge = { };
       # Written by the daemons (root, or the group ghostbridge), read by node exporter.
-      systemd.tmpfiles.rules = [ "d ${mon.textfileDir} 2775 root ghostbridge -" ];
+      # (Not systemd.tmpfiles.settings: nixpkgs writes its paths in single quotes
+      # without escaping them.)
+      systemd.tmpfiles.rules = [ "d ${escape.tmpfilesPath mon.textfileDir} 2775 root ghostbridge -" ];
 
       services.prometheus = {
         enable = true;
@@ -99,7 +104,8 @@ in
           "systemd"
           "textfile"
         ];
-        extraFlags = [ "--collector.textfile.directory=${mon.textfileDir}" ];
+        # nixpkgs appends extraFlags to ExecStart= as they are.
+        extraFlags = [ (utils.escapeSystemdExecArg "--collector.textfile.directory=${mon.textfileDir}") ];
       };
     }
 
@@ -153,8 +159,8 @@ in
       };
 
       systemd.services.grafana.preStart = lib.mkBefore ''
-        if [ ! -s ${grafanaSecretKey} ]; then
-          (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > ${grafanaSecretKey})
+        if [ ! -s ${lib.escapeShellArg grafanaSecretKey} ]; then
+          (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > ${lib.escapeShellArg grafanaSecretKey})
         fi
       '';
     })

@@ -23,6 +23,9 @@ let
   addressing = cfg.network.bridges;
   ovsBridges = cfg.ovs.settings.bridges;
   ovsNames = map (b: b.name) ovsBridges;
+  # networkd reads these settings verbatim to the end of the line.
+  escape = import ./lib/escape.nix { inherit lib; };
+  networkd = escape.line "a systemd-networkd setting";
 
   bridgeModule =
     { name, ... }:
@@ -81,10 +84,10 @@ let
       b = addressing.${name} or unaddressed;
     in
     nameValuePair "30-ghostbridge-${name}" {
-      matchConfig.Name = name;
-      address = b.addresses;
-      gateway = optional (b.gateway != null) b.gateway;
-      dns = b.dns;
+      matchConfig.Name = networkd name;
+      address = map networkd b.addresses;
+      gateway = optional (b.gateway != null) (networkd b.gateway);
+      dns = map networkd b.dns;
       networkConfig = {
         DHCP = if b.dhcp then "yes" else "no";
         IPv6AcceptRA = b.dhcp;
@@ -98,7 +101,7 @@ let
     map (
       iface:
       nameValuePair "20-ghostbridge-port-${iface}" {
-        matchConfig.Name = iface;
+        matchConfig.Name = networkd iface;
         networkConfig = {
           DHCP = "no";
           LinkLocalAddressing = "no";

@@ -4,6 +4,7 @@
   config,
   lib,
   pkgs,
+  utils,
   ...
 }:
 let
@@ -120,7 +121,12 @@ in
         ] ++ lib.optional cfg.ovs.enable "ghostbridge-ovs.service";
         requires = [ "dbus.service" ];
         serviceConfig = hardening // {
-          ExecStart = "${op.package}/bin/op-dbus run --state-file ${op.stateFile}";
+          ExecStart = utils.escapeSystemdExecArgs [
+            "${op.package}/bin/op-dbus"
+            "run"
+            "--state-file"
+            op.stateFile
+          ];
           Restart = "on-failure";
           RestartSec = "5s";
           StateDirectory = "op-dbus";
@@ -141,9 +147,14 @@ in
         after = [ "op-dbus.service" ];
         wants = [ "op-dbus.service" ];
         serviceConfig = hardening // {
-          ExecStart = "${
-            if op.mcp.package != null then lib.getExe op.mcp.package else "${op.package}/bin/op-dbus"
-          } serve --bind 0.0.0.0 --port ${toString op.mcp.port}";
+          ExecStart = utils.escapeSystemdExecArgs [
+            (if op.mcp.package != null then lib.getExe op.mcp.package else "${op.package}/bin/op-dbus")
+            "serve"
+            "--bind"
+            "0.0.0.0"
+            "--port"
+            op.mcp.port
+          ];
           Restart = "on-failure";
           RestartSec = "5s";
           User = "root";
@@ -157,7 +168,14 @@ in
         after = [ "op-dbus.service" ];
         wants = [ "op-dbus.service" ];
         serviceConfig = hardening // {
-          ExecStart = "${op.package}/bin/op-dbus web --bind 0.0.0.0 --port ${toString op.web.port}";
+          ExecStart = utils.escapeSystemdExecArgs [
+            "${op.package}/bin/op-dbus"
+            "web"
+            "--bind"
+            "0.0.0.0"
+            "--port"
+            op.web.port
+          ];
           Restart = "on-failure";
           RestartSec = "5s";
           User = "root";

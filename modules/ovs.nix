@@ -8,6 +8,7 @@
   config,
   lib,
   pkgs,
+  utils,
   ...
 }:
 let
@@ -25,6 +26,7 @@ let
   settings = ovs.settings;
   json = pkgs.formats.json { };
   hardening = import ./lib/hardening.nix;
+  escape = import ./lib/escape.nix { inherit lib; };
 
   # One element of `bridges`: the daemon's keys; only `name` is read here
   # (network.nix and virtualization.nix read the others with `or`, absence
@@ -106,7 +108,7 @@ in
     configFile = mkOption {
       type = types.path;
       readOnly = true;
-      default = import ./lib/checked-config.nix { inherit pkgs; } {
+      default = import ./lib/checked-config.nix { inherit lib pkgs; } {
         name = "ghostbridge-ovs";
         inherit (ovs) package;
         option = "services.ghostbridge.ovs.settings";
@@ -150,13 +152,20 @@ in
       serviceConfig = hardening // {
         Type = "oneshot";
         RemainAfterExit = true;
-        ExecStart = "${ovs.package}/bin/ghostbridge-ovs apply --config ${ovs.configFile}";
+        ExecStart = utils.escapeSystemdExecArgs [
+          "${ovs.package}/bin/ghostbridge-ovs"
+          "apply"
+          "--config"
+          "${ovs.configFile}"
+        ];
         # Root for the OVSDB socket; CAP_NET_ADMIN for the ethtool offload settings.
         CapabilityBoundingSet = [
           "CAP_NET_ADMIN"
           "CAP_NET_RAW"
         ];
-        ReadWritePaths = [ "/run/openvswitch" ] ++ optional (settings.metrics_dir != null) settings.metrics_dir;
+        ReadWritePaths = map escape.unitPath (
+          [ "/run/openvswitch" ] ++ optional (settings.metrics_dir != null) settings.metrics_dir
+        );
         ProtectHostname = true;
         RestrictNamespaces = true;
         MemoryDenyWriteExecute = true;

@@ -7,6 +7,7 @@
   config,
   lib,
   pkgs,
+  utils,
   ...
 }:
 let
@@ -31,6 +32,7 @@ let
   # Where systemd hands the API key to the service (LoadCredential), readable by the dynamic user only.
   apiKeyCredential = "/run/credentials/ghostbridge-qdrant-sync.service/qdrant-api-key";
   hardening = import ./lib/hardening.nix;
+  escape = import ./lib/escape.nix { inherit lib; };
 in
 {
   options.services.ghostbridge.qdrant_sync = {
@@ -112,7 +114,7 @@ in
     configFile = mkOption {
       type = types.path;
       readOnly = true;
-      default = import ./lib/checked-config.nix { inherit pkgs; } {
+      default = import ./lib/checked-config.nix { inherit lib pkgs; } {
         name = "ghostbridge-qdrant-sync";
         inherit (sync) package;
         option = "services.ghostbridge.qdrant_sync.settings";
@@ -147,11 +149,16 @@ in
         ]
         ++ optional sync.localQdrant "qdrant.service";
         wants = [ "ghostbridge-snapshotter.service" ] ++ optional sync.localQdrant "qdrant.service";
-        unitConfig.RequiresMountsFor = [ dbDir ];
+        unitConfig.RequiresMountsFor = [ (escape.unitPath dbDir) ];
         serviceConfig = hardening // {
           Type = "notify";
           NotifyAccess = "main";
-          ExecStart = "${sync.package}/bin/ghostbridge-qdrant-sync run --config ${sync.configFile}";
+          ExecStart = utils.escapeSystemdExecArgs [
+            "${sync.package}/bin/ghostbridge-qdrant-sync"
+            "run"
+            "--config"
+            "${sync.configFile}"
+          ];
           WatchdogSec = "30s";
           Restart = "always";
           RestartSec = "2s";
@@ -163,9 +170,11 @@ in
           DynamicUser = true;
           SupplementaryGroups = [ "ghostbridge" ];
           UMask = "0007";
-          ReadWritePaths = [ dbDir ] ++ optional (settings.metrics_dir != null) settings.metrics_dir;
+          ReadWritePaths = map escape.unitPath (
+            [ dbDir ] ++ optional (settings.metrics_dir != null) settings.metrics_dir
+          );
           LoadCredential = optionals (settings.api_key_file != null) [
-            "qdrant-api-key:${settings.api_key_file}"
+            "qdrant-api-key:${escape.unitCredentialPath settings.api_key_file}"
           ];
           CapabilityBoundingSet = [ "" ];
           PrivateDevices = true;

@@ -8,6 +8,7 @@
   config,
   lib,
   pkgs,
+  utils,
   ...
 }:
 let
@@ -33,6 +34,26 @@ let
     builtins.readFile ../src/bus/org.ghostbridge.Snapshotter.conf
   );
   hardening = import ./lib/hardening.nix;
+  escape = import ./lib/escape.nix { inherit lib; };
+
+  # An ExecStartPre= line creating a folder owned by root: "+" (a prefix of the
+  # quoted program) runs it outside the sandbox; after "--" no path reads as an
+  # option.
+  installDir =
+    mode: group: dir:
+    "+"
+    + utils.escapeSystemdExecArgs [
+      "${pkgs.coreutils}/bin/install"
+      "-d"
+      "-m"
+      mode
+      "-o"
+      "root"
+      "-g"
+      group
+      "--"
+      dir
+    ];
 
   # A required path the unit also uses (mounts, writable folders); no default.
   path =
@@ -97,7 +118,7 @@ in
     configFile = mkOption {
       type = types.path;
       readOnly = true;
-      default = import ./lib/checked-config.nix { inherit pkgs; } {
+      default = import ./lib/checked-config.nix { inherit lib pkgs; } {
         name = "ghostbridge-snapshotter";
         inherit (snap) package;
         option = "services.ghostbridge.snapshotter.settings";
@@ -121,7 +142,7 @@ in
         "local-fs.target"
         "dbus.service"
       ];
-      unitConfig.RequiresMountsFor = [
+      unitConfig.RequiresMountsFor = map escape.unitPath [
         settings.source
         settings.snapshot_dir
         dbDir
@@ -129,13 +150,18 @@ in
       serviceConfig = hardening // {
         Type = "notify";
         NotifyAccess = "main";
-        # "+": outside the sandbox, so that the read-write paths exist even when
-        # the file system was mounted after systemd-tmpfiles ran.
+        # Outside the sandbox, so that the read-write paths exist even when the
+        # file system was mounted after systemd-tmpfiles ran.
         ExecStartPre = [
-          "+${pkgs.coreutils}/bin/install -d -m 2770 -o root -g ghostbridge ${dbDir}"
-          "+${pkgs.coreutils}/bin/install -d -m 0750 -o root -g root ${settings.snapshot_dir}"
+          (installDir "2770" "ghostbridge" dbDir)
+          (installDir "0750" "root" settings.snapshot_dir)
         ];
-        ExecStart = "${snap.package}/bin/ghostbridge-snapshotter run --config ${snap.configFile}";
+        ExecStart = utils.escapeSystemdExecArgs [
+          "${snap.package}/bin/ghostbridge-snapshotter"
+          "run"
+          "--config"
+          "${snap.configFile}"
+        ];
         WatchdogSec = "10s";
         # Real-time priority 1: ticks stay on time on a loaded machine (p99
         # lateness 0.2 ms instead of 56 ms with two busy processes; see README).
@@ -155,11 +181,13 @@ in
           "CAP_DAC_READ_SEARCH"
           "CAP_FOWNER"
         ];
-        ReadWritePaths = [
-          settings.snapshot_dir
-          dbDir
-        ]
-        ++ optional (settings.metrics_dir != null) settings.metrics_dir;
+        ReadWritePaths = map escape.unitPath (
+          [
+            settings.snapshot_dir
+            dbDir
+          ]
+          ++ optional (settings.metrics_dir != null) settings.metrics_dir
+        );
         PrivateDevices = true;
         PrivateNetwork = true;
         ProtectKernelTunables = true;

@@ -5,6 +5,7 @@
   config,
   lib,
   pkgs,
+  utils,
   ...
 }:
 let
@@ -22,24 +23,29 @@ let
   virt = cfg.virtualization;
   nets = virt.libvirt.ovsNetworks;
 
+  escape = import ./lib/escape.nix { inherit lib; };
+
+  # The file's name does not depend on the network's (a store path name allows
+  # only a few characters); its content does.
   networkXml =
     name: bridge:
-    pkgs.writeText "libvirt-network-${name}.xml" ''
+    pkgs.writeText "ghostbridge-libvirt-network.xml" ''
       <network>
-        <name>${name}</name>
+        <name>${escape.xml name}</name>
         <forward mode="bridge"/>
-        <bridge name="${bridge}"/>
+        <bridge name="${escape.xml bridge}"/>
         <virtualport type="openvswitch"/>
       </network>
     '';
 
-  # Define (or redefine) each network, mark it autostart and start it.
+  # Define (or redefine) each network, mark it autostart and start it. The
+  # name is passed as the value of --network, so that no name reads as an option.
   defineNetworks = concatStringsSep "\n" (
     mapAttrsToList (name: bridge: ''
-      virsh net-define ${networkXml name bridge}
-      virsh net-autostart ${escapeShellArg name}
-      if ! virsh net-info ${escapeShellArg name} | grep -q '^Active: *yes'; then
-        virsh net-start ${escapeShellArg name}
+      virsh net-define --file ${escapeShellArg "${networkXml name bridge}"}
+      virsh net-autostart --network ${escapeShellArg name}
+      if ! virsh net-info --network ${escapeShellArg name} | grep -q '^Active: *yes'; then
+        virsh net-start --network ${escapeShellArg name}
       fi
     '') nets
   );
@@ -136,7 +142,13 @@ in
         wantedBy = [ "multi-user.target" ];
         after = [ "network.target" ];
         serviceConfig = {
-          ExecStart = "${pkgs.python3Packages.websockify}/bin/websockify --web ${pkgs.novnc}/share/webapps/novnc ${toString virt.novnc.port} localhost:5900";
+          ExecStart = utils.escapeSystemdExecArgs [
+            "${pkgs.python3Packages.websockify}/bin/websockify"
+            "--web"
+            "${pkgs.novnc}/share/webapps/novnc"
+            virt.novnc.port
+            "localhost:5900"
+          ];
           Restart = "on-failure";
           DynamicUser = true;
           CapabilityBoundingSet = [ "" ];

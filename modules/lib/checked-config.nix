@@ -5,14 +5,14 @@
 # check-config reads only the file, never the paths named in it, so it runs
 # in the build sandbox. Not a NixOS module: modules/default.nix does not
 # import lib/.
-#   import ./lib/checked-config.nix { inherit pkgs; } {
+#   import ./lib/checked-config.nix { inherit lib pkgs; } {
 #     name = "ghostbridge-snapshotter";   # the program, and the file's name
 #     package = snap.package;
 #     option = "services.ghostbridge.snapshotter.settings";  # for the error
 #     settings = { ... };
 #     check = snap.checkConfig;
 #   }
-{ pkgs }:
+{ lib, pkgs }:
 {
   name,
   package,
@@ -34,10 +34,10 @@ else
     }
     ''
       status=0
-      ${package}/bin/${name} check-config ${rendered} || status=$?
+      ${lib.escapeShellArgs [ "${package}/bin/${name}" "check-config" "${rendered}" ]} || status=$?
       if [ "$status" -ne 0 ]; then
-        echo "error: ${option} is invalid: ${name} check-config rejected it (above; the keys are those of ${option})." >&2
+        echo ${lib.escapeShellArg "error: ${option} is invalid: ${name} check-config rejected it (above; the keys are those of ${option})."} >&2
         exit "$status"
       fi
-      cp ${rendered} "$out"
+      cp ${lib.escapeShellArg "${rendered}"} "$out"
     ''

@@ -227,7 +227,7 @@ let
         inherit lib pkgs name;
         config = final;
         options = { };
-        utils = { };
+        utils = import ./stub-utils.nix;
         modulesPath = "/nonexistent";
       };
       call = name: m: if b.isFunction m then m (args name) else m;

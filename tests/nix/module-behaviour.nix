@@ -37,14 +37,14 @@ let
       package = pkgs.ghostbridge-qdrant-sync;
     };
   };
-  # The file a daemon's unit runs with: ExecStart's `--config`, which must be
-  # the module's configFile.
+  # The file a daemon's unit runs with: ExecStart's `--config` (each argument
+  # quoted for systemd), which must be the module's configFile.
   configFileOf =
     r: daemon:
     let
       file = r.config.services.ghostbridge.${daemon}.configFile;
       unit = r.result.systemd.services.${daemons.${daemon}.unit};
-      named = b.head (b.match ".* --config ([^ ]+)" unit.serviceConfig.ExecStart);
+      named = b.head (b.match ''.* "--config" "([^"]+)"'' unit.serviceConfig.ExecStart);
     in
     if named != "${file}" then throw "${daemons.${daemon}.unit} runs with ${named}, not with configFile ${file}" else file;
   # The daemon's JSON as the unit gets it: the rendered file the check
@@ -79,6 +79,22 @@ let
       metrics_dir = textfileDir;
     };
   };
+
+  # Whether `needle` occurs in `hay`, character for character (no regex).
+  infix =
+    needle: hay:
+    let
+      n = b.stringLength needle;
+    in
+    b.any (i: b.substring i n hay == needle) (b.genList (i: i) (b.stringLength hay - n + 1));
+  # Whether computing `v` in full fails (an escaping function refusing a value).
+  refused = v: !(b.tryEval (b.deepSeq v v)).success;
+  # One argument of an Exec*= line read back as systemd reads it: the quoted
+  # JSON string with `%%` and `$$` undone.
+  execArg = quoted: b.fromJSON (b.replaceStrings [ "%%" "$$" ] [ "%" "$" ] quoted);
+  # Hostile characters: white space, both quotes, `%`, `$`, backslash, `<`, `&`,
+  # tab and a line break.
+  hostile = "/srv/op dbus/\"it's\" 100%$HOME\\<&>\n\tx.json";
 
   snapUnit = units.ghostbridge-snapshotter;
   ovsUnit = units.ghostbridge-ovs;
@@ -177,9 +193,9 @@ let
     "snapshotter: strict file system, writable only where it writes" =
       snapUnit.serviceConfig.ProtectSystem == "strict"
       && snapUnit.serviceConfig.ReadWritePaths == [
-        "/var/lib/blockchain-timing/snapshots"
-        "/var/lib/blockchain-timing"
-        "/var/lib/prometheus-node-exporter-text"
+        ''"/var/lib/blockchain-timing/snapshots"''
+        ''"/var/lib/blockchain-timing"''
+        ''"/var/lib/prometheus-node-exporter-text"''
       ];
     "snapshotter: minimal capabilities" =
       b.elem "CAP_SYS_ADMIN" snapUnit.serviceConfig.CapabilityBoundingSet
@@ -198,7 +214,7 @@ let
     "Qdrant sync: dynamic user with the database folder writable" =
       syncUnit.serviceConfig.DynamicUser
       && syncUnit.serviceConfig.SupplementaryGroups == [ "ghostbridge" ]
-      && b.elem "/var/lib/blockchain-timing" syncUnit.serviceConfig.ReadWritePaths;
+      && b.elem ''"/var/lib/blockchain-timing"'' syncUnit.serviceConfig.ReadWritePaths;
     "Qdrant sync: nixpkgs' Qdrant runs for the local sync" = ref.result.services.qdrant.enable;
     "Qdrant sync: without a url, the local Qdrant's REST port" =
       let
@@ -289,9 +305,9 @@ let
         policy = b.head (b.filter (p: (p.path or "") == "share/dbus-1/system.d/ghostbridge-op-dbus.conf") r.result.services.dbus.packages);
       in
       r.failedAssertions == [ ]
-      && u.op-dbus.serviceConfig.ExecStart == "${opPkg}/bin/op-dbus run --state-file /etc/op-dbus/state.json"
-      && has "serve --bind 0.0.0.0 --port 9573" u.op-dbus-mcp.serviceConfig.ExecStart
-      && has "web --bind 0.0.0.0 --port 8080" u.op-dbus-web.serviceConfig.ExecStart
+      && u.op-dbus.serviceConfig.ExecStart == ''"${opPkg}/bin/op-dbus" "run" "--state-file" "/etc/op-dbus/state.json"''
+      && has ''"serve" "--bind" "0.0.0.0" "--port" "9573"'' u.op-dbus-mcp.serviceConfig.ExecStart
+      && has ''"web" "--bind" "0.0.0.0" "--port" "8080"'' u.op-dbus-web.serviceConfig.ExecStart
       && has ''<deny send_destination="org.opdbus"/>'' policy.text;
     "op-dbus: nothing without the switch" = !(units ? op-dbus);
 
@@ -354,8 +370,8 @@ let
       && b.elem "vfio_pci" ref.result.boot.initrd.kernelModules;
 
     "monitoring: node exporter reads the textfile folder" =
-      b.elem "--collector.textfile.directory=/var/lib/prometheus-node-exporter-text" ref.result.services.prometheus.exporters.node.extraFlags
-      && b.elem "d /var/lib/prometheus-node-exporter-text 2775 root ghostbridge -" ref.result.systemd.tmpfiles.rules;
+      b.elem ''"--collector.textfile.directory=/var/lib/prometheus-node-exporter-text"'' ref.result.services.prometheus.exporters.node.extraFlags
+      && b.elem ''d "/var/lib/prometheus-node-exporter-text" 2775 root ghostbridge -'' ref.result.systemd.tmpfiles.rules;
     "monitoring: Prometheus scrapes node exporter" =
       (b.head ref.result.services.prometheus.scrapeConfigs).static_configs == [
         { targets = [ "127.0.0.1:9100" ]; }
@@ -367,10 +383,142 @@ let
       let
         unit = units.ghostbridge-libvirt-networks;
       in
-      has "virsh net-define .*libvirt-network-public.xml" unit.script
+      has "virsh net-define --file [^ ]*-ghostbridge-libvirt-network.xml" unit.script
+      && has "virsh net-autostart --network public\n" unit.script
       && b.elem "libvirtd.service" unit.requires
       && b.elem "ghostbridge-ovs.service" unit.after;
     "virtualization: Docker auto-prune" = ref.result.virtualisation.docker.autoPrune.enable;
+
+    "escaping: opDbus.stateFile is one quoted argument of ExecStart=" =
+      let
+        opPkg = pkgs.ghostgen // {
+          name = "op-dbus";
+        };
+        exec =
+          (refWith {
+            opDbus = {
+              enable = true;
+              package = opPkg;
+              stateFile = hostile;
+            };
+          }).result.systemd.services.op-dbus.serviceConfig.ExecStart;
+        quoted = b.elemAt (b.match ''"[^"]*" "run" "--state-file" (.*)'' exec) 0;
+      in
+      exec == ''"${opPkg}/bin/op-dbus" "run" "--state-file" "/srv/op dbus/\"it's\" 100%%$$HOME\\<&>\n\tx.json"''
+      && execArg quoted == hostile
+      && b.match "[^\n\r]*" exec != null;
+
+    "escaping: libvirt network names and bridges, in the XML (escapeXML) and the script (escapeShellArg)" =
+      let
+        name = "lab <&>\"' $(reboot)\n\tx";
+        bridge = "br\"<&>'";
+        r = refWith {
+          ovs.settings.bridges = [ { name = bridge; } ];
+          virtualization.libvirt.ovsNetworks.${name} = bridge;
+        };
+        script = r.result.systemd.services.ghostbridge-libvirt-networks.script;
+        xml = pkgs.writeText "ghostbridge-libvirt-network.xml" ''
+          <network>
+            <name>lab &lt;&amp;&gt;&quot;&apos; $(reboot)&#10;&#9;x</name>
+            <forward mode="bridge"/>
+            <bridge name="br&quot;&lt;&amp;&gt;&apos;"/>
+            <virtualport type="openvswitch"/>
+          </network>
+        '';
+        shellName = "'lab <&>\"'\\'' $(reboot)\n\tx'";
+      in
+      r.failedAssertions == [ ]
+      && infix "virsh net-define --file ${xml}\n" script
+      && infix "virsh net-autostart --network ${shellName}\n" script
+      && infix "virsh net-info --network ${shellName} |" script
+      && infix "virsh net-start --network ${shellName}\n" script;
+    "escaping: XML cannot hold control characters: refused" = refused (refWith {
+      virtualization.libvirt.ovsNetworks.${b.fromJSON ''"lab\u0001"''} = "ovsbr0";
+    }).result.systemd.services.ghostbridge-libvirt-networks.script;
+
+    "escaping: snapshotter paths in RequiresMountsFor=, ReadWritePaths= (quoted) and ExecStartPre= (Exec quoting)" =
+      let
+        paths = {
+          source = "/srv/over lay";
+          snapshot_dir = "/srv/snap \"shots\"/50%\\x";
+          database = "/srv/chain $db/chain.db";
+        };
+        unit =
+          (refWith {
+            snapshotter.settings = lib.mkForce (reference.snapshotter.settings // paths);
+          }).result.systemd.services.ghostbridge-snapshotter;
+      in
+      unit.unitConfig.RequiresMountsFor == [
+        ''"/srv/over lay"''
+        ''"/srv/snap \"shots\"/50%%\\x"''
+        ''"/srv/chain $db"''
+      ]
+      && unit.serviceConfig.ReadWritePaths == [
+        ''"/srv/snap \"shots\"/50%%\\x"''
+        ''"/srv/chain $db"''
+        ''"/var/lib/prometheus-node-exporter-text"''
+      ]
+      && unit.serviceConfig.ExecStartPre == [
+        ''+"${pkgs.coreutils}/bin/install" "-d" "-m" "2770" "-o" "root" "-g" "ghostbridge" "--" "/srv/chain $$db"''
+        ''+"${pkgs.coreutils}/bin/install" "-d" "-m" "0750" "-o" "root" "-g" "root" "--" "/srv/snap \"shots\"/50%%\\x"''
+      ];
+    "escaping: a line break in a path list (ReadWritePaths=, RequiresMountsFor=) is refused" =
+      let
+        unit =
+          (refWith {
+            snapshotter.settings = lib.mkForce (
+              reference.snapshotter.settings // { snapshot_dir = "/srv/snap\n[Service]\nUser=nobody"; }
+            );
+          }).result.systemd.services.ghostbridge-snapshotter;
+      in
+      refused unit.serviceConfig.ReadWritePaths && refused unit.unitConfig.RequiresMountsFor;
+
+    "escaping: LoadCredential= keeps spaces, doubles %, refuses what systemd would strip or join" =
+      let
+        credential =
+          file:
+          (refWith {
+            qdrant_sync.settings.api_key_file = file;
+          }).result.systemd.services.ghostbridge-qdrant-sync.serviceConfig.LoadCredential;
+      in
+      credential "/run/secrets/qdrant key 100%" == [ "qdrant-api-key:/run/secrets/qdrant key 100%%" ]
+      && refused (credential "/run/secrets/k\nExecStartPre=/bin/sh")
+      && refused (credential "/run/secrets/k ")
+      && refused (credential "/run/secrets/k\\");
+
+    "escaping: textfileDir in tmpfiles.d (C-quoted) and node exporter's ExecStart= flags" =
+      let
+        r = refWith {
+          monitoring.textfileDir = lib.mkForce "/var/lib/node text/\"%\"\n$x";
+        };
+      in
+      r.result.systemd.tmpfiles.rules == [ ''d "/var/lib/node text/\"%%\"\n$x" 2775 root ghostbridge -'' ]
+      && r.result.services.prometheus.exporters.node.extraFlags == [
+        ''"--collector.textfile.directory=/var/lib/node text/\"%%\"\n$$x"''
+      ];
+
+    "escaping: Grafana's secret key path is shell-quoted in preStart" =
+      let
+        preStart =
+          (eval [
+            { services.ghostbridge = reference; }
+            { services.grafana.dataDir = "/var/lib/graf ana'x"; }
+          ]).result.systemd.services.grafana.preStart;
+        quoted = "'/var/lib/graf ana'\\''x/ghostbridge-secret-key'";
+      in
+      infix "if [ ! -s ${quoted} ]; then" preStart && infix "> ${quoted})" preStart;
+
+    "escaping: a line break in sysctl.d, modules-load.d, the kernel command line or networkd is refused" =
+      let
+        boot = (refWith { }).result.boot;
+      in
+      refused (refWith { boot.sysctl."vm.swappiness" = "10\nkernel.modprobe = /tmp/x"; }).result.boot.kernel.sysctl
+      && refused (refWith { boot.sysctl."vm.swappiness\nkernel.modprobe" = 1; }).result.boot.kernel.sysctl
+      && refused (refWith { boot.kernelParams = [ "quiet\ninitrd /tmp/evil" ]; }).result.boot.kernelParams
+      && refused (refWith { boot.kernelModules = [ "kvm\nevil" ]; }).result.boot.kernelModules
+      && refused (refWith { network.bridges.ovsbr1.dns = [ "9.9.9.9\n[Network]" ]; }).result.systemd.network.networks
+      && !(refused boot.kernelParams)
+      && (refWith { boot.sysctl."vm.swappiness" = 10; }).result.boot.kernel.sysctl == { "vm.swappiness" = 10; };
 
     "SSH: keys only, no root, Ed25519 only" =
       let

@@ -111,6 +111,14 @@ let
     lf <= ls && b.substring (ls - lf) lf str == suf;
   nameValuePair = name: value: { inherit name value; };
   mapAttrsToList = f: set: map (n: f n set.${n}) (b.attrNames set);
+  # As nixpkgs (lib/strings.nix): a word of only safe characters stays as it
+  # is; anything else is single-quoted, a quote inside written as '\''.
+  escapeShellArg =
+    arg:
+    let
+      s = toString arg;
+    in
+    if b.match "[[:alnum:],._+:@%/-]+" s == null then "'" + b.replaceStrings [ "'" ] [ "'\\''" ] s + "'" else s;
 in
 {
   inherit
@@ -125,6 +133,7 @@ in
     hasSuffix
     nameValuePair
     mapAttrsToList
+    escapeShellArg
     ;
 
   mkIf = condition: content: {
@@ -181,7 +190,9 @@ in
   unique = b.foldl' (acc: x: if b.elem x acc then acc else acc ++ [ x ]) [ ];
   toInt = s: b.fromJSON s;
   stringLength = b.stringLength;
-  escapeShellArg = s: "'" + b.replaceStrings [ "'" ] [ "'\\''" ] s + "'";
+  escapeShellArgs = args: b.concatStringsSep " " (map escapeShellArg args);
+  # As nixpkgs: the five characters XML gives a meaning, as entities.
+  escapeXML = b.replaceStrings [ "\"" "'" "<" ">" "&" ] [ "&quot;" "&apos;" "&lt;" "&gt;" "&amp;" ];
   getExe = pkg: "${pkg}/bin/${pkg.meta.mainProgram or pkg.pname or pkg.name}";
   isList = b.isList;
   isAttrs = b.isAttrs;

@@ -3,7 +3,7 @@
 # derivations do, the attributes a test reads back: `formats.json`'s
 # `generate` keeps the rendered JSON text as `value` (nixpkgs passes it to
 # the builder under that name), `runCommand` keeps its build command, its
-# environment and its passthru.
+# environment and its passthru, `writeText` its text (and its path depends on it).
 let
   b = builtins;
   lib = import ./stub-lib.nix;
@@ -36,7 +36,13 @@ let
       buildPlatform.canExecute = platform: platform.system == "x86_64-linux";
     };
     writeTextDir = path: text: stubPkg "dir" // { inherit path text; };
-    writeText = name: text: stubPkg name // { inherit text; };
+    # Content-addressed, as in nixpkgs: the same name with other text is another path.
+    writeText =
+      name: text:
+      {
+        inherit name text;
+        outPath = "/nix/store/${b.hashString "md5" text}-${name}";
+      };
     runCommand =
       name: env: buildCommand:
       stubPkg name // b.removeAttrs env [ "passthru" ] // env.passthru or { } // { inherit buildCommand; };

@@ -21,6 +21,20 @@ pub fn unit_path(path: &str) -> Result<(), String> {
     }
 }
 
+/// A path systemd reads as a path (`ReadWritePaths=`, `RequiresMountsFor=`,
+/// `LoadCredential=`) must be normalised, or systemd ignores the entry with
+/// only a warning (a credential then silently goes missing). That it is
+/// absolute is each daemon's own rule.
+pub fn normalized(path: &str) -> Result<(), String> {
+    if path.len() > 1 && path.ends_with('/') {
+        return Err("it ends with '/'".into());
+    }
+    if path.split('/').skip(1).any(|seg| seg.is_empty() || seg == "." || seg == "..") && path != "/" {
+        return Err("it has an empty, '.' or '..' step; systemd ignores paths that are not normalised".into());
+    }
+    Ok(())
+}
+
 /// One kernel command-line parameter (NixOS joins them with spaces into the
 /// boot entry's `options` line).
 pub fn kernel_param(param: &str) -> Result<(), String> {
@@ -45,6 +59,9 @@ pub fn kernel_module(name: &str) -> Result<(), String> {
 pub fn sysctl_key(key: &str) -> Result<(), String> {
     if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/' | '*')) {
         return Err("it is not a sysctl name like \"vm.swappiness\"".into());
+    }
+    if key.starts_with('-') {
+        return Err("a leading '-' tells systemd-sysctl to ignore errors for the key".into());
     }
     Ok(())
 }
@@ -142,6 +159,8 @@ mod tests {
         assert!(kernel_module("kvm\nevil").is_err() && kernel_module("vfio-pci").is_ok());
         assert!(sysctl_value("10\nkernel.x = 1").is_err() && sysctl_key("a b").is_err());
         assert!(sysctl_key("net.ipv4.conf.all.forwarding").is_ok() && sysctl_value("1").is_ok());
+        assert!(normalized("/a/./b").is_err() && normalized("/a//b").is_err() && normalized("/a/b/").is_err());
+        assert!(normalized("/var/lib/x").is_ok() && sysctl_key("-vm.x").is_err());
         assert!(libvirt_network("a<b").is_err() && libvirt_network("ovs-public").is_ok());
     }
 }

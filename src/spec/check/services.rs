@@ -46,7 +46,7 @@ fn owning_mount<'a>(host: &'a HostSpec, path: &[String]) -> Option<&'a str> {
 /// `%` and `$`: refused unless plain.
 fn plain_unit_path(ctx: &mut Ctx, section: &str, key: &str, value: &std::path::Path) -> bool {
     let text = value.to_string_lossy();
-    match super::destinations::unit_path(&text) {
+    match super::destinations::unit_path(&text).and_then(|()| super::destinations::normalized(&text)) {
         Ok(()) => true,
         Err(why) => {
             ctx.error(
