@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use ghostbridge::generate::{self, write};
+use ghostbridge::runtime::exit;
 use ghostbridge::spec::{self, render_all};
 
 /// The reference server's spec, written by `ghostgen init`.
@@ -51,6 +52,9 @@ enum Command {
 /// A failure with the exit code it deserves.
 struct Exit(u8);
 
+/// Exit codes as in every GhostBridge binary: 0 ok, 1 failure (a stale tree,
+/// edited files, a busy or unwritable output folder), 2 usage or invalid input
+/// (an invalid spec, a corrupt manifest).
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -58,8 +62,11 @@ fn main() -> ExitCode {
         Err(e) => match e.downcast_ref::<Exit>() {
             Some(Exit(code)) => ExitCode::from(*code),
             None => {
-                eprintln!("ghostgen: {e:#}");
-                ExitCode::from(2)
+                let invalid_input = e
+                    .chain()
+                    .any(|c| matches!(c.downcast_ref::<write::WriteError>(), Some(write::WriteError::Manifest(_))));
+                let code = exit::report("ghostgen", &e);
+                if invalid_input { ExitCode::from(exit::INVALID) } else { code }
             }
         },
     }
@@ -120,9 +127,17 @@ fn init(dir: &Path) -> anyhow::Result<()> {
     }
 }
 
-/// Reads and validates a spec; prints diagnostics; invalid -> exit 1.
+/// Reads and validates a spec; prints diagnostics; invalid -> exit 2.
 fn load(path: &Path) -> anyhow::Result<(spec::Loaded, String, String)> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read spec {}", path.display()))?;
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        // A spec path that names nothing is a usage mistake (exit 2); other
+        // read errors are failures (exit 1).
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(exit::UsageError(format!("{}: no such spec file", path.display())).into());
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read spec {}", path.display())),
+    };
     let shown = path.display().to_string();
     match spec::load(&text) {
         Ok(loaded) => {
@@ -136,7 +151,7 @@ fn load(path: &Path) -> anyhow::Result<(spec::Loaded, String, String)> {
             eprint!("{}", render_all(&rejected.diagnostics, &shown, &text));
             let errors = rejected.diagnostics.iter().filter(|d| d.is_error()).count();
             eprintln!("{shown}: {errors} error{} found; nothing was written", if errors == 1 { "" } else { "s" });
-            Err(Exit(1).into())
+            Err(Exit(exit::INVALID).into())
         }
     }
 }
@@ -150,8 +165,7 @@ fn build(spec_path: &Path, output: Option<PathBuf>, check: bool, force: bool) ->
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."))
     });
-    let files = generate::plan(&loaded.spec, &name)
-        .context("internal error: the generated Nix did not parse; please report it with your spec")?;
+    let files = generate::plan(&loaded.spec, &name).context("cannot generate the flake")?;
     if check {
         let s = write::staleness(&out, &files)?;
         if s.is_fresh() {

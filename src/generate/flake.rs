@@ -6,15 +6,20 @@ use std::collections::BTreeMap;
 use crate::nix::{Expr, Key, attrs};
 use crate::spec::{HostSpec, Spec};
 
-/// Flake inputs named after the packages they supply, deduplicated by reference.
-pub fn extra_inputs(spec: &Spec) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
+/// Flake inputs named after the packages they supply, deduplicated by
+/// reference. Two references never share a name: a 128-bit hash makes a
+/// collision infeasible to find, and one would be an error, not an overwrite.
+pub fn extra_inputs(spec: &Spec) -> Result<BTreeMap<String, String>, super::GenerateError> {
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
     for host in &spec.hosts {
         for (name, flake) in package_inputs(host) {
+            if let Some(other) = out.get(&name).filter(|other| **other != flake) {
+                return Err(super::GenerateError::InputCollision { name, first: other.clone(), second: flake });
+            }
             out.insert(name, flake);
         }
     }
-    out
+    Ok(out)
 }
 
 /// `(input name, flake ref)` for each flake package a host uses.
@@ -32,25 +37,25 @@ pub fn package_inputs(host: &HostSpec) -> Vec<(String, String)> {
 }
 
 /// A stable input name for a flake reference: its last path segment, sanitised,
-/// plus a short hash so two references never share a name.
+/// plus 128 bits of its SHA-256, so two references never share a name.
 pub fn input_name(flake: &str) -> String {
     use sha2::Digest;
     let last = flake.trim_end_matches('/').rsplit(['/', ':']).next().unwrap_or("input");
     let clean: String =
         last.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect();
     let clean = clean.trim_matches('-');
-    let hash = hex::encode(&sha2::Sha256::digest(flake.as_bytes())[..3]);
+    let hash = hex::encode(&sha2::Sha256::digest(flake.as_bytes())[..16]);
     format!("pkg-{}-{hash}", if clean.is_empty() { "input" } else { clean })
 }
 
-pub fn flake(spec: &Spec) -> Expr {
+pub fn flake(spec: &Spec) -> Result<Expr, super::GenerateError> {
     let follows = |url: &str| attrs([("url", Expr::str(url)), ("inputs.nixpkgs.follows", Expr::str("nixpkgs"))]);
     let mut inputs = vec![
         (vec![Key::from("nixpkgs"), Key::from("url")], Expr::str(&spec.flake.nixpkgs)),
         (vec![Key::from("disko")], follows(&spec.flake.disko)),
         (vec![Key::from("ghostbridge")], follows(&spec.flake.ghostbridge)),
     ];
-    for (name, url) in extra_inputs(spec) {
+    for (name, url) in extra_inputs(spec)? {
         inputs.push((vec![Key::Name(name), Key::from("url")], Expr::str(url)));
     }
 
@@ -121,5 +126,5 @@ pub fn flake(spec: &Spec) -> Expr {
             ("checks", Expr::Attrs(checks)),
         ])),
     };
-    attrs([("description", Expr::str("GhostBridge hosts")), ("inputs", Expr::Attrs(inputs)), ("outputs", outputs)])
+    Ok(attrs([("description", Expr::str("GhostBridge hosts")), ("inputs", Expr::Attrs(inputs)), ("outputs", outputs)]))
 }

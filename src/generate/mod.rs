@@ -25,6 +25,8 @@ pub enum GenerateError {
     Data(#[from] NotNixData),
     #[error("a setting cannot be serialized")]
     Json(#[from] serde_json::Error),
+    #[error("flake references {first:?} and {second:?} would share the input name {name}")]
+    InputCollision { name: String, first: String, second: String },
 }
 
 /// A daemon's settings, its JSON keys verbatim, as a Nix attribute set.
@@ -67,13 +69,27 @@ fn nix_file(path: String, header: &[String], expr: &Expr, policy: Policy) -> Res
     Ok(File { path, contents, policy })
 }
 
+/// Whether `path` is a file ghostgen can generate (the shapes [`plan`] writes):
+/// relative, '/'-separated, normalised, host folders named by RFC 1123 labels.
+/// A manifest naming anything else is corrupt, and nothing it names is touched.
+pub fn is_generated_path(path: &str) -> bool {
+    let host = |name: &str| crate::spec::check::host_label(name);
+    let parts: Vec<&str> = path.split('/').collect();
+    match parts.as_slice() {
+        ["flake.nix"] | ["netboot", "menu.ipxe"] => true,
+        ["hosts", h, "default.nix" | "disko.nix" | "hardware.nix"] => host(h),
+        ["checks" | "netboot", file] => file.strip_suffix(".nix").is_some_and(host),
+        _ => false,
+    }
+}
+
 /// Every file of the flake for `spec`, in a fixed order. `spec_name` is the
 /// spec's file name as it should appear in headers.
 pub fn plan(spec: &Spec, spec_name: &str) -> Result<Vec<File>, GenerateError> {
     let mut files = vec![nix_file(
         "flake.nix".into(),
         &header(spec_name, "The flake of these hosts."),
-        &flake::flake(spec),
+        &flake::flake(spec)?,
         Policy::Always,
     )?];
     for host in &spec.hosts {

@@ -52,8 +52,10 @@ pub fn package(h: &HostSpec) -> Expr {
 }
 
 /// `netboot/menu.ipxe` (iPXE script text; host names are RFC 1123 labels and
-/// the URL is checked, so nothing here needs escaping).
+/// the URL is checked; the spec's file name, which the user chose, stays
+/// inside its comment line).
 pub fn menu(spec: &Spec, spec_name: &str) -> String {
+    let spec_name = crate::nix::escape::comment_line(spec_name);
     let url = spec.flake.netboot_url.as_deref().unwrap_or("http://boot.example.net/ghostbridge");
     let mut s = String::from("#!ipxe\n");
     s.push_str(&format!(

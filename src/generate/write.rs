@@ -5,7 +5,10 @@
 //! output folder; then a pending manifest records their hashes; then each file
 //! is renamed into place (atomic per file); then the manifest is replaced and
 //! the pending one removed. A build killed at any point leaves every file
-//! either old or new, never partial, and the next build recognises both.
+//! either old or new, never partial, and the next build recognises both; a
+//! pending manifest keeps the hashes of every interrupted build before it, so
+//! any run of interrupted builds is recovered by the next one. An exclusive
+//! lock on `.ghostgen.lock` in the output folder keeps two builds apart.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
@@ -15,6 +18,8 @@ use super::manifest::{MANIFEST, Manifest, ManifestError, PENDING, sha256_hex};
 use super::{File, GENERATOR, Policy};
 
 const STAGING_PREFIX: &str = ".ghostgen-staging-";
+/// Held (flock) by the build writing into the folder; holds its PID.
+pub const LOCK: &str = ".ghostgen.lock";
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -24,6 +29,10 @@ pub enum WriteError {
     Edited(Vec<String>),
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
+    #[error(
+        "another ghostgen build ({holder}) is writing into {dir}; wait for it to finish, or stop it, then run again"
+    )]
+    Busy { dir: String, holder: String },
 }
 
 fn list(paths: &[String]) -> String {
@@ -67,22 +76,38 @@ fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>, WriteError> {
 /// Every hash ghostgen wrote for each path.
 type KnownHashes = BTreeMap<String, BTreeSet<String>>;
 
-/// Hashes of files ghostgen itself wrote: the manifest's and a pending one's.
-fn known_hashes(out: &Path) -> Result<(Option<Manifest>, KnownHashes), WriteError> {
+/// What earlier builds left: the committed manifest, and the hashes of every
+/// interrupted build since (the pending manifest's files and its `earlier`).
+struct Known {
+    old: Option<Manifest>,
+    /// Every hash an interrupted build may have left, by path.
+    interrupted: KnownHashes,
+    /// `interrupted` plus the committed manifest's hashes.
+    all: KnownHashes,
+}
+
+fn known_hashes(out: &Path) -> Result<Known, WriteError> {
     let old = Manifest::load(&out.join(MANIFEST))?;
     let pending = Manifest::load(&out.join(PENDING))?;
-    let mut known: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for m in old.iter().chain(pending.iter()) {
-        for (path, hash) in &m.files {
-            known.entry(path.clone()).or_default().insert(hash.clone());
+    let mut interrupted: KnownHashes = BTreeMap::new();
+    if let Some(p) = &pending {
+        for (path, hash) in &p.files {
+            interrupted.entry(path.clone()).or_default().insert(hash.clone());
+        }
+        for (path, hashes) in &p.earlier {
+            interrupted.entry(path.clone()).or_default().extend(hashes.iter().cloned());
         }
     }
-    Ok((old, known))
+    let mut all = interrupted.clone();
+    for (path, hash) in old.iter().flat_map(|m| m.files.iter()) {
+        all.entry(path.clone()).or_default().insert(hash.clone());
+    }
+    Ok(Known { old, interrupted, all })
 }
 
 /// Compares the disk with `files` without writing anything.
 pub fn staleness(out: &Path, files: &[File]) -> Result<Staleness, WriteError> {
-    let (old, _) = known_hashes(out)?;
+    let old = known_hashes(out)?.old;
     let mut s = Staleness::default();
     let planned: BTreeSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
     for f in files {
@@ -106,10 +131,25 @@ pub fn staleness(out: &Path, files: &[File]) -> Result<Staleness, WriteError> {
 
 /// Writes `files` into `out`. `spec_name`/`spec_text` go into the manifest.
 pub fn write(out: &Path, files: &[File], spec_name: &str, spec_text: &str, force: bool) -> Result<Outcome, WriteError> {
+    write_interrupted(out, files, spec_name, spec_text, force, usize::MAX)
+}
+
+/// [`write`], stopped after `steps` changes to the output folder exactly as a
+/// kill at that point would leave it (for the crash-consistency tests).
+#[doc(hidden)]
+pub fn write_interrupted(
+    out: &Path,
+    files: &[File],
+    spec_name: &str,
+    spec_text: &str,
+    force: bool,
+    steps: usize,
+) -> Result<Outcome, WriteError> {
     std::fs::create_dir_all(out).map_err(io(out))?;
+    let _lock = lock(out)?;
     remove_stale_staging(out)?;
-    let (old, known) = known_hashes(out)?;
-    let is_ours = |path: &str, bytes: &[u8]| known.get(path).is_some_and(|h| h.contains(&sha256_hex(bytes)));
+    let known = known_hashes(out)?;
+    let is_ours = |path: &str, bytes: &[u8]| known.all.get(path).is_some_and(|h| h.contains(&sha256_hex(bytes)));
 
     let mut outcome = Outcome::default();
     let mut edited = Vec::new();
@@ -130,14 +170,23 @@ pub fn write(out: &Path, files: &[File], spec_name: &str, spec_text: &str, force
     }
     let planned: BTreeSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
     let mut obsolete = Vec::new();
-    if let Some(old) = &old {
-        for path in old.files.keys().filter(|p| !planned.contains(p.as_str())) {
-            if let Some(bytes) = read_if_exists(&out.join(path))? {
-                if !is_ours(path, &bytes) {
-                    edited.push(path.clone());
-                }
-                obsolete.push(path.clone());
+    // Files the last build committed and this one does not plan: removed, unless edited.
+    let committed: BTreeSet<&String> = known.old.iter().flat_map(|m| m.files.keys()).collect();
+    for path in committed.iter().filter(|p| !planned.contains(p.as_str())) {
+        if let Some(bytes) = read_if_exists(&out.join(path))? {
+            if !is_ours(path, &bytes) {
+                edited.push((*path).clone());
             }
+            obsolete.push((*path).clone());
+        }
+    }
+    // Files only an interrupted build may have put there: removed when they are
+    // exactly what it wrote, left alone otherwise (they were never committed).
+    for path in known.interrupted.keys().filter(|p| !planned.contains(p.as_str()) && !committed.contains(p)) {
+        if let Some(bytes) = read_if_exists(&out.join(path))?
+            && is_ours(path, &bytes)
+        {
+            obsolete.push(path.clone());
         }
     }
     if !edited.is_empty() && !force {
@@ -145,9 +194,14 @@ pub fn write(out: &Path, files: &[File], spec_name: &str, spec_text: &str, force
         return Err(WriteError::Edited(edited));
     }
 
+    let mut budget = Steps(steps);
     // 1. Stage every new file, synced.
     let staging = tempfile::Builder::new().prefix(STAGING_PREFIX).tempdir_in(out).map_err(io(out))?;
     for f in &to_write {
+        if !budget.take() {
+            let _ = staging.keep();
+            return Ok(outcome);
+        }
         let staged = staging.path().join(&f.path);
         if let Some(parent) = staged.parent() {
             std::fs::create_dir_all(parent).map_err(io(parent))?;
@@ -158,13 +212,14 @@ pub fn write(out: &Path, files: &[File], spec_name: &str, spec_text: &str, force
     // byte is durable before anything is renamed into place.
     sync_filesystem(staging.path())?;
 
-    // 2. Record what is about to land.
+    // 2. Record what is about to land, and what interrupted builds may have left.
     let mut manifest = Manifest {
         generator: GENERATOR.to_string(),
         spec: spec_name.to_string(),
         spec_sha256: sha256_hex(spec_text.as_bytes()),
         files: BTreeMap::new(),
         created_once: Vec::new(),
+        earlier: BTreeMap::new(),
     };
     for f in files {
         match f.policy {
@@ -174,10 +229,19 @@ pub fn write(out: &Path, files: &[File], spec_name: &str, spec_text: &str, force
             Policy::Once => manifest.created_once.push(f.path.clone()),
         }
     }
-    replace_atomically(out, PENDING, manifest.to_json().as_bytes())?;
+    let pending = Manifest { earlier: known.interrupted.clone(), ..manifest.clone() };
+    if !budget.take() {
+        let _ = staging.keep();
+        return Ok(outcome);
+    }
+    replace_atomically(out, PENDING, pending.to_json().as_bytes())?;
 
     // 3. Move each file into place, then drop obsolete ones.
     for f in &to_write {
+        if !budget.take() {
+            let _ = staging.keep();
+            return Ok(outcome);
+        }
         let target = out.join(&f.path);
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).map_err(io(parent))?;
@@ -186,6 +250,10 @@ pub fn write(out: &Path, files: &[File], spec_name: &str, spec_text: &str, force
         outcome.written.push(f.path.clone());
     }
     for path in obsolete {
+        if !budget.take() {
+            let _ = staging.keep();
+            return Ok(outcome);
+        }
         let target = out.join(&path);
         std::fs::remove_file(&target).map_err(io(&target))?;
         remove_empty_parents(out, &target);
@@ -193,11 +261,60 @@ pub fn write(out: &Path, files: &[File], spec_name: &str, spec_text: &str, force
     }
 
     // 4. Commit: the new manifest, then forget the pending one.
+    if !budget.take() {
+        let _ = staging.keep();
+        return Ok(outcome);
+    }
     replace_atomically(out, MANIFEST, manifest.to_json().as_bytes())?;
+    if !budget.take() {
+        let _ = staging.keep();
+        return Ok(outcome);
+    }
     let pending = out.join(PENDING);
     std::fs::remove_file(&pending).map_err(io(&pending))?;
     sync_dir(out);
     Ok(outcome)
+}
+
+/// How many more changes an interrupted write may make.
+struct Steps(usize);
+
+impl Steps {
+    fn take(&mut self) -> bool {
+        if self.0 == 0 {
+            return false;
+        }
+        self.0 -= 1;
+        true
+    }
+}
+
+/// The exclusive lock on the output folder, held until dropped. A second
+/// build fails at once with the holder's PID rather than mixing two trees.
+fn lock(out: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, WriteError> {
+    use nix::fcntl::{Flock, FlockArg};
+    let path = out.join(LOCK);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(io(&path))?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(mut held) => {
+            let pid = format!("pid {}\n", std::process::id());
+            let _ = held.set_len(0).and_then(|()| std::io::Write::write_all(&mut *held, pid.as_bytes()));
+            Ok(held)
+        }
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            let holder = holder.trim();
+            let holder = if holder.is_empty() { "pid unknown".to_string() } else { holder.to_string() };
+            Err(WriteError::Busy { dir: out.display().to_string(), holder })
+        }
+        Err((_, e)) => Err(WriteError::Io { path: path.display().to_string(), source: e.into() }),
+    }
 }
 
 fn sync_filesystem(dir: &Path) -> Result<(), WriteError> {

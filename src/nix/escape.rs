@@ -1,5 +1,21 @@
 //! The one place where text becomes Nix source: string literals, indented
-//! strings and attribute names.
+//! strings, attribute names and comment text.
+
+/// Text that stays inside one `#` comment line: every control character and
+/// Unicode line or paragraph separator is written as `\u{XXXX}`, so that a
+/// name holding a line break cannot end the comment and become code. (An
+/// iPXE `#` comment is one line too and uses the same function.)
+pub fn comment_line(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+            out.push_str(&format!("\\u{{{:04x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
 
 /// A double-quoted Nix string literal holding exactly `s`.
 /// Escapes `\`, `"`, `${` (as `\${`), and the control characters Nix has escapes for.
@@ -60,6 +76,14 @@ pub fn attr_name(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn comment_text_stays_on_its_line() {
+        let name = "spec.toml\n{ evil = builtins.abort \"x\"; }\rmore\u{2028}end";
+        let line = comment_line(name);
+        assert!(!line.contains(['\n', '\r', '\u{2028}']), "{line}");
+        assert_eq!(line, "spec.toml\\u{000a}{ evil = builtins.abort \"x\"; }\\u{000d}more\\u{2028}end");
+    }
 
     #[test]
     fn escapes_the_dangerous_characters() {

@@ -11,7 +11,7 @@ pub fn print_file(header: &[String], expr: &Expr) -> String {
     let mut out = String::new();
     for line in header {
         out.push_str("# ");
-        out.push_str(line);
+        out.push_str(&super::escape::comment_line(line));
         out.push('\n');
     }
     print(expr, 0, &mut out);

@@ -47,6 +47,11 @@ impl Ctx<'_> {
     }
 }
 
+/// Whether `name` is a valid host name (an RFC 1123 label), the one rule for it.
+pub fn host_label(name: &str) -> bool {
+    host::rfc1123_label(name).is_ok()
+}
+
 /// The daemons' rules on a host that did not decode as a whole.
 pub fn undecoded(node: &Node, diags: &mut Vec<Diagnostic>) {
     daemons::check_undecoded(&mut Ctx { node, diags });
