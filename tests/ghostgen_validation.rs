@@ -200,7 +200,7 @@ fn nodatacow_with_compression_says_why() {
 #[test]
 fn retention_at_least_the_interval() {
     let text = spec_with(
-        "[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/c.db\"\ninterval = \"2s\"\nretention = \"1500ms\"\n",
+        "[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/gb/c.db\"\ninterval = \"2s\"\nretention = \"1500ms\"\n",
     );
     let help = assert_one(&text, line_of(&text, "retention"), 13, "retention 1500ms is shorter than interval 2s");
     assert!(help.contains("at least \"2s\""), "{help}");
@@ -209,14 +209,14 @@ fn retention_at_least_the_interval() {
 #[test]
 fn durations_must_be_well_formed() {
     let text = spec_with(
-        "[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/c.db\"\ninterval = \"1 s\"\n",
+        "[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/gb/c.db\"\ninterval = \"1 s\"\n",
     );
     assert_one(&text, line_of(&text, "interval"), 12, "expected a duration");
 }
 
 #[test]
 fn vector_dimension_is_positive() {
-    let snaps = "[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/c.db\"\n";
+    let snaps = "[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/gb/c.db\"\n";
     let text = spec_with(&format!("{snaps}[qdrant_sync]\ndimension = 0\n"));
     assert_one(&text, line_of(&text, "dimension"), 13, "dimension is 0; it must be between 1 and 65536");
     let text = spec_with(&format!("{snaps}[qdrant_sync]\ndimension = -3\n"));
@@ -235,7 +235,7 @@ fn tcp_ports_do_not_collide() {
         "{d:?}"
     );
     let text = spec_with(
-        "[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/c.db\"\n[qdrant_sync]\n[virtualization]\nnovnc_port = 6334\n",
+        "[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/gb/c.db\"\n[qdrant_sync]\n[virtualization]\nnovnc_port = 6334\n",
     );
     assert_one(&text, line_of(&text, "novnc_port"), 14, "noVNC and Qdrant (gRPC) both use TCP port 6334");
 }
@@ -341,14 +341,14 @@ fn paths_are_plain() {
         "[disk]\ndevice = \"/dev/sda\"\n[[disk.subvolumes]]\nname = \"@\"\nmount = \"/\"\n[[disk.subvolumes]]\nname = \"@x\"\nmount = \"/my data\"\n",
     );
     assert_one(&text, line_of(&text, "/my data"), 9, "mount point \"/my data\" has characters other than");
-    let text = spec_with("[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/c'.db\"\n");
-    assert_one(&text, line_of(&text, "database"), 12, "database \"/var/lib/c'.db\" is refused: it holds");
+    let text = spec_with("[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/gb/c'.db\"\n");
+    assert_one(&text, line_of(&text, "database"), 12, "database \"/var/lib/gb/c'.db\" is refused: it holds");
 }
 
 #[test]
 fn absurd_durations_are_refused() {
     let text = spec_with(
-        "[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/c.db\"\nretention = \"400d\"\n",
+        "[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/gb/c.db\"\nretention = \"400d\"\n",
     );
     assert_one(&text, line_of(&text, "retention"), 13, "it is longer than 366 days");
 }
@@ -356,7 +356,7 @@ fn absurd_durations_are_refused() {
 // Regression tests of the one contract: specs that `ghostgen check` used to
 // accept and that then failed at evaluation, at daemon start or in a VM check.
 
-const SNAP: &str = "[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/c.db\"\n";
+const SNAP: &str = "[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/gb/c.db\"\n";
 
 #[test]
 fn a_relative_api_key_file_is_refused_at_its_key() {
@@ -410,7 +410,7 @@ fn interface_names_that_are_globs_or_quotes_are_refused() {
 #[test]
 fn old_names_are_accepted_with_a_warning_naming_the_new_one() {
     let text = spec_with(
-        "[snapshots]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/c.db\"\n[vectors]\n\
+        "[snapshots]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/gb/c.db\"\n[vectors]\n\
          [[network.bridges]]\nname = \"br0\"\ndatapath = \"netdev\"\n",
     );
     let d = diagnostics(&text);
@@ -430,7 +430,7 @@ fn old_names_are_accepted_with_a_warning_naming_the_new_one() {
 
 #[test]
 fn the_sync_must_read_the_chain_the_snapshotter_writes() {
-    let text = spec_with(&format!("{SNAP}[qdrant_sync]\ndatabase = \"/var/lib/other.db\"\n"));
+    let text = spec_with(&format!("{SNAP}[qdrant_sync]\ndatabase = \"/var/lib/gb/other.db\"\n"));
     assert_one(&text, line_of(&text, "other.db"), 12, "but the snapshotter writes its chain to");
 }
 
@@ -457,4 +457,45 @@ fn values_that_leave_nix_are_refused_where_their_destination_reads_them_differen
         "[[network.bridges]]\nname = \"br0\"\n[virtualization]\nlibvirt = true\novs_networks = { \"a<b\" = \"br0\" }\n",
     );
     assert_one(&text, line_of(&text, "a<b"), 19, "libvirt network name \"a<b\" is refused");
+}
+
+#[test]
+fn an_unknown_key_does_not_hide_the_other_mistakes() {
+    let text = spec_with(
+        "[ssh]\nprot = 22\n\
+         [snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/gb/c.db\"\ninterval = \"1m\"\nretention = \"1s\"\n\
+         [qdrant_sync]\nbatch = 0\n\
+         [[network.bridges]]\nname = \"en*\"\nextra_flows = [\"priority=5\"]\n\
+         [boot]\nvfio_ids = [\"nope\"]\n",
+    );
+    let d = diagnostics(&text);
+    let messages: Vec<&str> = d.iter().map(|x| x.2.as_str()).collect();
+    for needle in [
+        "unknown key `prot`",
+        "retention 1s is shorter than interval 1m",
+        "batch is 0",
+        "interface name \"en*\" is invalid",
+        "extra flow \"priority=5\" has no actions=",
+        "\"nope\" is not a PCI vendor:device id",
+    ] {
+        assert!(messages.iter().any(|m| m.contains(needle)), "missing {needle:?} in {messages:#?}");
+    }
+    // In file order.
+    let lines: Vec<usize> = d.iter().map(|x| x.0).collect();
+    assert!(lines.windows(2).all(|w| w[0] <= w[1]), "{d:#?}");
+}
+
+#[test]
+fn system_folders_are_not_given_to_the_daemons() {
+    for (db, dir, needle) in [
+        ("/home/chain.db", "/var/lib/gb/snapshots", "/home is a system folder"),
+        ("/var/lib/gb/chain.db", "/var/lib", "/var/lib is a system folder"),
+        ("/var/lib/gb/chain.db", "/", "/ is a system folder"),
+        ("/var/lib/gb/chain.db", "/var/lib/gb", "the snapshot folder is the chain database's folder"),
+    ] {
+        let text =
+            spec_with(&format!("[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"{dir}\"\ndatabase = \"{db}\"\n"));
+        let d = diagnostics(&text);
+        assert!(d.iter().any(|x| x.2.contains(needle)), "{db} {dir}: {d:#?}");
+    }
 }

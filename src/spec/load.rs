@@ -63,6 +63,11 @@ pub fn load(text: &str) -> Result<Loaded, Rejected> {
         if let Some(h) = decode::<HostSpec>(host_schema, node, &mut diags) {
             hosts.push(h);
             decoded_nodes.push(node.clone());
+        } else if let Some((h, repaired)) = decode_without_mistakes(host_schema, node) {
+            // Its mistakes are reported above; every other part is checked too,
+            // so that one run names every mistake.
+            hosts.push(h);
+            decoded_nodes.push(repaired);
         } else {
             check::undecoded(node, &mut diags);
         }
@@ -167,6 +172,25 @@ fn host_trees(root: &Node, diags: &mut Vec<Diagnostic>) -> Vec<Node> {
             vec![]
         }
     }
+}
+
+/// The host with every value a schema finding is about left out, decoded
+/// (defaults fill the gaps); `None` when that still does not decode, e.g. a
+/// required key is missing. Its own findings were reported already.
+fn decode_without_mistakes(schema: &schema::Compiled, node: &Node) -> Option<(HostSpec, Node)> {
+    let mut bad = schema::bad_paths(schema, node);
+    if bad.is_empty() || bad.iter().any(Vec::is_empty) {
+        return None;
+    }
+    // Later array items first, so that earlier indices stay valid.
+    bad.sort();
+    bad.dedup();
+    let mut repaired = node.clone();
+    for path in bad.iter().rev() {
+        repaired.remove(path);
+    }
+    let mut ignored = Vec::new();
+    decode::<HostSpec>(schema, &repaired, &mut ignored).map(|h| (h, repaired))
 }
 
 /// Schema-validates `node`; if clean, decodes it with serde.

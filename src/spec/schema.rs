@@ -161,6 +161,36 @@ pub fn validate(compiled: &Compiled, node: &Node) -> Vec<Diagnostic> {
     validate_instance(validator, schema, node, &node.to_json())
 }
 
+/// The values a schema finding is about (an unknown key's own path), so that
+/// they can be left out and the rest of the host checked in the same run.
+pub fn bad_paths(compiled: &Compiled, node: &Node) -> Vec<Vec<PathSeg>> {
+    use jsonschema::error::ValidationErrorKind as K;
+    let Ok(validator) = &compiled.validator else { return vec![vec![]] };
+    let instance = node.to_json();
+    let mut out = Vec::new();
+    for err in validator.iter_errors(&instance) {
+        let path: Vec<PathSeg> = err
+            .instance_path()
+            .iter()
+            .map(|seg| match seg {
+                jsonschema::paths::LocationSegment::Property(p) => PathSeg::Key(p.to_string()),
+                jsonschema::paths::LocationSegment::Index(i) => PathSeg::Index(i),
+            })
+            .collect();
+        match err.kind() {
+            K::AdditionalProperties { unexpected } | K::UnevaluatedProperties { unexpected } => {
+                out.extend(unexpected.iter().map(|k| {
+                    let mut p = path.clone();
+                    p.push(PathSeg::Key(k.clone()));
+                    p
+                }));
+            }
+            _ => out.push(path),
+        }
+    }
+    out
+}
+
 fn validate_instance(
     validator: &jsonschema::Validator,
     schema: &Json,

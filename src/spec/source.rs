@@ -162,6 +162,38 @@ impl Node {
         Some((node, key_span))
     }
 
+    /// Removes the value at `path` (a table entry or an array item); false when
+    /// there is nothing there or the path is empty.
+    pub fn remove(&mut self, path: &[PathSeg]) -> bool {
+        let Some((last, parent)) = path.split_last() else { return false };
+        let mut node = self;
+        for seg in parent {
+            node = match (seg, &mut node.kind) {
+                (PathSeg::Key(k), Kind::Table(entries)) => match entries.iter_mut().find(|e| &e.key == k) {
+                    Some(e) => &mut e.value,
+                    None => return false,
+                },
+                (PathSeg::Index(i), Kind::Array(items)) => match items.get_mut(*i) {
+                    Some(n) => n,
+                    None => return false,
+                },
+                _ => return false,
+            };
+        }
+        match (last, &mut node.kind) {
+            (PathSeg::Key(k), Kind::Table(entries)) => {
+                let before = entries.len();
+                entries.retain(|e| &e.key != k);
+                entries.len() != before
+            }
+            (PathSeg::Index(i), Kind::Array(items)) if *i < items.len() => {
+                items.remove(*i);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The best span for a path: the value's span, or the deepest existing ancestor's.
     pub fn span_of(&self, path: &[PathSeg]) -> Span {
         for len in (0..=path.len()).rev() {

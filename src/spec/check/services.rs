@@ -59,6 +59,56 @@ fn plain_unit_path(ctx: &mut Ctx, section: &str, key: &str, value: &std::path::P
     }
 }
 
+/// Folders of the standard hierarchy (and the NixOS store) that no daemon may
+/// take over: the module gives the database's folder and the snapshot folder
+/// their own owner, group and mode (`install -d -m 2770 -g ghostbridge`).
+const SYSTEM_FOLDERS: &[&str] = &[
+    "/",
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/home",
+    "/lib",
+    "/lib64",
+    "/media",
+    "/mnt",
+    "/nix",
+    "/nix/store",
+    "/nix/var",
+    "/opt",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/srv",
+    "/sys",
+    "/tmp",
+    "/usr",
+    "/usr/bin",
+    "/usr/lib",
+    "/usr/local",
+    "/usr/share",
+    "/var",
+    "/var/cache",
+    "/var/db",
+    "/var/empty",
+    "/var/lib",
+    "/var/log",
+    "/var/spool",
+    "/var/tmp",
+];
+
+/// Why `dir` cannot be a folder of its own for a daemon, if it cannot. (A
+/// subvolume mounted there for the chain, as in the reference server, is its
+/// own; the snapshotted source is refused by the database-inside-source rule.)
+fn dedicated_folder(dir: &str) -> Result<(), String> {
+    if SYSTEM_FOLDERS.contains(&dir) {
+        return Err(format!("{dir} is a system folder"));
+    }
+    Ok(())
+}
+
 pub fn check(host: &HostSpec, ctx: &mut Ctx) {
     if let Some(s) = &host.snapshotter {
         let mut ok = true;
@@ -94,6 +144,28 @@ pub fn check(host: &HostSpec, ctx: &mut Ctx) {
                     spec_path!["snapshotter", "database"],
                     format!("the chain database {db_text:?} lives inside the snapshotted subvolume {source_text:?}"),
                     "every snapshot would capture a half-written database and the chain would record itself: put it on another subvolume, e.g. under /var/lib",
+                );
+            }
+            let db_dir =
+                std::path::Path::new(&db_text).parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+            if let Err(why) = dedicated_folder(&db_dir) {
+                ctx.error(
+                    spec_path!["snapshotter", "database"],
+                    format!("the chain database's folder must be its own, but {why}"),
+                    "the host gives that folder to the daemons (group ghostbridge, mode 2770): put the database in a folder of its own, e.g. \"/var/lib/blockchain-timing/chain.db\"",
+                );
+            }
+            if let Err(why) = dedicated_folder(&dir_text) {
+                ctx.error(
+                    spec_path!["snapshotter", "snapshot_dir"],
+                    format!("the snapshot folder must be its own, but {why}"),
+                    "the host gives that folder to the snapshotter (mode 0750, root): use a folder of its own, e.g. \"/var/lib/blockchain-timing/snapshots\"",
+                );
+            } else if dir_text == db_dir {
+                ctx.error(
+                    spec_path!["snapshotter", "snapshot_dir"],
+                    "the snapshot folder is the chain database's folder",
+                    "they get different owners and modes: give the snapshots a folder of their own, e.g. a `snapshots` folder beside the database",
                 );
             }
             if is_under(&dir, &source) && host.disk.is_some() && owning_mount(host, &dir) == Some(source_text.as_str())
