@@ -235,7 +235,7 @@ fn tcp_ports_do_not_collide() {
         "{d:?}"
     );
     let text = spec_with(
-        "[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/gb/c.db\"\n[qdrant_sync]\n[virtualization]\nnovnc_port = 6334\n",
+        "[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/gb/c.db\"\n[qdrant_sync]\n[virtualization]\nlibvirt = true\nnovnc_port = 6334\n",
     );
     assert_one(&text, line_of(&text, "novnc_port"), 14, "noVNC and Qdrant (gRPC) both use TCP port 6334");
 }
@@ -341,7 +341,8 @@ fn paths_are_plain() {
         "[disk]\ndevice = \"/dev/sda\"\n[[disk.subvolumes]]\nname = \"@\"\nmount = \"/\"\n[[disk.subvolumes]]\nname = \"@x\"\nmount = \"/my data\"\n",
     );
     assert_one(&text, line_of(&text, "/my data"), 9, "mount point \"/my data\" has characters other than");
-    let text = spec_with("[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/gb/c'.db\"\n");
+    let text =
+        spec_with("[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/gb/c'.db\"\n");
     assert_one(&text, line_of(&text, "database"), 12, "database \"/var/lib/gb/c'.db\" is refused: it holds");
 }
 
@@ -366,7 +367,12 @@ fn a_relative_api_key_file_is_refused_at_its_key() {
 
 #[test]
 fn loopback_urls_without_port_or_in_ipv6_are_a_local_qdrant() {
-    for url in ["http://[::1]:6333", "http://127.0.0.1", "http://localhost:7000/q"] {
+    // Without a port an http URL means port 80, which the local Qdrant (an
+    // unprivileged unit) cannot bind: said as such, not as a failed assertion.
+    let text = spec_with(&format!("{SNAP}[qdrant_sync]\nurl = \"http://127.0.0.1\"\n"));
+    let d = diagnostics(&text);
+    assert!(d.iter().any(|x| x.2.contains("Qdrant (REST) cannot listen on port 80") && x.0 == line_of(&text, "url")), "{d:#?}");
+    for url in ["http://[::1]:6333", "http://127.0.0.1:6333", "http://localhost:7000/q"] {
         let text = spec_with(&format!("{SNAP}[qdrant_sync]\nurl = \"{url}\"\n"));
         let loaded = spec::load(&text).unwrap_or_else(|r| panic!("{url}: {:#?}", r.diagnostics));
         assert!(loaded.spec.hosts[0].qdrant_sync.as_ref().unwrap().local_qdrant().is_some(), "{url}");
@@ -498,4 +504,56 @@ fn system_folders_are_not_given_to_the_daemons() {
         let d = diagnostics(&text);
         assert!(d.iter().any(|x| x.2.contains(needle)), "{db} {dir}: {d:#?}");
     }
+}
+
+#[test]
+fn specs_that_make_a_server_that_cannot_work_are_refused() {
+    let disk = "[disk]\ndevice = \"/dev/sda\"\n";
+    for (extra, needle) in [
+        (format!("{disk}esp_size = \"1KiB\"\n"), "an EFI system partition of 1KiB is too small"),
+        ("[disk]\ndevice = \"/dev/../etc/passwd\"\n".to_string(), "is not a plain /dev path"),
+        (format!("{disk}[[disk.subvolumes]]\nname = \"@b\"\nmount = \"/boot\"\n"), "where the EFI system partition is mounted"),
+        (format!("{disk}[[disk.subvolumes]]\nname = \"@h\"\nmount = \"/home/..\"\n"), "is not a normalised path"),
+        (
+            "[[network.bridges]]\nname = \"br0\"\naddresses = [\"10.0.0.1/16\"]\n[[network.bridges]]\nname = \"br1\"\naddresses = [\"10.0.5.1/24\"]\n".to_string(),
+            "subnet 10.0.5.1/24 overlaps 10.0.0.1/16, on another bridge",
+        ),
+        ("[virtualization]\nnovnc_port = 6080\n".to_string(), "libvirt is off"),
+        ("[monitoring]\ngrafana_port = 80\n".to_string(), "Grafana cannot listen on port 80"),
+    ] {
+        let d = diagnostics(&spec_with(&extra));
+        assert!(d.iter().any(|x| x.2.contains(needle)), "{extra}: {d:#?}");
+    }
+    let text = spec_with("")
+        .replace("name = \"web1\"", "name = \"web1\"\ntime_zone = \"Europe/Berln\"\nlocale = \"en_US.UTF8\"");
+    let d = diagnostics(&text);
+    assert!(
+        d.iter().any(|x| x.2.contains("\"Europe/Berln\" is not a time zone") && x.3.contains("Europe/Berlin")),
+        "{d:#?}"
+    );
+    assert!(d.iter().any(|x| x.2.contains("\"en_US.UTF8\" is not a locale")), "{d:#?}");
+    // A snapshot policy with billions of live snapshots is named.
+    let text = spec_with(
+        "[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/var/lib/gb/snaps\"\ndatabase = \"/var/lib/gb/c.db\"\ninterval = \"1ms\"\nretention = \"366d\"\n",
+    );
+    let d = diagnostics(&text);
+    assert!(d.iter().any(|x| x.2.contains("warning: this policy keeps up to 31622400001 live snapshots")), "{d:#?}");
+}
+
+#[test]
+fn a_link_local_ipv6_gateway_is_accepted() {
+    let text = spec_with(
+        "[[network.bridges]]\nname = \"br0\"\nuplink = \"eth0\"\naddresses = [\"2001:db8::2/64\"]\ngateway = \"fe80::1\"\n",
+    );
+    assert!(diagnostics(&text).is_empty(), "{:#?}", diagnostics(&text));
+}
+
+#[test]
+fn host_names_are_unique_whatever_their_case() {
+    let text = format!(
+        "[defaults]\nstate_version = \"25.11\"\n[[defaults.users]]\nname = \"ops\"\nadmin = true\nssh_keys = [\"{KEY}\"]\n\
+         [[hosts]]\nname = \"Web1\"\n[[hosts]]\nname = \"web1\"\n"
+    );
+    let d = diagnostics(&text);
+    assert!(d.iter().any(|x| x.2.contains("\"web1\" is used twice") && x.3.contains("[[hosts]] entry 1")), "{d:#?}");
 }

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::source::{Span, line_col, line_text};
+use super::source::Span;
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
@@ -36,8 +36,12 @@ impl Diagnostic {
 
     /// `FILE:LINE:COL: error: MESSAGE`, the source line, a caret under the span, and the help.
     pub fn render(&self, file: &str, text: &str) -> String {
-        let (line, col) = line_col(text, self.span.start);
-        let source = line_text(text, line);
+        self.render_with(file, text, &LineIndex::new(text))
+    }
+
+    fn render_with(&self, file: &str, text: &str, lines: &LineIndex) -> String {
+        let (line, col) = lines.line_col(text, self.span.start);
+        let source = lines.line(text, line);
         let label = match self.severity {
             Severity::Error => "error",
             Severity::Warning => "warning",
@@ -46,11 +50,21 @@ impl Diagnostic {
         let _ = writeln!(out, "{file}:{line}:{col}: {label}: {}", self.message);
         let gutter = line.to_string().len();
         let _ = writeln!(out, "{:gutter$} |", "");
-        let _ = writeln!(out, "{line} | {source}");
-        let (end_line, end_col) = line_col(text, self.span.end.max(self.span.start));
+        let (end_line, end_col) = lines.line_col(text, self.span.end.max(self.span.start));
+        let chars: Vec<char> = source.chars().collect();
         let width = if end_line == line && end_col > col { end_col - col } else { 1 };
-        let width = width.min(source.chars().count().saturating_sub(col - 1).max(1));
-        let _ = writeln!(out, "{:gutter$} | {}{}", "", " ".repeat(col - 1), "^".repeat(width));
+        let width = width.min(chars.len().saturating_sub(col - 1).max(1));
+        // A long line is shown as a window around the span.
+        let first = (col - 1).saturating_sub(WINDOW / 2);
+        let last = (col - 1 + width.min(WINDOW) + WINDOW / 2).min(chars.len());
+        let shown: String = chars[first.min(last)..last].iter().collect();
+        let (head, tail) = (if first > 0 { "…" } else { "" }, if last < chars.len() { "…" } else { "" });
+        let _ = writeln!(out, "{line} | {head}{shown}{tail}");
+        // The caret lines up under tabs: copy them, blank everything else.
+        let pad: String =
+            chars[first.min(col - 1)..col - 1].iter().map(|c| if *c == '\t' { '\t' } else { ' ' }).collect();
+        let lead = if first > 0 { " " } else { "" };
+        let _ = writeln!(out, "{:gutter$} | {lead}{pad}{}", "", "^".repeat(width.min(WINDOW)));
         if let Some(help) = &self.help {
             let _ = writeln!(out, "{:gutter$} = help: {help}", "");
         }
@@ -58,11 +72,59 @@ impl Diagnostic {
     }
 }
 
-/// Renders all diagnostics in file order.
+/// At most this many characters of a source line are shown around a span.
+const WINDOW: usize = 120;
+/// At most this many diagnostics are rendered; the rest are counted.
+pub const MAX_SHOWN: usize = 50;
+
+/// Where each line starts, computed once per file: locating a diagnostic is
+/// then a binary search, so rendering stays linear in the file's size.
+pub struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    pub fn new(text: &str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex { starts }
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    pub fn line_col(&self, text: &str, offset: usize) -> (usize, usize) {
+        let mut offset = offset.min(text.len());
+        while offset > 0 && !text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let line = self.starts.partition_point(|s| *s <= offset).max(1);
+        let col = text[self.starts[line - 1]..offset].chars().count() + 1;
+        (line, col)
+    }
+
+    /// The text of the 1-based line, without its line break.
+    pub fn line<'a>(&self, text: &'a str, line: usize) -> &'a str {
+        let start = self.starts.get(line - 1).copied().unwrap_or(text.len());
+        let end = self.starts.get(line).map(|e| e - 1).unwrap_or(text.len());
+        text[start..end.max(start)].trim_end_matches('\r')
+    }
+}
+
+/// Renders the diagnostics in file order: at most [`MAX_SHOWN`], then how many more.
 pub fn render_all(diags: &[Diagnostic], file: &str, text: &str) -> String {
     let mut sorted: Vec<&Diagnostic> = diags.iter().collect();
     sorted.sort_by_key(|d| (d.span.start, d.span.end));
-    sorted.iter().map(|d| d.render(file, text)).collect::<Vec<_>>().join("\n")
+    let lines = LineIndex::new(text);
+    let mut out: Vec<String> = sorted.iter().take(MAX_SHOWN).map(|d| d.render_with(file, text, &lines)).collect();
+    if sorted.len() > MAX_SHOWN {
+        let rest = &sorted[MAX_SHOWN..];
+        let errors = rest.iter().filter(|d| d.is_error()).count();
+        out.push(format!(
+            "{file}: and {} more ({errors} errors, {} warnings) not shown; fix the ones above first\n",
+            rest.len(),
+            rest.len() - errors
+        ));
+    }
+    out.join("\n")
 }
 
 /// The known name closest to `unknown`, if it is close enough to be a likely typo.
@@ -88,6 +150,28 @@ mod tests {
             out,
             "spec.toml:2:8: error: expected a string, found an integer\n  |\n2 | name = 12\n  |        ^^\n  = help: quote it\n"
         );
+    }
+
+    #[test]
+    fn long_lines_are_cut_around_the_span_and_carets_follow_tabs() {
+        let text = format!("[host]\nx = [{}\"bad\"]\n", "1, ".repeat(2000));
+        let start = text.find("\"bad\"").unwrap();
+        let out = Diagnostic::error(Span { start, end: start + 5 }, "wrong").render("s.toml", &text);
+        assert!(out.len() < 600, "{}", out.len());
+        assert!(out.contains("…") && out.contains("\"bad\""), "{out}");
+        let text = "a =\t\t\"x\"\n";
+        let out = Diagnostic::error(Span { start: 5, end: 8 }, "wrong").render("s.toml", text);
+        assert!(out.ends_with("1 | a =\t\t\"x\"\n  |    \t\t^^^\n"), "{out:?}");
+    }
+
+    #[test]
+    fn many_diagnostics_are_capped() {
+        let text = "x\n".repeat(200);
+        let diags: Vec<Diagnostic> =
+            (0..200).map(|i| Diagnostic::error(Span { start: i * 2, end: i * 2 + 1 }, "bad")).collect();
+        let out = render_all(&diags, "s.toml", &text);
+        assert_eq!(out.matches(": error: bad").count(), MAX_SHOWN);
+        assert!(out.contains("and 150 more (150 errors, 0 warnings) not shown"), "{out}");
     }
 
     #[test]

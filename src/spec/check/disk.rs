@@ -22,13 +22,40 @@ fn plain_path(path: &str) -> bool {
     super::destinations::unit_path(path).is_ok()
 }
 
+/// The smallest EFI system partition accepted: a few generations of kernels
+/// and initrds, with room for FAT32.
+const MIN_ESP_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Bytes of a size such as "512MiB" (the schema checked its form).
+fn size_bytes(size: &str) -> Option<u64> {
+    let digits = size.find(|c: char| !c.is_ascii_digit())?;
+    let n: u64 = size[..digits].parse().ok()?;
+    let unit: u64 = match &size[digits..] {
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        _ => return None,
+    };
+    n.checked_mul(unit)
+}
+
 pub fn check(host: &HostSpec, ctx: &mut Ctx) {
     let Some(disk) = &host.disk else { return };
-    if !disk.device.starts_with("/dev/") {
+    if !disk.device.starts_with("/dev/") || super::destinations::normalized(&disk.device).is_err() {
         ctx.error(
             spec_path!["disk", "device"],
-            format!("disk device {:?} is not a /dev path", disk.device),
-            "use a stable path such as \"/dev/disk/by-id/nvme-...\"",
+            format!("disk device {:?} is not a plain /dev path", disk.device),
+            "use a stable path such as \"/dev/disk/by-id/nvme-...\" (no '.', '..' or empty steps)",
+        );
+    }
+    if let Some(bytes) = size_bytes(&disk.esp_size)
+        && bytes < MIN_ESP_BYTES
+    {
+        ctx.error(
+            spec_path!["disk", "esp_size"],
+            format!("an EFI system partition of {} is too small", disk.esp_size),
+            "systemd-boot keeps the kernel and initrd of every boot entry there (about 60 MiB each): use at least \"256MiB\"; \"512MiB\" is the default",
         );
     }
     let mut names: HashMap<&str, usize> = HashMap::new();
@@ -66,6 +93,18 @@ pub fn check(host: &HostSpec, ctx: &mut Ctx) {
                 spec_path!["disk", "subvolumes", i, "mount"],
                 format!("mount point {:?} is not absolute", sv.mount),
                 format!("write it from the root, e.g. \"/{}\"", sv.mount.trim_start_matches("./")),
+            );
+        } else if sv.mount == "/boot" || sv.mount.starts_with("/boot/") {
+            ctx.error(
+                spec_path!["disk", "subvolumes", i, "mount"],
+                format!("mount point {:?} is where the EFI system partition is mounted", sv.mount),
+                "/boot belongs to the ESP (systemd-boot reads it before any subvolume exists): mount the subvolume elsewhere",
+            );
+        } else if sv.mount.split('/').any(|seg| seg == "." || seg == "..") || sv.mount.contains("//") {
+            ctx.error(
+                spec_path!["disk", "subvolumes", i, "mount"],
+                format!("mount point {:?} is not a normalised path", sv.mount),
+                "write it without '.', '..' or '//' steps",
             );
         } else if sv.mount.len() > 1 && sv.mount.ends_with('/') {
             ctx.error(

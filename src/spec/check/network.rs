@@ -44,6 +44,23 @@ impl Cidr {
 }
 
 pub fn check(host: &HostSpec, ctx: &mut Ctx) {
+    // One subnet belongs to one bridge: overlapping ones make routing ambiguous.
+    let mut seen: Vec<(usize, Cidr, &str)> = Vec::new();
+    for (b, bridge) in host.network.bridges.iter().enumerate() {
+        for (a, text) in bridge.addresses.iter().enumerate() {
+            let Ok(c) = Cidr::parse(text) else { continue };
+            if let Some((_, _, other)) =
+                seen.iter().find(|(ob, oc, _)| *ob != b && (oc.contains(c.addr) || c.contains(oc.addr)))
+            {
+                ctx.error(
+                    spec_path!["network", "bridges", b, "addresses", a],
+                    format!("subnet {text} overlaps {other}, on another bridge"),
+                    "give each bridge its own subnet",
+                );
+            }
+            seen.push((b, c, text));
+        }
+    }
     for (b, bridge) in host.network.bridges.iter().enumerate() {
         let mut cidrs = Vec::new();
         for (a, text) in bridge.addresses.iter().enumerate() {
@@ -64,7 +81,11 @@ pub fn check(host: &HostSpec, ctx: &mut Ctx) {
                     "write a plain address such as \"203.0.113.1\"",
                 ),
                 Ok(ip) => {
-                    if bridge.dhcp && cidrs.is_empty() {
+                    let link_local_v6 = matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80);
+                    if link_local_v6 {
+                        // An IPv6 next hop is usually link-local (`fe80::1` at hosters
+                        // such as Hetzner): reachable on the link whatever the subnets.
+                    } else if bridge.dhcp && cidrs.is_empty() {
                         // DHCP supplies the subnet; nothing to compare with.
                     } else if cidrs.is_empty() {
                         ctx.error(

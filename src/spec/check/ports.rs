@@ -52,6 +52,15 @@ pub fn check(host: &HostSpec, ctx: &mut Ctx) {
                 format!("{who} and {first} both use TCP port {port}"),
                 format!("give {who} another port"),
             );
+        } else if *port < 1024 && who != "SSH" {
+            // Only sshd runs as root; the other services' units cannot bind below 1024.
+            ctx.error(
+                path.clone(),
+                format!(
+                    "{who} cannot listen on port {port}: its unit runs unprivileged, and ports below 1024 need root"
+                ),
+                "pick a port from 1024 up",
+            );
         }
     }
     for (key, ports) in [

@@ -59,6 +59,11 @@ fn plain_unit_path(ctx: &mut Ctx, section: &str, key: &str, value: &std::path::P
     }
 }
 
+/// The most live snapshots a policy should keep: BTRFS operations (snapshot
+/// deletion, balance, quota, send) slow down with thousands of subvolumes;
+/// btrfs-progs' and snapper's documentation advise staying in the low thousands.
+pub const MAX_LIVE_SNAPSHOTS: u64 = 4096;
+
 /// Folders of the standard hierarchy (and the NixOS store) that no daemon may
 /// take over: the module gives the database's folder and the snapshot folder
 /// their own owner, group and mode (`install -d -m 2770 -g ghostbridge`).
@@ -224,6 +229,25 @@ pub fn check(host: &HostSpec, ctx: &mut Ctx) {
             "ovs_networks needs libvirt",
             "set libvirt = true in [virtualization]",
         );
+    }
+    if host.virtualization.novnc_port.is_some() && !host.virtualization.libvirt {
+        ctx.error(
+            spec_path!["virtualization", "novnc_port"],
+            "the noVNC console shows libvirt's VMs, but libvirt is off",
+            "set libvirt = true in [virtualization], or remove novnc_port",
+        );
+    }
+    if let Some(s) = &host.snapshotter {
+        let live = s.retention.as_millis() / s.interval.as_millis().max(1) + 1;
+        if live > MAX_LIVE_SNAPSHOTS {
+            ctx.warn(
+                spec_path!["snapshotter", "retention"],
+                format!(
+                    "this policy keeps up to {live} live snapshots; BTRFS slows down past a few thousand (bound: {MAX_LIVE_SNAPSHOTS})"
+                ),
+                format!("keep retention / interval under {MAX_LIVE_SNAPSHOTS}: shorten retention or lengthen interval"),
+            );
+        }
     }
     if host.boot.iommu.is_none() && !host.boot.vfio_ids.is_empty() {
         ctx.error(
