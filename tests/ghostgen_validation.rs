@@ -371,7 +371,10 @@ fn loopback_urls_without_port_or_in_ipv6_are_a_local_qdrant() {
     // unprivileged unit) cannot bind: said as such, not as a failed assertion.
     let text = spec_with(&format!("{SNAP}[qdrant_sync]\nurl = \"http://127.0.0.1\"\n"));
     let d = diagnostics(&text);
-    assert!(d.iter().any(|x| x.2.contains("Qdrant (REST) cannot listen on port 80") && x.0 == line_of(&text, "url")), "{d:#?}");
+    assert!(
+        d.iter().any(|x| x.2.contains("Qdrant (REST) cannot listen on port 80") && x.0 == line_of(&text, "url")),
+        "{d:#?}"
+    );
     for url in ["http://[::1]:6333", "http://127.0.0.1:6333", "http://localhost:7000/q"] {
         let text = spec_with(&format!("{SNAP}[qdrant_sync]\nurl = \"{url}\"\n"));
         let loaded = spec::load(&text).unwrap_or_else(|r| panic!("{url}: {:#?}", r.diagnostics));

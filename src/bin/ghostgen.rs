@@ -96,6 +96,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 if hosts.len() == 1 { "" } else { "s" },
                 hosts.join(", ")
             );
+            // What each snapshot policy keeps at most (a warning above the bound).
+            for h in &loaded.spec.hosts {
+                if let Some(s) = &h.snapshotter {
+                    let live = s.retention.as_millis() / s.interval.as_millis().max(1) + 1;
+                    println!(
+                        "{}: keeps at most {live} live snapshots (one every {} for {})",
+                        h.name, s.interval, s.retention
+                    );
+                }
+            }
             Ok(())
         }
         Command::Build { spec, output, check, force } => build(&spec, output, check, force),
