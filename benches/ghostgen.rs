@@ -44,24 +44,48 @@ fn library_build(text: &str, out: &Path) -> [Duration; 4] {
 }
 
 /// Wall time and peak RSS (KiB) of one `ghostgen build` process.
-#[expect(clippy::zombie_processes, reason = "the child is reaped by wait4, which also reads its rusage")]
 fn command_build(spec: &Path, out: &Path) -> (Duration, i64) {
+    let out = out.display().to_string();
+    let (wall, rss, code) = command(&["build", &spec.display().to_string(), "-o", &out, "--force"]);
+    assert_eq!(code, 0, "ghostgen build failed");
+    (wall, rss)
+}
+
+/// Wall time, peak RSS (KiB) and exit status of one `ghostgen` process.
+#[expect(clippy::zombie_processes, reason = "the child is reaped by wait4, which also reads its rusage")]
+fn command(args: &[&str]) -> (Duration, i64, i32) {
     let start = Instant::now();
     let child = Command::new(env!("CARGO_BIN_EXE_ghostgen"))
-        .arg("build")
-        .arg(spec)
-        .arg("-o")
-        .arg(out)
-        .arg("--force")
+        .args(args)
         .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn ghostgen");
     let mut status = 0;
     // SAFETY: rusage is plain data filled in by the kernel; the pid is our child.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert!(pid > 0 && status == 0, "ghostgen failed");
-    (start.elapsed(), usage.ru_maxrss)
+    assert!(pid > 0, "wait4 failed");
+    (start.elapsed(), usage.ru_maxrss, libc::WEXITSTATUS(status))
+}
+
+/// A spec of about `bytes` full of mistakes: one line with an array of wrongly
+/// typed items (the shape that once printed gigabytes), then unknown keys.
+fn erroneous(bytes: usize) -> String {
+    let mut s = format!(
+        "[host]\nname = \"web1\"\nstate_version = \"25.11\"\n[[users]]\nname = \"ops\"\nadmin = true\nssh_keys = [\"{KEY}\"]\n[boot]\nkernel_params = ["
+    );
+    let items = bytes / 4;
+    for i in 0..items {
+        s.push_str(if i == 0 { "1" } else { ", 1" });
+    }
+    s.push_str("]\n[ssh]\n");
+    let mut i = 0;
+    while s.len() < bytes * 2 {
+        s.push_str(&format!("prot{i} = 22\n"));
+        i += 1;
+    }
+    s
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -108,6 +132,26 @@ fn main() {
             phase(2).as_secs_f64() * 1e3,
             phase(3).as_secs_f64() * 1e3,
             med.as_secs_f64() * 1e3 / hosts as f64,
+            wall.as_secs_f64() * 1e3,
+            rss as f64 / 1024.0
+        );
+    }
+
+    // `ghostgen check` on specs full of mistakes: time and memory linear in size.
+    println!();
+    println!("| spec full of mistakes | size | `ghostgen check` wall (best of 3) | peak RSS | exit |");
+    println!("|---|---:|---:|---:|---:|");
+    for kib in [2usize, 20, 200, 2000] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = erroneous(kib * 1024 / 2);
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, &text).expect("write spec");
+        let runs: Vec<(Duration, i64, i32)> =
+            (0..3).map(|_| command(&["check", &path.display().to_string()])).collect();
+        let (wall, rss, code) = runs.iter().min().copied().expect("runs");
+        println!(
+            "| {kib} KiB | {} bytes | {:.1} ms | {:.1} MiB | {code} |",
+            text.len(),
             wall.as_secs_f64() * 1e3,
             rss as f64 / 1024.0
         );

@@ -157,3 +157,42 @@ proptest! {
         prop_assert_eq!(got, want, "after {:?}", runs);
     }
 }
+
+/// A spec mutated at random: bytes replaced, removed or inserted.
+fn mutated() -> impl Strategy<Value = String> {
+    let base = reference();
+    (prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..12)).prop_map(move |edits| {
+        let mut bytes = base.clone().into_bytes();
+        for (at, byte, op) in edits {
+            let i = at.index(bytes.len().max(1));
+            match op {
+                0 if i < bytes.len() => bytes[i] = byte,
+                1 if i < bytes.len() => {
+                    bytes.remove(i);
+                }
+                _ => bytes.insert(i.min(bytes.len()), byte),
+            }
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// The loader never panics, and every rejection points inside the file.
+    #[test]
+    fn any_input_is_loaded_or_refused_with_a_location(text in prop_oneof![mutated(), ".{0,400}"]) {
+        match ghostbridge::spec::load(&text) {
+            Ok(_) => {}
+            Err(rejected) => {
+                prop_assert!(!rejected.diagnostics.is_empty());
+                for d in &rejected.diagnostics {
+                    prop_assert!(d.span.start <= text.len() && d.span.end <= text.len().max(d.span.start), "{d:?}");
+                }
+                let shown = ghostbridge::spec::render_all(&rejected.diagnostics, "spec.toml", &text);
+                prop_assert!(shown.contains("spec.toml:"));
+            }
+        }
+    }
+}

@@ -560,3 +560,26 @@ fn host_names_are_unique_whatever_their_case() {
     let d = diagnostics(&text);
     assert!(d.iter().any(|x| x.2.contains("\"web1\" is used twice") && x.3.contains("[[hosts]] entry 1")), "{d:#?}");
 }
+
+#[test]
+fn type_and_form_mistakes_say_what_to_write() {
+    for (extra, needle) in [
+        ("[ssh]\nport = \"2222\"\n", "`port = 2222`"),
+        (
+            "[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/var/lib/gb/s\"\ndatabase = \"/var/lib/gb/c.db\"\ninterval = 1\n",
+            "`interval = \"1s\"`",
+        ),
+        ("[disk]\ndevice = \"/dev/sda\"\nesp_size = \"512MB\"\n", "\"512MiB\" (binary units)"),
+        (
+            "[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/var/lib/gb/s\"\ndatabase = \"/var/lib/gb/c.db\"\nretention = \"5 min\"\n",
+            "\"5m\"",
+        ),
+        ("[disk]\ndevice = \"/dev/sda\"\n[disk.subvolumes]\nname = \"@\"\nmount = \"/\"\n", "`[[disk.subvolumes]]`"),
+    ] {
+        let d = diagnostics(&spec_with(extra));
+        assert!(d.iter().any(|x| x.3.contains(needle)), "{extra}: {d:#?}");
+    }
+    let text = spec_with("").replace("state_version = \"25.11\"", "state_version = 25.11");
+    let d = diagnostics(&text);
+    assert!(d.iter().any(|x| x.3.contains("`state_version = \"25.11\"`")), "{d:#?}");
+}

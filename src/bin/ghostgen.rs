@@ -99,7 +99,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             // What each snapshot policy keeps at most (a warning above the bound).
             for h in &loaded.spec.hosts {
                 if let Some(s) = &h.snapshotter {
-                    let live = s.retention.as_millis() / s.interval.as_millis().max(1) + 1;
+                    let live = s.max_live_snapshots();
                     println!(
                         "{}: keeps at most {live} live snapshots (one every {} for {})",
                         h.name, s.interval, s.retention
@@ -168,6 +168,7 @@ fn load(path: &Path) -> anyhow::Result<(spec::Loaded, String, String)> {
 
 fn build(spec_path: &Path, output: Option<PathBuf>, check: bool, force: bool) -> anyhow::Result<()> {
     let (loaded, name, text) = load(spec_path)?;
+    let explicit_output = output.is_some();
     let out = output.unwrap_or_else(|| {
         spec_path
             .parent()
@@ -189,7 +190,8 @@ fn build(spec_path: &Path, output: Option<PathBuf>, check: bool, force: bool) ->
                 eprintln!("{what}: {}", out.join(p).display());
             }
         }
-        eprintln!("{}: stale; run `ghostgen build {}`", out.display(), spec_path.display());
+        let dir = if explicit_output { format!(" -o {}", out.display()) } else { String::new() };
+        eprintln!("{}: stale; run `ghostgen build {}{dir}`", out.display(), spec_path.display());
         return Err(Exit(1).into());
     }
     match write::write(&out, &files, &name, &text, force) {

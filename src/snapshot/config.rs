@@ -88,6 +88,11 @@ impl Config {
         }
     }
 
+    /// The most snapshots that exist at once: one per interval over the retention, plus the newest.
+    pub fn max_live_snapshots(&self) -> u64 {
+        self.retention.as_millis() / self.interval.as_millis().max(1) + 1
+    }
+
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         config::load(path)

@@ -174,12 +174,16 @@ fn host_trees(root: &Node, diags: &mut Vec<Diagnostic>) -> Vec<Node> {
     }
 }
 
+/// How many faulty values a host may have and still be checked without them.
+const MAX_REPAIRS: usize = 200;
+
 /// The host with every value a schema finding is about left out, decoded
 /// (defaults fill the gaps); `None` when that still does not decode, e.g. a
 /// required key is missing. Its own findings were reported already.
 fn decode_without_mistakes(schema: &schema::Compiled, node: &Node) -> Option<(HostSpec, Node)> {
     let mut bad = schema::bad_paths(schema, node);
-    if bad.is_empty() || bad.iter().any(Vec::is_empty) {
+    // Past a few hundred mistakes, more checks would only add to the pile.
+    if bad.is_empty() || bad.len() > MAX_REPAIRS || bad.iter().any(Vec::is_empty) {
         return None;
     }
     // Later array items first, so that earlier indices stay valid.

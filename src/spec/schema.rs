@@ -5,7 +5,7 @@
 use serde_json::{Map, Value as Json, json};
 
 use super::diagnostic::{Diagnostic, closest};
-use super::model::{FlakeInputs, HostSpec, PATTERN_HELP};
+use super::model::{DURATION_PATTERN, FlakeInputs, HostSpec, PATTERN_HELP, SIZE_PATTERN};
 use super::source::{Node, PathSeg};
 
 /// The schema of one host (all keys of `[host]` and the sections), TOML-shaped.
@@ -226,12 +226,15 @@ fn describe(
     match kind {
         K::AdditionalProperties { unexpected } | K::UnevaluatedProperties { unexpected } => {
             let known = properties_at(schema, path);
+            // The table's key spans, looked up once (a table may hold many unknown keys).
+            let spans: std::collections::HashMap<&str, super::source::Span> = here
+                .and_then(Node::entries)
+                .map(|entries| entries.iter().map(|e| (e.key.as_str(), e.key_span)).collect())
+                .unwrap_or_default();
             unexpected
                 .iter()
                 .map(|key| {
-                    let mut key_path = path.to_vec();
-                    key_path.push(PathSeg::Key(key.clone()));
-                    let span = node.key_span_of(&key_path);
+                    let span = spans.get(key.as_str()).copied().unwrap_or(value_span);
                     let d = Diagnostic::error(span, format!("unknown key `{key}` in {where_}"));
                     match closest(key, known.iter().map(String::as_str)) {
                         Some(best) => d.help(format!("did you mean `{best}`?")),
@@ -250,7 +253,11 @@ fn describe(
         }
         K::Type { kind } => {
             let expected = type_words(&format!("{kind:?}"));
-            vec![Diagnostic::error(value_span, format!("{where_}: expected {expected}, found {found}"))]
+            let d = Diagnostic::error(value_span, format!("{where_}: expected {expected}, found {found}"));
+            match corrected(schema, path, here, &expected) {
+                Some(fix) => vec![d.help(fix)],
+                None => vec![d],
+            }
         }
         K::Enum { options } => {
             let opts: Vec<String> =
@@ -269,7 +276,12 @@ fn describe(
                 .find(|(p, _)| p == pattern)
                 .map(|(_, h)| *h)
                 .unwrap_or("a value of the documented form");
-            vec![Diagnostic::error(value_span, format!("{where_}: expected {what}"))]
+            let d = Diagnostic::error(value_span, format!("{where_}: expected {what}"));
+            let given = here.and_then(|n| n.to_json().as_str().map(str::to_string)).unwrap_or_default();
+            match pattern_fix(pattern, &given) {
+                Some(fix) => vec![d.help(format!("did you mean {fix}?"))],
+                None => vec![d],
+            }
         }
         K::Minimum { limit } | K::ExclusiveMinimum { limit } => {
             vec![Diagnostic::error(value_span, format!("{where_}: must be at least {limit}"))]
@@ -327,6 +339,84 @@ pub fn location(path: &[PathSeg]) -> String {
 }
 
 /// The property names the schema allows at `path` (for "did you mean").
+/// The schema of the value at `path`, `$ref`s followed.
+fn schema_at<'a>(schema: &'a Json, path: &[PathSeg]) -> Option<&'a Json> {
+    let mut cur = resolve(schema, schema);
+    for seg in path {
+        let next = match seg {
+            PathSeg::Key(k) => cur
+                .get("properties")
+                .and_then(|p| p.get(k))
+                .or_else(|| cur.get("additionalProperties").filter(|a| a.is_object())),
+            PathSeg::Index(_) => cur.get("items"),
+        }?;
+        cur = resolve(schema, next);
+    }
+    Some(cur)
+}
+
+/// What to write instead of a value of the wrong type, when it is clear.
+fn corrected(schema: &Json, path: &[PathSeg], here: Option<&Node>, expected: &str) -> Option<String> {
+    let key = match path.last() {
+        Some(PathSeg::Key(k)) => k.clone(),
+        _ => location(path),
+    };
+    let value = here?.to_json();
+    let pattern = schema_at(schema, path).and_then(|s| s.get("pattern")).and_then(Json::as_str);
+    match (expected, &value) {
+        ("an integer" | "a number", Json::String(text)) if text.trim().parse::<i64>().is_ok() => {
+            Some(format!("write the number without quotes: `{key} = {}`", text.trim()))
+        }
+        ("a boolean", Json::String(text)) if matches!(text.as_str(), "true" | "false") => {
+            Some(format!("write it without quotes: `{key} = {text}`"))
+        }
+        ("a string", Json::Number(n)) if pattern == Some(DURATION_PATTERN) => {
+            Some(format!("a duration has a unit and quotes: `{key} = \"{n}s\"`"))
+        }
+        ("a string", Json::Number(n)) => Some(format!("write it in quotes: `{key} = \"{n}\"`")),
+        ("an array", Json::Object(_)) => {
+            let dotted: Vec<String> = path
+                .iter()
+                .map(|seg| match seg {
+                    PathSeg::Key(k) => k.clone(),
+                    PathSeg::Index(i) => i.to_string(),
+                })
+                .collect();
+            Some(format!("write each entry as an array of tables: `[[{}]]`", dotted.join(".")))
+        }
+        _ => None,
+    }
+}
+
+/// A likely fix for a value that does not match its pattern.
+fn pattern_fix(pattern: &str, value: &str) -> Option<String> {
+    let compact: String = value.chars().filter(|c| !c.is_whitespace()).collect();
+    if pattern == SIZE_PATTERN {
+        let digits = compact.find(|c: char| !c.is_ascii_digit()).unwrap_or(compact.len());
+        let unit = match compact[digits..].to_ascii_lowercase().as_str() {
+            "k" | "kb" | "kib" => "KiB",
+            "m" | "mb" | "mib" => "MiB",
+            "g" | "gb" | "gib" => "GiB",
+            "t" | "tb" | "tib" => "TiB",
+            _ => return None,
+        };
+        return (digits > 0).then(|| format!("\"{}{unit}\" (binary units)", &compact[..digits]));
+    }
+    if pattern == DURATION_PATTERN {
+        let digits = compact.find(|c: char| !c.is_ascii_digit()).unwrap_or(compact.len());
+        let unit = match compact[digits..].to_ascii_lowercase().as_str() {
+            "ms" | "msec" | "millis" => "ms",
+            "" | "s" | "sec" | "secs" | "second" | "seconds" => "s",
+            "m" | "min" | "mins" | "minute" | "minutes" => "m",
+            "h" | "hr" | "hour" | "hours" => "h",
+            "d" | "day" | "days" => "d",
+            _ => return None,
+        };
+        return (digits > 0).then(|| format!("\"{}{unit}\"", &compact[..digits]));
+    }
+    None
+}
+
 fn properties_at(schema: &Json, path: &[PathSeg]) -> Vec<String> {
     let mut cur = resolve(schema, schema);
     for seg in path {

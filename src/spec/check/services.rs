@@ -238,7 +238,7 @@ pub fn check(host: &HostSpec, ctx: &mut Ctx) {
         );
     }
     if let Some(s) = &host.snapshotter {
-        let live = s.retention.as_millis() / s.interval.as_millis().max(1) + 1;
+        let live = s.max_live_snapshots();
         if live > MAX_LIVE_SNAPSHOTS {
             ctx.warn(
                 spec_path!["snapshotter", "retention"],
