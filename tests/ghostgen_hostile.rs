@@ -196,3 +196,17 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn symbolic_links_inside_the_output_folder_are_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("spec.toml"), reference()).unwrap();
+    std::fs::create_dir(dir.path().join("out")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), dir.path().join("out/hosts")).unwrap();
+    let o = ghostgen(&["build", "spec.toml", "-o", "out"], dir.path());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("out/hosts is a symbolic link"), "{err}");
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "something was written through the link");
+}

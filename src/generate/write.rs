@@ -33,6 +33,10 @@ pub enum WriteError {
         "another ghostgen build ({holder}) is writing into {dir}; wait for it to finish, or stop it, then run again"
     )]
     Busy { dir: String, holder: String },
+    #[error(
+        "{path} is a symbolic link; ghostgen writes and deletes only inside the output folder. Replace it with a real folder or file, then run again"
+    )]
+    Symlink { path: String },
 }
 
 fn list(paths: &[String]) -> String {
@@ -150,6 +154,11 @@ pub fn write_interrupted(
     remove_stale_staging(out)?;
     let known = known_hashes(out)?;
     let is_ours = |path: &str, bytes: &[u8]| known.all.get(path).is_some_and(|h| h.contains(&sha256_hex(bytes)));
+    // Nothing is read, written or deleted through a symbolic link inside the folder.
+    let touched = files.iter().map(|f| f.path.as_str()).chain(known.all.keys().map(String::as_str));
+    for rel in touched.chain([MANIFEST, PENDING]) {
+        no_symlink_inside(out, rel)?;
+    }
 
     let mut outcome = Outcome::default();
     let mut edited = Vec::new();
@@ -274,6 +283,23 @@ pub fn write_interrupted(
     std::fs::remove_file(&pending).map_err(io(&pending))?;
     sync_dir(out);
     Ok(outcome)
+}
+
+/// Refuses a path under `out` any step of which is a symbolic link (the folder
+/// itself may be one: the user chose it).
+fn no_symlink_inside(out: &Path, rel: &str) -> Result<(), WriteError> {
+    let mut path = out.to_path_buf();
+    for step in rel.split('/') {
+        path.push(step);
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(WriteError::Symlink { path: path.display().to_string() });
+            }
+            Ok(_) => {}
+            Err(_) => return Ok(()),
+        }
+    }
+    Ok(())
 }
 
 /// How many more changes an interrupted write may make.
