@@ -217,9 +217,11 @@ pub fn write_interrupted(
         }
         std::fs::write(&staged, f.contents.as_bytes()).map_err(io(&staged))?;
     }
-    // One flush of the file system instead of one fsync per file: every staged
-    // byte is durable before anything is renamed into place.
-    sync_filesystem(staging.path())?;
+    // Every staged byte is durable before anything is renamed into place:
+    // each staged file and folder is flushed, several at a time (the file
+    // system batches them into few journal commits), and nothing else is
+    // (a `syncfs` would also wait for every unrelated program's dirty data).
+    sync_staged(staging.path(), &to_write)?;
 
     // 2. Record what is about to land, and what interrupted builds may have left.
     let mut manifest = Manifest {
@@ -343,9 +345,41 @@ fn lock(out: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, WriteError> {
     }
 }
 
-fn sync_filesystem(dir: &Path) -> Result<(), WriteError> {
-    let d = std::fs::File::open(dir).map_err(io(dir))?;
-    nix::unistd::syncfs(&d).map_err(|e| WriteError::Io { path: dir.display().to_string(), source: e.into() })
+/// How many files are flushed at once.
+const SYNC_THREADS: usize = 16;
+
+/// fsync of every staged file and of every staged folder (their entries).
+fn sync_staged(staging: &Path, files: &[&File]) -> Result<(), WriteError> {
+    let mut paths: Vec<PathBuf> = files.iter().map(|f| staging.join(&f.path)).collect();
+    let mut dirs: BTreeSet<PathBuf> = BTreeSet::from([staging.to_path_buf()]);
+    for f in files {
+        let mut d = Path::new(&f.path).parent();
+        while let Some(p) = d.filter(|p| !p.as_os_str().is_empty()) {
+            dirs.insert(staging.join(p));
+            d = p.parent();
+        }
+    }
+    paths.extend(dirs);
+    let chunk = paths.len().div_ceil(SYNC_THREADS).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = paths
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || -> Result<(), WriteError> {
+                    for p in part {
+                        std::fs::File::open(p).and_then(|f| f.sync_all()).map_err(io(p))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        workers.into_iter().try_for_each(|w| {
+            w.join().map_err(|_| WriteError::Io {
+                path: staging.display().to_string(),
+                source: std::io::Error::other("a flushing thread panicked"),
+            })?
+        })
+    })
 }
 
 fn replace_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), WriteError> {
