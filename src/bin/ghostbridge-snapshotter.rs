@@ -127,7 +127,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             let origin = config.unwrap_or_else(|| PathBuf::from("(command line)"));
             config::check(&c, &origin)?;
             let stop = Stop::install().context("cannot install the SIGTERM/SIGINT handlers")?;
-            daemon::run(Settings::from(c), &stop);
+            daemon::run(Settings::from(c), &stop)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { database: db } => {

@@ -45,6 +45,12 @@ pub enum RecoverError {
     Store(#[from] StoreError),
     #[error("cannot list snapshot directory {path}: {source}")]
     List { path: String, source: std::io::Error },
+    #[error(
+        "the chain in the database ends at {head}, but {snapshot} in the snapshot folder is of height {height}: \
+         this database is not the one these snapshots were recorded in (replaced, restored from an older copy, or \
+         emptied). Nothing was deleted. Put the right database back, or move the snapshots away to start a new chain"
+    )]
+    UnknownChain { head: String, snapshot: String, height: u64 },
 }
 
 /// What reconciliation did, one line per action (also logged).
@@ -100,6 +106,17 @@ pub fn reconcile(
         );
     }
     let mut head = store.head()?;
+    // A snapshot beyond the next height cannot come from this chain: the
+    // database was replaced or emptied. Deleting "unknown" snapshots then would
+    // destroy the history; stop and say so instead.
+    let next = head.as_ref().map(|h| h.height + 1).unwrap_or(0);
+    if let Some((name, height, _)) = on_disk.iter().find(|(_, h, _)| *h > next) {
+        return Err(RecoverError::UnknownChain {
+            head: head.as_ref().map(|h| format!("block {}", h.height)).unwrap_or_else(|| "nothing (empty)".into()),
+            snapshot: name.clone(),
+            height: *height,
+        });
+    }
     let mut present: HashMap<String, ()> = HashMap::new();
     for (name, height, time_ns) in on_disk {
         match store.by_snapshot(&name)? {

@@ -25,9 +25,10 @@ const MIGRATIONS: &[&str] = &[
         consumer TEXT PRIMARY KEY,            -- e.g. 'qdrant:<collection>'
         height   INTEGER NOT NULL             -- highest height the consumer has fully processed
     );",
-    // 1 -> 2: finding newly pruned blocks in order (the Qdrant sync's pruned
-    // flags) without scanning the table; replaces the index the sync used to
-    // create itself.
+    // 1 -> 2: blocks by pruning state: the live ones (`pruned_ns IS NULL`, what
+    // every tick's retention query reads, so a tick costs the same at any chain
+    // length) and newly pruned ones in order (the Qdrant sync's pruned flags).
+    // Replaces the index the sync used to create itself.
     "DROP INDEX IF EXISTS qdrant_sync_blocks_pruned;
     CREATE INDEX blocks_pruned ON blocks (pruned_ns, height);",
 ];

@@ -140,7 +140,11 @@ impl Store {
     pub fn head(&self) -> Result<Option<Block>, StoreError> {
         let r = self
             .conn
-            .query_row(&format!("SELECT {COLUMNS} FROM blocks ORDER BY height DESC LIMIT 1"), [], row_to_block)
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM blocks WHERE height = (SELECT max(height) FROM blocks)"),
+                [],
+                row_to_block,
+            )
             .optional()?;
         r.map(|x| flatten(Ok(x))).transpose()
     }
@@ -260,22 +264,49 @@ impl Store {
     }
 }
 
+/// The statements every tick runs (head, append, retention): the plan test
+/// below asserts that none of them scans `blocks`.
+pub(crate) const TICK_QUERIES: &[&str] = &[
+    "SELECT height FROM blocks WHERE height = (SELECT max(height) FROM blocks)",
+    "SELECT height, snapshot FROM blocks WHERE pruned_ns IS NULL AND time_ns <= ?1 ORDER BY height",
+    "UPDATE blocks SET pruned_ns = ?2 WHERE pruned_ns IS NULL AND time_ns <= ?1",
+];
+
 fn mark_expired(tx: &rusqlite::Transaction<'_>, cutoff_ns: i64, now_ns: i64) -> Result<Vec<(u64, String)>, StoreError> {
     let mut marked = Vec::new();
     {
-        let mut st = tx.prepare_cached(
-            "SELECT height, snapshot FROM blocks WHERE pruned_ns IS NULL AND time_ns <= ?1 ORDER BY height",
-        )?;
+        let mut st = tx.prepare_cached(TICK_QUERIES[1])?;
         let rows = st.query_map([cutoff_ns], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?)))?;
         for r in rows {
             marked.push(r?);
         }
     }
     if !marked.is_empty() {
-        tx.execute(
-            "UPDATE blocks SET pruned_ns = ?2 WHERE pruned_ns IS NULL AND time_ns <= ?1",
-            params![cutoff_ns, now_ns],
-        )?;
+        tx.execute(TICK_QUERIES[2], params![cutoff_ns, now_ns])?;
     }
     Ok(marked)
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use super::*;
+
+    /// A tick costs the same at any chain length: no statement it runs scans `blocks`.
+    #[test]
+    fn tick_queries_use_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_writer(&dir.path().join("chain.db"), Duration::from_secs(1)).unwrap();
+        for sql in TICK_QUERIES {
+            let mut st = store.conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let plan: Vec<String> = st
+                .query_map(rusqlite::params_from_iter(std::iter::repeat_n(0i64, st.parameter_count())), |r| {
+                    r.get::<_, String>(3)
+                })
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect();
+            assert!(!plan.iter().any(|step| step.starts_with("SCAN blocks")), "{sql}: {plan:?}");
+            assert!(plan.iter().any(|step| step.contains("blocks")), "{sql}: {plan:?}");
+        }
+    }
 }

@@ -85,10 +85,11 @@ pub fn load(text: &str) -> Result<Loaded, Rejected> {
 
 fn toml_error(text: &str, e: &toml_span::Error) -> Diagnostic {
     let span = Span::from(e.span);
+    // The parser may point past the end of the text: keep the span inside it.
     let span = if span.start >= text.len() && !text.is_empty() {
         Span { start: text.len() - 1, end: text.len() }
     } else {
-        span
+        Span { start: span.start, end: span.end.min(text.len()).max(span.start) }
     };
     Diagnostic::error(span, format!("TOML syntax: {e}"))
         .help("fix the TOML syntax at this position; see https://toml.io")

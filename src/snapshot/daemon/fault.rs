@@ -15,6 +15,16 @@ pub enum TickError {
     Store(#[from] StoreError),
     #[error("recovery: {0}")]
     Recover(#[from] RecoverError),
+    #[error(
+        "the chain database {path} was removed or replaced while the daemon ran; no block went into the old file, \
+         and recovery checks the one now there before anything is written"
+    )]
+    DatabaseReplaced { path: String },
+    #[error(
+        "the chain's head is {found}, not block {expected}, which this daemon wrote last: rows were removed under it; \
+         recovery re-adopts the snapshots on disk before the next block, so no height is minted twice"
+    )]
+    HeadChanged { expected: u64, found: String },
 }
 
 impl TickError {
@@ -24,6 +34,9 @@ impl TickError {
             TickError::Btrfs(e) | TickError::Recover(RecoverError::Btrfs(e)) => btrfs_kind(e),
             TickError::Store(e) | TickError::Recover(RecoverError::Store(e)) => e.kind(),
             TickError::Recover(RecoverError::List { .. }) => "snapshot_dir",
+            TickError::Recover(RecoverError::UnknownChain { .. }) => "unknown_chain",
+            TickError::DatabaseReplaced { .. } => "db_replaced",
+            TickError::HeadChanged { .. } => "head_changed",
         }
     }
 }

@@ -7,6 +7,7 @@
 
 mod crash;
 mod fault;
+mod instance;
 mod metrics;
 mod publish;
 mod settings;
@@ -15,6 +16,7 @@ mod tick;
 use std::time::Duration;
 
 pub use fault::TickError;
+pub use instance::{Instance, InstanceError};
 pub use settings::Settings;
 pub use tick::Daemon;
 
@@ -67,8 +69,10 @@ fn wait(stop: &Stop, deadline_ns: i64, watchdog: Option<Duration>, last_ping: &m
     }
 }
 
-/// Runs the daemon until SIGTERM or SIGINT.
-pub fn run(s: Settings, stop: &Stop) {
+/// Runs the daemon until SIGTERM or SIGINT. Fails only when another
+/// snapshotter already runs on the same database.
+pub fn run(s: Settings, stop: &Stop) -> Result<(), InstanceError> {
+    let _instance = Instance::acquire(&s.database)?;
     crash::install_sigbus_restart();
     let interval_ns = ns(s.interval).max(1);
     let mut d = Daemon::new(s);
@@ -137,4 +141,5 @@ pub fn run(s: Settings, stop: &Stop) {
         "stopped at height {}",
         d.m.height.map(|h| h.to_string()).unwrap_or_else(|| "none".into())
     );
+    Ok(())
 }

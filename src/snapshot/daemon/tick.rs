@@ -26,6 +26,16 @@ pub struct Daemon {
     pub(super) m: Metrics,
     pub(super) bus: Option<Publisher>,
     pub(super) bus_retry_at: Option<Instant>,
+    /// (device, inode) of the database file the store opened.
+    db_identity: Option<(u64, u64)>,
+    /// The last block this daemon wrote or found at the head (height, hash).
+    last: Option<(u64, [u8; 32])>,
+}
+
+/// (device, inode) of a file, if it exists.
+fn identity(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 impl Daemon {
@@ -53,7 +63,21 @@ impl Daemon {
             },
             bus: None,
             bus_retry_at: None,
+            db_identity: None,
+            last: None,
         }
+    }
+
+    /// The store, after checking that the database file is still the one it
+    /// opened: a database removed or replaced under the daemon is noticed at
+    /// the next tick instead of receiving blocks nobody will read.
+    fn checked_store(&mut self) -> Result<&mut Store, TickError> {
+        if self.store.is_some() && identity(&self.s.database) != self.db_identity {
+            self.store = None;
+            self.last = None;
+            return Err(TickError::DatabaseReplaced { path: self.s.database.display().to_string() });
+        }
+        Ok(self.store()?)
     }
 
     fn store(&mut self) -> Result<&mut Store, StoreError> {
@@ -76,6 +100,7 @@ impl Daemon {
             let head = store.head()?;
             self.m.height = head.as_ref().map(|b| b.height);
             self.m.last_snapshot_ns = head.as_ref().map(|b| b.time_ns).unwrap_or(0);
+            self.db_identity = identity(&self.s.database);
             self.store = Some(store);
         }
         match self.store.as_mut() {
@@ -111,6 +136,7 @@ impl Daemon {
             let report =
                 recover::reconcile(store, &source, &src_path, &dir, &dir_path, retention, clock::realtime_ns())?;
             let head = store.head()?;
+            self.last = head.as_ref().map(|b| (b.height, b.hash));
             self.m.adopted += report.adopted.len() as u64;
             self.m.recovered_deleted += report.deleted_unknown.len() as u64;
             self.m.pruned += (report.pruned.len() + report.completed_prunes.len()) as u64;
@@ -175,8 +201,20 @@ impl Daemon {
         let (source, dir) = self.prepare()?;
         let retention = ns(self.s.retention);
         let dir_path = self.s.snapshot_dir.clone();
-        let store = self.store()?;
+        let expected = self.last;
+        let store = self.checked_store()?;
         let head = store.head()?;
+        // The head is the block this daemon knows last: removed rows would make
+        // it mint a height twice (a silent fork).
+        if let Some((height, hash)) = expected
+            && head.as_ref().is_none_or(|b| b.height != height || b.hash != hash)
+        {
+            self.last = None;
+            return Err(TickError::HeadChanged {
+                expected: height,
+                found: head.map(|b| format!("block {}", b.height)).unwrap_or_else(|| "nothing (empty)".into()),
+            });
+        }
         let height = head.as_ref().map(|b| b.height + 1).unwrap_or(0);
         let prev = head.as_ref().map(|b| b.hash).unwrap_or(GENESIS_PREV);
         let time_ns = clock::realtime_ns();
@@ -203,6 +241,7 @@ impl Daemon {
         self.m.latency.observe(latency.as_secs_f64());
         self.m.snapshots += 1;
         self.m.height = Some(height);
+        self.last = Some((height, block.hash));
         self.m.last_snapshot_ns = time_ns;
         for (h, old) in marked {
             match btrfs::destroy_snapshot(&dir, &dir_path, &old) {
