@@ -263,3 +263,81 @@ fn policy_lets_only_root_own_the_name_and_anyone_call() {
     assert!(ok && text.contains("uint64"), "{text}");
     d.stop();
 }
+
+#[test]
+#[ignore = "needs root: Verify() in a loop on a long chain, private dbus-daemon, loop-mounted BTRFS image"]
+fn verify_calls_on_a_long_chain_never_delay_a_tick() {
+    require_root();
+    let img = BtrfsImage::new(300);
+    let bus = Bus::start(img.dir.path());
+    let db = img.db();
+    // A long chain, written quickly with the project's own block layout: all
+    // pruned (their snapshots are long gone), so the daemon extends it.
+    {
+        let mut c = conn(&db);
+        ghostbridge::snapshot::schema::configure(&c).unwrap();
+        ghostbridge::snapshot::schema::migrate(&mut c).unwrap();
+        let tx = c.transaction().unwrap();
+        let mut prev = ghostbridge::snapshot::chain::GENESIS_PREV;
+        let start = 1_700_000_000_000_000_000i64;
+        for h in 0..150_000u64 {
+            let t = start + h as i64 * 1_000_000_000;
+            let b = ghostbridge::snapshot::chain::Block::new(h, prev, t, format!("{h:012}-{t}"), [7; 16], h + 1);
+            tx.execute(
+                "INSERT INTO blocks VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                rusqlite::params![
+                    h as i64,
+                    t,
+                    b.snapshot,
+                    "07070707-0707-0707-0707-070707070707",
+                    (h + 1) as i64,
+                    &prev[..],
+                    &b.hash[..],
+                    t + 1
+                ],
+            )
+            .unwrap();
+            prev = b.hash;
+        }
+        tx.commit().unwrap();
+    }
+    let cfg = config(&img, &db);
+    let d = Daemon::spawn(
+        &["run", "--config", cfg.to_str().unwrap()],
+        &img.path("daemon.log"),
+        &[("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)],
+    );
+    d.wait(Duration::from_secs(30), "the name on the bus and new blocks", || {
+        block_count(&db) >= 150_005 && d.log_text().contains("serving org.ghostbridge.Snapshotter")
+    });
+    // Verify() back to back from another client for 6 s, while the daemon ticks at 100 ms.
+    let first_new = block_count(&db);
+    let address = bus.address.clone();
+    let caller = std::thread::spawn(move || {
+        let until = std::time::Instant::now() + Duration::from_secs(6);
+        let mut calls = 0;
+        while std::time::Instant::now() < until {
+            let (ok, text) = gdbus(&address, "org.ghostbridge.Snapshotter1.Verify", &[]);
+            assert!(ok, "{text}");
+            calls += 1;
+        }
+        calls
+    });
+    let calls = caller.join().unwrap();
+    let times: Vec<i64> = conn(&db)
+        .prepare("SELECT time_ns FROM blocks WHERE height >= ?1 ORDER BY height")
+        .unwrap()
+        .query_map([first_new], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    d.stop();
+    assert!(calls >= 2, "only {calls} Verify() calls");
+    assert!(times.len() >= 40, "only {} blocks in 6 s at 100 ms", times.len());
+    let worst = times.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    assert!(
+        worst < 180_000_000,
+        "a tick came {} ms after the one before, during {calls} Verify() calls",
+        worst / 1_000_000
+    );
+}

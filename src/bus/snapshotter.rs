@@ -5,12 +5,16 @@
 //! signal `BlockAdded(t height, s hash)`.
 //!
 //! The system bus is used, or the bus named by `DBUS_SYSTEM_BUS_ADDRESS`.
+//!
+//! The tick loop never waits on a D-Bus caller: the head it publishes lives in
+//! a mutex of its own (held for a copy), not behind the object server's lock,
+//! which a long `Verify()` holds for its whole run on zbus's own thread.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use zbus::blocking::Connection;
-use zbus::blocking::object_server::InterfaceRef;
 use zbus::interface;
 use zbus::object_server::SignalEmitter;
 use zbus::zvariant::Value;
@@ -23,12 +27,24 @@ pub const INTERFACE: &str = "org.ghostbridge.Snapshotter1";
 /// `Recent(n)` returns at most this many blocks.
 pub const RECENT_MAX: u32 = 10_000;
 
-/// The served object: the head as last published, and the database for queries.
-pub struct SnapshotterObject {
-    database: PathBuf,
+/// The head as last published.
+#[derive(Debug, Clone, Default)]
+struct Head {
     height: u64,
     head_hash: String,
     last_snapshot_ns: i64,
+}
+
+/// The served object: the head (shared with the publisher), and the database for queries.
+pub struct SnapshotterObject {
+    database: PathBuf,
+    head: Arc<Mutex<Head>>,
+}
+
+impl SnapshotterObject {
+    fn head(&self) -> Head {
+        self.head.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
 }
 
 #[interface(name = "org.ghostbridge.Snapshotter1")]
@@ -36,19 +52,19 @@ impl SnapshotterObject {
     /// Height of the newest block (0 also when the chain is empty; see HeadHash).
     #[zbus(property)]
     fn height(&self) -> u64 {
-        self.height
+        self.head().height
     }
 
     /// Hash of the newest block, lower-case hex; empty while the chain is empty.
     #[zbus(property)]
     fn head_hash(&self) -> String {
-        self.head_hash.clone()
+        self.head().head_hash
     }
 
     /// CLOCK_REALTIME ns of the newest snapshot; 0 while the chain is empty.
     #[zbus(property)]
     fn last_snapshot_ns(&self) -> i64 {
-        self.last_snapshot_ns
+        self.head().last_snapshot_ns
     }
 
     /// Recomputes the whole chain: (valid, blocks checked, message).
@@ -83,29 +99,26 @@ pub enum BusError {
 /// A connection owning the name, through which the daemon publishes new blocks.
 pub struct Publisher {
     conn: Connection,
-    iface: InterfaceRef<SnapshotterObject>,
+    head: Arc<Mutex<Head>>,
 }
 
 impl Publisher {
     /// Connects to the system bus (or `DBUS_SYSTEM_BUS_ADDRESS`), serves the object, owns the name.
     pub fn connect(database: PathBuf, head: Option<(u64, [u8; 32], i64)>) -> Result<Publisher, BusError> {
-        let (height, hash, ns) = head.map(|(h, hash, ns)| (h, hex::encode(hash), ns)).unwrap_or((0, String::new(), 0));
-        let object = SnapshotterObject { database, height, head_hash: hash, last_snapshot_ns: ns };
+        let (height, head_hash, last_snapshot_ns) =
+            head.map(|(h, hash, ns)| (h, hex::encode(hash), ns)).unwrap_or((0, String::new(), 0));
+        let head = Arc::new(Mutex::new(Head { height, head_hash, last_snapshot_ns }));
+        let object = SnapshotterObject { database, head: Arc::clone(&head) };
         let conn =
             zbus::blocking::connection::Builder::system()?.serve_at(OBJECT_PATH, object)?.name(BUS_NAME)?.build()?;
-        let iface = conn.object_server().interface::<_, SnapshotterObject>(OBJECT_PATH)?;
-        Ok(Publisher { conn, iface })
+        Ok(Publisher { conn, head })
     }
 
     /// Updates the properties, emits PropertiesChanged and BlockAdded.
     pub fn block_added(&self, height: u64, hash: &[u8; 32], time_ns: i64) -> Result<(), BusError> {
         let hash_hex = hex::encode(hash);
-        {
-            let mut o = self.iface.get_mut();
-            o.height = height;
-            o.head_hash = hash_hex.clone();
-            o.last_snapshot_ns = time_ns;
-        }
+        *self.head.lock().unwrap_or_else(PoisonError::into_inner) =
+            Head { height, head_hash: hash_hex.clone(), last_snapshot_ns: time_ns };
         let mut changed: HashMap<&str, Value<'_>> = HashMap::new();
         changed.insert("Height", Value::from(height));
         changed.insert("HeadHash", Value::from(hash_hex.as_str()));
