@@ -124,7 +124,11 @@ in
     # systemd-networkd is the only network configuration daemon.
     networking.networkmanager.enable = false;
     networking.useNetworkd = true;
-    networking.useDHCP = mkDefault false;
+    # DHCP on every physical NIC exactly when GhostBridge configures no network
+    # itself (no OVS bridge): a host without bridges must stay reachable. Priority
+    # 900 wins over the `mkDefault true` that every nixos-generate-config output
+    # (hardware.nix) sets, without a conflict, and yields to a plain definition.
+    networking.useDHCP = lib.mkOverride 900 ((config.services.ghostbridge.ovs.settings.bridges or [ ]) == [ ]);
     systemd.network.enable = true;
     networking.firewall.enable = mkDefault true;
   };

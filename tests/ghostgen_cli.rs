@@ -243,3 +243,18 @@ fn schema_is_json_with_both_shapes() {
     assert_eq!(v["oneOf"].as_array().unwrap().len(), 2);
     assert!(v["oneOf"][0]["properties"]["disk"].is_object());
 }
+
+#[test]
+fn check_says_what_a_host_keeps_and_how_it_reaches_the_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let minimal = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/minimal.toml")).unwrap();
+    std::fs::write(dir.path().join("minimal.toml"), minimal).unwrap();
+    let o = ghostgen(&["check", "minimal.toml"], dir.path());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(code(&o), 0);
+    assert!(out.contains("tiny: warning: no OVS bridge is declared; the host takes DHCP on every physical NIC"), "{out}");
+    std::fs::write(dir.path().join("spec.toml"), reference()).unwrap();
+    let o = ghostgen(&["check", "spec.toml"], dir.path());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("ghostbridge: keeps at most 61 live snapshots (one every 1s for 1m)"), "{out}");
+}

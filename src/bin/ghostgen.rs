@@ -96,8 +96,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 if hosts.len() == 1 { "" } else { "s" },
                 hosts.join(", ")
             );
-            // What each snapshot policy keeps at most (a warning above the bound).
+            // What each snapshot policy keeps at most (a warning above the bound),
+            // and how a host without bridges reaches the network.
             for h in &loaded.spec.hosts {
+                if h.network.bridges.is_empty() {
+                    println!(
+                        "{}: warning: no OVS bridge is declared; the host takes DHCP on every physical NIC",
+                        h.name
+                    );
+                }
                 if let Some(s) = &h.snapshotter {
                     let live = s.max_live_snapshots();
                     println!(

@@ -124,7 +124,12 @@ pub fn render(families: &[Family]) -> String {
     out
 }
 
-/// Writes `<dir>/<name>.prom` atomically. Errors are returned, never fatal to a daemon.
+/// Writes `<dir>/<name>.prom` atomically, mode 0644: node exporter reads it as
+/// its own user (`node-exporter` on NixOS), not the daemon's. Errors are
+/// returned, never fatal to a daemon.
+/// Readable by node exporter's user, writable by the daemon only.
+pub const TEXTFILE_MODE: u32 = 0o644;
+
 #[derive(Debug, Clone)]
 pub struct TextfileWriter {
     path: PathBuf,
@@ -141,6 +146,8 @@ impl TextfileWriter {
     pub fn write(&self, families: &[Family]) -> std::io::Result<()> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        // A temporary file is created 0600; the collector must be able to read it.
+        tmp.as_file().set_permissions(std::os::unix::fs::PermissionsExt::from_mode(TEXTFILE_MODE))?;
         tmp.write_all(render(families).as_bytes())?;
         tmp.as_file().sync_data()?;
         tmp.persist(&self.path).map_err(|e| e.error)?;
@@ -174,5 +181,8 @@ mod tests {
         let text = std::fs::read_to_string(w.path()).unwrap();
         assert!(text.ends_with("g 1.5\n"));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(w.path()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644, "node exporter reads the file as another user");
     }
 }

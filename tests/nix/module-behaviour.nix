@@ -359,6 +359,13 @@ let
       n.networkConfig.DHCP == "no" && n.networkConfig.LinkLocalAddressing == "no" && !(n ? address)
     ) [ "enp1s0" "vnet0" "ovsbr0-mgmt" ];
 
+    "network: DHCP on the NICs only without OVS bridges, at a priority over hardware.nix's mkDefault" =
+      let
+        def = r: (import ../../modules/base.nix { config = r.config; inherit lib; }).config.content.networking.useDHCP;
+        none = eval { services.ghostbridge = { enable = true; }; };
+      in
+      (def ref).priority == 900 && (def ref).priority < 1000 && !ref.result.networking.useDHCP && none.result.networking.useDHCP;
+
     "boot: systemd-boot on EFI" = ref.result.boot.loader.systemd-boot.enable && ref.result.boot.loader.efi.canTouchEfiVariables;
     "boot: IOMMU and vfio-pci ids" =
       b.all (p: b.elem p ref.result.boot.kernelParams) [
