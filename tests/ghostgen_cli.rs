@@ -252,7 +252,10 @@ fn check_says_what_a_host_keeps_and_how_it_reaches_the_network() {
     let o = ghostgen(&["check", "minimal.toml"], dir.path());
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(code(&o), 0);
-    assert!(out.contains("tiny: warning: no OVS bridge is declared; the host takes DHCP on every physical NIC"), "{out}");
+    assert!(
+        out.contains("tiny: warning: no OVS bridge is declared; the host takes DHCP on every physical NIC"),
+        "{out}"
+    );
     std::fs::write(dir.path().join("spec.toml"), reference()).unwrap();
     let o = ghostgen(&["check", "spec.toml"], dir.path());
     let out = String::from_utf8_lossy(&o.stdout);

@@ -67,9 +67,24 @@ impl QdrantError {
         matches!(self, QdrantError::Refused { status: 404, .. })
     }
 
-    /// True when Qdrant refused the request as too large (HTTP 413).
+    /// True when Qdrant refused the request as too large: HTTP 413, or the 400
+    /// a real Qdrant answers ("JSON payload (N bytes) is larger than allowed
+    /// (limit: M bytes)", from its `service.max_request_size_mb`).
     pub fn is_too_large(&self) -> bool {
-        matches!(self, QdrantError::Refused { status: 413, .. })
+        match self {
+            QdrantError::Refused { status: 413, .. } => true,
+            QdrantError::Refused { status: 400, message, .. } => {
+                let m = message.to_ascii_lowercase();
+                m.contains("larger than allowed") || m.contains("payload too large") || m.contains("size limit")
+            }
+            _ => false,
+        }
+    }
+
+    /// True when the connection broke before an answer came: Qdrant down, or a
+    /// body too large that the server stopped reading (it resets the connection).
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(self, QdrantError::Unreachable { .. })
     }
 
     /// True for failures that may pass by themselves: retry with back-off.

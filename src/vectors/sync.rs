@@ -229,6 +229,11 @@ impl Syncer {
         result
     }
 
+    /// Whether Qdrant answers a small request now (any answer counts).
+    fn answers(stats: &mut SyncStats, watchdog: &mut Watchdog, client: &QdrantClient, name: &str) -> bool {
+        !matches!(Self::call(stats, watchdog, |o| client.collection(name, o)), Err(QdrantError::Unreachable { .. }))
+    }
+
     /// Creates the collection if missing; refuses one of another shape.
     pub fn ensure_collection(&mut self) -> Result<Ensured, SyncError> {
         let (client, name) = (&self.client, self.cfg.collection.as_str());
@@ -328,7 +333,15 @@ impl Syncer {
             let (client, name) = (&self.client, self.cfg.collection.as_str());
             match Self::call(&mut self.stats, &mut self.watchdog, |o| client.upsert(name, &points, o)) {
                 Ok(()) => {}
-                Err(e) if e.is_too_large() && self.batch > 1 => {
+                // Too large, however the server says so: 413, a 400 with its size
+                // message, or a connection dropped mid-body while the server still
+                // answers a small request (then it is not an outage).
+                Err(e)
+                    if self.batch > 1
+                        && (e.is_too_large()
+                            || (e.is_connection_lost()
+                                && Self::answers(&mut self.stats, &mut self.watchdog, client, name))) =>
+                {
                     self.batch = (blocks.len() / 2).max(1);
                     crate::log!(
                         Warning,

@@ -46,8 +46,10 @@ struct Faults {
     fail_status: u16,
     delay: Duration,
     api_key: Option<String>,
-    /// Bodies larger than this are refused with 413, as Qdrant's `max_request_size_mb` does.
+    /// Bodies larger than this are refused, as Qdrant's `max_request_size_mb` does.
     max_body: Option<usize>,
+    /// How: 400 with Qdrant's own message (what a real Qdrant answers), or 413.
+    too_large_status: u16,
 }
 
 #[derive(Debug, Clone)]
@@ -169,9 +171,17 @@ impl QdrantDouble {
         self.shared.faults.lock().unwrap().delay = d;
     }
 
+    /// Bodies of more than `bytes` are refused (`None`: no limit) with `status`:
+    /// 400 and the message a real Qdrant gives, or 413.
+    pub fn max_body_answered(&self, bytes: Option<usize>, status: u16) {
+        let mut f = self.shared.faults.lock().unwrap();
+        f.max_body = bytes;
+        f.too_large_status = status;
+    }
+
     /// Bodies of more than `bytes` get 413 (`None`: no limit).
     pub fn max_body(&self, bytes: Option<usize>) {
-        self.shared.faults.lock().unwrap().max_body = bytes;
+        self.max_body_answered(bytes, 413);
     }
 
     /// Every upsert and set-payload request asked to wait for the change to be applied.
@@ -263,11 +273,20 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
         heights,
     };
 
-    let too_large = shared.faults.lock().unwrap().max_body.is_some_and(|max| body.len() > max);
-    if too_large {
-        seen.status = 413;
+    let (max_body, status) = {
+        let f = shared.faults.lock().unwrap();
+        (f.max_body, f.too_large_status)
+    };
+    if let Some(max) = max_body.filter(|max| body.len() > *max) {
+        seen.status = status;
         shared.state.lock().unwrap().seen.push(seen);
-        respond(request, 413, &error("Payload too large"));
+        let message = if status == 413 {
+            "Payload too large".to_string()
+        } else {
+            // What Qdrant 1.x answers (actix-web's JSON limit, Qdrant's error body).
+            format!("JSON payload ({} bytes) is larger than allowed (limit: {max} bytes).", body.len())
+        };
+        respond(request, status, &error(&message));
         return;
     }
     let mut check = spec().check(&method, path, &query, Some(&body));
