@@ -19,7 +19,6 @@ let
     types
     optional
     literalExpression
-    literalMD
     ;
   cfg = config.services.ghostbridge;
   ovs = cfg.ovs;
@@ -92,32 +91,18 @@ in
       '';
     };
 
-    checkConfig = mkOption {
-      type = types.bool;
-      default = pkgs.stdenv.buildPlatform.canExecute pkgs.stdenv.hostPlatform;
-      defaultText = literalExpression "pkgs.stdenv.buildPlatform.canExecute pkgs.stdenv.hostPlatform";
-      description = ''
-        Whether to validate {option}`services.ghostbridge.ovs.settings` at build time with
-        `ghostbridge-ovs check-config`, so that an invalid value (a duplicate or too long
-        interface name, an uplink also listed in ports, a malformed flow) fails the
-        system build with the daemon's message. Off by default where the build machine
-        cannot run the host's programs (cross builds).
-      '';
-    };
-
-    configFile = mkOption {
-      type = types.path;
-      readOnly = true;
-      default = import ./lib/checked-config.nix { inherit lib pkgs; } {
+    inherit
+      (import ./lib/daemon-options.nix { inherit lib pkgs; } {
         name = "ghostbridge-ovs";
-        inherit (ovs) package;
-        option = "services.ghostbridge.ovs.settings";
-        inherit settings;
-        check = ovs.checkConfig;
-      };
-      defaultText = literalMD "{option}`services.ghostbridge.ovs.settings` as JSON, checked by `ghostbridge-ovs check-config` when {option}`services.ghostbridge.ovs.checkConfig` is set";
-      description = "The config file the unit applies (`ghostbridge-ovs apply --config`); read-only, for checks and tools (`ghostbridge-ovs status --config`).";
-    };
+        path = "services.ghostbridge.ovs";
+        cfg = ovs;
+        verb = "apply";
+        catches = "a duplicate or too long interface name, an uplink also listed in ports, a malformed flow";
+        tools = [ "status" ];
+      })
+      checkConfig
+      configFile
+      ;
   };
 
   config = mkIf (cfg.enable && ovs.enable) {

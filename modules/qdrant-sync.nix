@@ -22,7 +22,6 @@ let
     optional
     optionals
     literalExpression
-    literalMD
     ;
   cfg = config.services.ghostbridge;
   sync = cfg.qdrant_sync;
@@ -99,33 +98,20 @@ in
       '';
     };
 
-    checkConfig = mkOption {
-      type = types.bool;
-      default = pkgs.stdenv.buildPlatform.canExecute pkgs.stdenv.hostPlatform;
-      defaultText = literalExpression "pkgs.stdenv.buildPlatform.canExecute pkgs.stdenv.hostPlatform";
-      description = ''
-        Whether to validate {option}`services.ghostbridge.qdrant_sync.settings` at build
-        time with `ghostbridge-qdrant-sync check-config`, so that an invalid value fails
-        the system build with the daemon's message. Off by default where the build
-        machine cannot run the host's programs (cross builds).
-      '';
-    };
-
-    configFile = mkOption {
-      type = types.path;
-      readOnly = true;
-      default = import ./lib/checked-config.nix { inherit lib pkgs; } {
+    inherit
+      (import ./lib/daemon-options.nix { inherit lib pkgs; } {
         name = "ghostbridge-qdrant-sync";
-        inherit (sync) package;
-        option = "services.ghostbridge.qdrant_sync.settings";
+        path = "services.ghostbridge.qdrant_sync";
+        cfg = sync;
+        verb = "run";
         settings = settings // {
           api_key_file = if settings.api_key_file == null then null else apiKeyCredential;
         };
-        check = sync.checkConfig;
-      };
-      defaultText = literalMD "{option}`services.ghostbridge.qdrant_sync.settings` as JSON (with `api_key_file` naming the systemd credential), checked by `ghostbridge-qdrant-sync check-config` when {option}`services.ghostbridge.qdrant_sync.checkConfig` is set";
-      description = "The config file the unit runs with (`ghostbridge-qdrant-sync run --config`); read-only, for checks and tools.";
-    };
+        settingsChange = "with `api_key_file` naming the systemd credential";
+      })
+      checkConfig
+      configFile
+      ;
   };
 
   config = mkIf (cfg.enable && sync.enable) (mkMerge [

@@ -20,7 +20,6 @@ let
     types
     optional
     literalExpression
-    literalMD
     ;
   cfg = config.services.ghostbridge;
   snap = cfg.snapshotter;
@@ -103,31 +102,16 @@ in
       '';
     };
 
-    checkConfig = mkOption {
-      type = types.bool;
-      default = pkgs.stdenv.buildPlatform.canExecute pkgs.stdenv.hostPlatform;
-      defaultText = literalExpression "pkgs.stdenv.buildPlatform.canExecute pkgs.stdenv.hostPlatform";
-      description = ''
-        Whether to validate {option}`services.ghostbridge.snapshotter.settings` at build
-        time with `ghostbridge-snapshotter check-config`, so that an invalid value fails
-        the system build with the daemon's message. Off by default where the build
-        machine cannot run the host's programs (cross builds).
-      '';
-    };
-
-    configFile = mkOption {
-      type = types.path;
-      readOnly = true;
-      default = import ./lib/checked-config.nix { inherit lib pkgs; } {
+    inherit
+      (import ./lib/daemon-options.nix { inherit lib pkgs; } {
         name = "ghostbridge-snapshotter";
-        inherit (snap) package;
-        option = "services.ghostbridge.snapshotter.settings";
-        inherit settings;
-        check = snap.checkConfig;
-      };
-      defaultText = literalMD "{option}`services.ghostbridge.snapshotter.settings` as JSON, checked by `ghostbridge-snapshotter check-config` when {option}`services.ghostbridge.snapshotter.checkConfig` is set";
-      description = "The config file the unit runs with (`ghostbridge-snapshotter run --config`); read-only, for checks and tools.";
-    };
+        path = "services.ghostbridge.snapshotter";
+        cfg = snap;
+        verb = "run";
+      })
+      checkConfig
+      configFile
+      ;
   };
 
   config = mkIf (cfg.enable && snap.enable) {

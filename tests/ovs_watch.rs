@@ -118,7 +118,11 @@ fn ovsdb_restart_mid_apply_ends_consistent() {
     ovs.pause_vswitchd(false);
     let r = worker.join().unwrap().unwrap();
     assert!(r.reconnects >= 1, "the restart went unnoticed: {r:?}");
-    assert_eq!(r.transactions, 1, "{r:?}");
+    // The server committed before it died; whether its answer reached the
+    // reconciler first is a race, so the report counts 1 or, with the answer
+    // lost, 0 (the re-read after reconnecting finds nothing left to write).
+    // Never 2: the state is not written twice.
+    assert!(r.transactions <= 1, "{r:?}");
     assert_eq!(ovs.bridges().len(), 20);
     assert_eq!(ovs::apply(&ovs.addr(), &config, &ovs.options()).unwrap().transactions, 0);
     ovs::apply(&ovs.addr(), &ovs.config(json!([])), &ovs.options()).unwrap();
