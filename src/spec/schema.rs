@@ -161,6 +161,17 @@ pub fn validate(compiled: &Compiled, node: &Node) -> Vec<Diagnostic> {
     validate_instance(validator, schema, node, &node.to_json())
 }
 
+/// Where in the instance a schema finding is.
+fn instance_path(err: &jsonschema::ValidationError<'_>) -> Vec<PathSeg> {
+    err.instance_path()
+        .iter()
+        .map(|seg| match seg {
+            jsonschema::paths::LocationSegment::Property(p) => PathSeg::Key(p.to_string()),
+            jsonschema::paths::LocationSegment::Index(i) => PathSeg::Index(i),
+        })
+        .collect()
+}
+
 /// The values a schema finding is about (an unknown key's own path), so that
 /// they can be left out and the rest of the host checked in the same run.
 pub fn bad_paths(compiled: &Compiled, node: &Node) -> Vec<Vec<PathSeg>> {
@@ -169,14 +180,7 @@ pub fn bad_paths(compiled: &Compiled, node: &Node) -> Vec<Vec<PathSeg>> {
     let instance = node.to_json();
     let mut out = Vec::new();
     for err in validator.iter_errors(&instance) {
-        let path: Vec<PathSeg> = err
-            .instance_path()
-            .iter()
-            .map(|seg| match seg {
-                jsonschema::paths::LocationSegment::Property(p) => PathSeg::Key(p.to_string()),
-                jsonschema::paths::LocationSegment::Index(i) => PathSeg::Index(i),
-            })
-            .collect();
+        let path = instance_path(&err);
         match err.kind() {
             K::AdditionalProperties { unexpected } | K::UnevaluatedProperties { unexpected } => {
                 out.extend(unexpected.iter().map(|k| {
@@ -199,14 +203,7 @@ fn validate_instance(
 ) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for err in validator.iter_errors(instance) {
-        let path: Vec<PathSeg> = err
-            .instance_path()
-            .iter()
-            .map(|seg| match seg {
-                jsonschema::paths::LocationSegment::Property(p) => PathSeg::Key(p.to_string()),
-                jsonschema::paths::LocationSegment::Index(i) => PathSeg::Index(i),
-            })
-            .collect();
+        let path = instance_path(&err);
         out.extend(describe(schema, node, &path, err.kind()));
     }
     out
