@@ -45,10 +45,13 @@ let
         };
 
         gateway = mkOption {
-          type = types.nullOr types.str;
-          default = null;
-          example = "203.0.113.1";
-          description = "Default gateway reached through bridge `${name}`.";
+          type = types.listOf types.str;
+          default = [ ];
+          example = [
+            "203.0.113.1"
+            "fe80::1"
+          ];
+          description = "Default gateways reached through bridge `${name}`: at most one IPv4 and one IPv6 address (a link-local IPv6 one such as `fe80::1` is reached on the link).";
         };
 
         dns = mkOption {
@@ -64,7 +67,7 @@ let
   unaddressed = {
     dhcp = false;
     addresses = [ ];
-    gateway = null;
+    gateway = [ ];
     dns = [ ];
   };
 
@@ -86,7 +89,7 @@ let
     nameValuePair "30-ghostbridge-${name}" {
       matchConfig.Name = networkd name;
       address = map networkd b.addresses;
-      gateway = optional (b.gateway != null) (networkd b.gateway);
+      gateway = map networkd b.gateway;
       dns = map networkd b.dns;
       networkConfig = {
         DHCP = if b.dhcp then "yes" else "no";
@@ -142,11 +145,9 @@ in
       ++ mapAttrsToList (name: b: {
         assertion = lib.all (a: builtins.match "[^/]+/[0-9]+" a != null) b.addresses;
         message = "services.ghostbridge.network.bridges.${name}.addresses must be in CIDR form like \"10.10.0.1/24\"; got ${builtins.toJSON b.addresses}.";
-      }) addressing
-      ++ mapAttrsToList (name: b: {
-        assertion = b.gateway == null || b.dhcp || b.addresses != [ ];
-        message = "services.ghostbridge.network.bridges.${name}.gateway is set but the bridge has no address: add an address in CIDR form to addresses, or set dhcp = true.";
       }) addressing;
+      # Where a gateway may lie (inside a subnet; a link-local IPv6 one anywhere)
+      # is `ghostgen check`'s rule, stated once there.
 
     systemd.network.networks = mkIf (cfg.ovs.enable && ovsBridges != [ ]) (
       listToAttrs (bridgeNetworks ++ portNetworks)

@@ -583,3 +583,17 @@ fn type_and_form_mistakes_say_what_to_write() {
     let d = diagnostics(&text);
     assert!(d.iter().any(|x| x.3.contains("`state_version = \"25.11\"`")), "{d:#?}");
 }
+
+#[test]
+fn a_bridge_has_one_ipv4_and_one_ipv6_gateway_at_most() {
+    let ok = spec_with(
+        "[[network.bridges]]\nname = \"br0\"\nuplink = \"eth0\"\naddresses = [\"203.0.113.10/32\", \"2001:db8::2/64\"]\n\
+         gateway = [\"203.0.113.10\", \"fe80::1\"]\n",
+    );
+    assert!(diagnostics(&ok).is_empty(), "{:#?}", diagnostics(&ok));
+    let text = spec_with(
+        "[[network.bridges]]\nname = \"br0\"\naddresses = [\"10.0.0.2/24\"]\ngateway = [\"10.0.0.1\", \"10.0.0.3\"]\n",
+    );
+    let d = diagnostics(&text);
+    assert!(d.iter().any(|x| x.2.contains("a second IPv4 gateway 10.0.0.3")), "{d:#?}");
+}

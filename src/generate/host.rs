@@ -173,7 +173,7 @@ fn ghostbridge(h: &HostSpec) -> Result<Expr, GenerateError> {
                 attrs([
                     ("dhcp", Expr::Bool(b.dhcp)),
                     ("addresses", Expr::strs(&b.addresses)),
-                    ("gateway", Expr::opt_str(b.gateway.as_deref())),
+                    ("gateway", Expr::strs(b.gateways())),
                     ("dns", Expr::strs(&b.dns)),
                 ]),
             )

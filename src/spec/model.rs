@@ -293,9 +293,10 @@ pub struct Bridge {
     /// Static addresses of the bridge interface in CIDR form, e.g. "10.0.0.1/24".
     #[serde(default)]
     pub addresses: Vec<String>,
-    /// Default gateway, inside one of `addresses`.
+    /// Default gateway: one address, or one IPv4 and one IPv6 address, each
+    /// inside one of `addresses` (an IPv6 link-local one such as "fe80::1" anywhere).
     #[serde(default)]
-    pub gateway: Option<String>,
+    pub gateway: Option<Gateways>,
     /// DNS servers.
     #[serde(default)]
     pub dns: Vec<String>,
@@ -307,7 +308,30 @@ pub struct Bridge {
     pub extra_flows: Vec<String>,
 }
 
+/// `gateway = "203.0.113.1"` or `gateway = ["203.0.113.1", "fe80::1"]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Gateways {
+    One(String),
+    Each(Vec<String>),
+}
+
+impl Gateways {
+    /// Each gateway with its place under the `gateway` key (`None`: the key itself).
+    pub fn each(&self) -> Vec<(Option<usize>, &String)> {
+        match self {
+            Gateways::One(g) => vec![(None, g)],
+            Gateways::Each(list) => list.iter().enumerate().map(|(i, g)| (Some(i), g)).collect(),
+        }
+    }
+}
+
 impl Bridge {
+    /// The gateways, in the order written.
+    pub fn gateways(&self) -> Vec<&String> {
+        self.gateway.as_ref().map(|g| g.each().into_iter().map(|(_, g)| g).collect()).unwrap_or_default()
+    }
+
     /// The OVS reconciler's view of this bridge: the same keys, converted losslessly.
     pub fn ovs(&self) -> BridgeSpec {
         BridgeSpec {

@@ -554,15 +554,6 @@ let
       };
       says = "must be in CIDR form";
     };
-    "a gateway on a bridge without address" = {
-      defs = {
-        network.bridges.ovsbr0 = {
-          dhcp = lib.mkForce false;
-          gateway = lib.mkForce "10.10.0.254";
-        };
-      };
-      says = "gateway is set but the bridge has no address";
-    };
     "network.bridges for a bridge that OVS does not have" = {
       defs = {
         network.bridges.ovsbr9.dhcp = true;

@@ -13,13 +13,13 @@
     ovsbr0 = {
       dhcp = true;
       addresses = [ ];
-      gateway = null;
+      gateway = [ ];
       dns = [ ];
     };
     ovsbr1 = {
       dhcp = false;
       addresses = [ "10.10.0.1/24" ];
-      gateway = null;
+      gateway = [ ];
       dns = [ ];
     };
   };

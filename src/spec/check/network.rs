@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 
 use super::Ctx;
-use crate::spec::model::HostSpec;
+use crate::spec::model::{Gateways, HostSpec};
 use crate::spec_path;
 
 /// An address with its prefix length, e.g. `10.0.0.1/24`.
@@ -73,35 +73,53 @@ pub fn check(host: &HostSpec, ctx: &mut Ctx) {
                 ),
             }
         }
-        if let Some(gw) = &bridge.gateway {
-            match gw.parse::<IpAddr>() {
-                Err(_) => ctx.error(
-                    spec_path!["network", "bridges", b, "gateway"],
-                    format!("gateway {gw:?} is not an IP address"),
-                    "write a plain address such as \"203.0.113.1\"",
-                ),
-                Ok(ip) => {
-                    let link_local_v6 = matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80);
-                    if link_local_v6 {
-                        // An IPv6 next hop is usually link-local (`fe80::1` at hosters
-                        // such as Hetzner): reachable on the link whatever the subnets.
-                    } else if bridge.dhcp && cidrs.is_empty() {
-                        // DHCP supplies the subnet; nothing to compare with.
-                    } else if cidrs.is_empty() {
-                        ctx.error(
-                            spec_path!["network", "bridges", b, "gateway"],
-                            format!("gateway {gw} is set but bridge {:?} has no address", bridge.name),
-                            "add the bridge's address in `addresses`, or set dhcp = true",
-                        );
-                    } else if !cidrs.iter().any(|c| c.contains(ip)) {
-                        let list: Vec<String> = bridge.addresses.clone();
-                        ctx.error(
-                            spec_path!["network", "bridges", b, "gateway"],
-                            format!("gateway {gw} is outside the bridge's subnets ({})", list.join(", ")),
-                            "a gateway must be reachable directly: fix the address's prefix length or the gateway",
-                        );
-                    }
+        let mut families: Vec<bool> = Vec::new();
+        for (at, gw) in bridge.gateway.as_ref().map(Gateways::each).unwrap_or_default() {
+            let path = match at {
+                Some(i) => spec_path!["network", "bridges", b, "gateway", i],
+                None => spec_path!["network", "bridges", b, "gateway"],
+            };
+            let ip = match gw.parse::<IpAddr>() {
+                Ok(ip) => ip,
+                Err(_) => {
+                    ctx.error(
+                        path,
+                        format!("gateway {gw:?} is not an IP address"),
+                        "write a plain address such as \"203.0.113.1\"",
+                    );
+                    continue;
                 }
+            };
+            if families.contains(&ip.is_ipv4()) {
+                ctx.error(
+                    path.clone(),
+                    format!(
+                        "a second IPv{} gateway {gw} on bridge {:?}",
+                        if ip.is_ipv4() { 4 } else { 6 },
+                        bridge.name
+                    ),
+                    "a bridge has at most one IPv4 and one IPv6 gateway",
+                );
+            }
+            families.push(ip.is_ipv4());
+            let link_local_v6 = matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80);
+            if link_local_v6 {
+                // An IPv6 next hop is usually link-local (`fe80::1` at hosters
+                // such as Hetzner): reachable on the link whatever the subnets.
+            } else if bridge.dhcp && cidrs.is_empty() {
+                // DHCP supplies the subnet; nothing to compare with.
+            } else if cidrs.is_empty() {
+                ctx.error(
+                    path,
+                    format!("gateway {gw} is set but bridge {:?} has no address", bridge.name),
+                    "add the bridge's address in `addresses`, or set dhcp = true",
+                );
+            } else if !cidrs.iter().any(|c| c.contains(ip)) {
+                ctx.error(
+                    path,
+                    format!("gateway {gw} is outside the bridge's subnets ({})", bridge.addresses.join(", ")),
+                    "a gateway must be reachable directly: fix the address's prefix length or the gateway",
+                );
             }
         }
         for (d, dns) in bridge.dns.iter().enumerate() {

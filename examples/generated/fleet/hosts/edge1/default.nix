@@ -43,7 +43,7 @@
       ovsbr0 = {
         dhcp = true;
         addresses = [ ];
-        gateway = null;
+        gateway = [ ];
         dns = [ ];
       };
     };

@@ -43,7 +43,7 @@
       ovsbr0 = {
         dhcp = false;
         addresses = [ "192.0.2.20/24" ];
-        gateway = "192.0.2.1";
+        gateway = [ "192.0.2.1" ];
         dns = [ "192.0.2.53" ];
       };
     };

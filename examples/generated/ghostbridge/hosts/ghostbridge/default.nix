@@ -54,13 +54,13 @@
       ovsbr0 = {
         dhcp = false;
         addresses = [ "203.0.113.10/24" ];
-        gateway = "203.0.113.1";
+        gateway = [ "203.0.113.1" ];
         dns = [ "1.1.1.1" "9.9.9.9" ];
       };
       ovsbr1 = {
         dhcp = false;
         addresses = [ "10.0.0.1/24" ];
-        gateway = null;
+        gateway = [ ];
         dns = [ ];
       };
     };
