@@ -30,13 +30,11 @@
         };
       forAllSystems = f: lib.genAttrs systems (system: f (pkgsFor system));
 
-      # nixfmt-rfc-style; newer nixpkgs call it plain `nixfmt` and drop the old name.
-      nixfmtFor =
-        pkgs:
-        let
-          rfc = builtins.tryEval (pkgs.nixfmt-rfc-style or null);
-        in
-        if rfc.success && rfc.value != null then rfc.value else pkgs.nixfmt;
+      # The formatter: `nixfmt-tree` (nixfmt over a whole tree) where nixpkgs has
+      # it (25.11 and later, where reading the old `nixfmt-rfc-style` alias
+      # warns on every evaluation); `nixfmt-rfc-style` on older nixpkgs. Tested
+      # with `?`, which reads no attribute and so triggers no alias warning.
+      nixfmtFor = pkgs: if pkgs ? nixfmt-tree then pkgs.nixfmt-tree else pkgs.nixfmt-rfc-style;
 
       cargoToml = lib.importTOML ./Cargo.toml;
 

@@ -100,9 +100,10 @@ in
         message = "services.ghostbridge.virtualization.libvirt.ovsNetworks.${name} plugs guests into OVS bridge \"${bridge}\", which is not declared: add { name = \"${bridge}\"; } to services.ghostbridge.ovs.settings.bridges (and keep services.ghostbridge.ovs.enable on).";
       }) nets;
 
+      # libvirt calls ovs-vsctl to plug guest interfaces into OVS bridges; nixpkgs'
+      # libvirtd module already puts the vswitch package on its PATH when
+      # virtualisation.vswitch is on (which services.ghostbridge.ovs turns on).
       virtualisation.libvirtd.enable = true;
-      # libvirt calls ovs-vsctl to plug guest interfaces into OVS bridges.
-      systemd.services.libvirtd.path = mkIf cfg.ovs.enable [ config.virtualisation.vswitch.package ];
 
       systemd.services.ghostbridge-libvirt-networks = mkIf (nets != { }) {
         description = "GhostBridge libvirt networks on Open vSwitch bridges";

@@ -18,6 +18,9 @@ pub fn installer(h: &HostSpec) -> Expr {
         ("services.openssh.settings.PasswordAuthentication", Expr::Bool(false)),
         ("services.openssh.settings.KbdInteractiveAuthentication", Expr::Bool(false)),
         ("users.users.root.openssh.authorizedKeys.keys", Expr::strs(keys)),
+        // The installer is a NixOS system like any other: without a state
+        // version every build of it warns.
+        ("system.stateVersion", Expr::str(&h.state_version)),
     ]);
     Expr::Lambda { formals: vec![], ellipsis: true, at: None, body: Box::new(body) }
 }

@@ -30,7 +30,7 @@ let
     "rustfmt"
     "cargo-nextest"
     "nix"
-    "nixfmt-rfc-style"
+    "nixfmt-tree"
     "openvswitch"
     "btrfs-progs"
     "sqlite"

@@ -91,9 +91,9 @@ let
           "openvswitch"
           "btrfs-progs"
           "sqlite"
-          "nixfmt-rfc-style"
+          "nixfmt-tree"
         ];
-      "formatter: nixfmt-rfc-style" = outputs.formatter.${system}.name == "nixfmt-rfc-style";
+      "formatter: nixfmt-tree where nixpkgs has it" = outputs.formatter.${system}.name == "nixfmt-tree";
       "checks: option types, module behaviour, config validation and the VM checks" =
         b.all (n: checks ? ${n}) (
           vmChecks
