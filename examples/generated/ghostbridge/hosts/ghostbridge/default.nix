@@ -46,7 +46,6 @@
       sysctl = {
         "vm.dirty_background_ratio" = 5;
         "vm.dirty_ratio" = 10;
-        "vm.max_map_count" = 262144;
         "vm.swappiness" = 10;
       };
     };
