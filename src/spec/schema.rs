@@ -320,19 +320,7 @@ pub fn location(path: &[PathSeg]) -> String {
     if path.is_empty() {
         return "the host".into();
     }
-    let mut out = String::new();
-    for seg in path {
-        match seg {
-            PathSeg::Key(k) => {
-                if !out.is_empty() {
-                    out.push('.');
-                }
-                out.push_str(k);
-            }
-            PathSeg::Index(i) => out.push_str(&format!("[{i}]")),
-        }
-    }
-    format!("`{out}`")
+    format!("`{}`", crate::runtime::config::display_path(path))
 }
 
 /// The property names the schema allows at `path` (for "did you mean").
@@ -415,21 +403,11 @@ fn pattern_fix(pattern: &str, value: &str) -> Option<String> {
 }
 
 fn properties_at(schema: &Json, path: &[PathSeg]) -> Vec<String> {
-    let mut cur = resolve(schema, schema);
-    for seg in path {
-        let next = match seg {
-            PathSeg::Key(k) => cur
-                .get("properties")
-                .and_then(|p| p.get(k))
-                .or_else(|| cur.get("additionalProperties").filter(|a| a.is_object())),
-            PathSeg::Index(_) => cur.get("items"),
-        };
-        match next {
-            Some(n) => cur = resolve(schema, n),
-            None => return vec![],
-        }
-    }
-    cur.get("properties").and_then(Json::as_object).map(|m| m.keys().cloned().collect()).unwrap_or_default()
+    schema_at(schema, path)
+        .and_then(|s| s.get("properties"))
+        .and_then(Json::as_object)
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
 }
 
 fn resolve<'a>(root: &'a Json, mut node: &'a Json) -> &'a Json {

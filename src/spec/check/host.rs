@@ -16,30 +16,36 @@ fn names(list: &'static str) -> impl Iterator<Item = &'static str> {
     list.lines().filter(|l| !l.starts_with('#') && !l.is_empty())
 }
 
-pub fn check(host: &HostSpec, ctx: &mut Ctx) {
+/// `value` must be one of `list`; otherwise an error that suggests the closest name.
+fn known_name(ctx: &mut Ctx, key: &str, value: &str, list: &'static str, what: &str, example: &str) {
     // A NUL is refused on its own; no second finding for the same value.
-    if !host.time_zone.contains('\0') && !names(TIME_ZONES).any(|z| z == host.time_zone) {
-        let d = super::super::diagnostic::closest(&host.time_zone, names(TIME_ZONES));
-        ctx.error(
-            spec_path!["time_zone"],
-            format!("{:?} is not a time zone NixOS knows; the host would silently run on UTC", host.time_zone),
-            match d {
-                Some(best) => format!("did you mean {best:?}?"),
-                None => "write an IANA name such as \"Europe/Berlin\" or \"UTC\"".to_string(),
-            },
-        );
+    if value.contains('\0') || names(list).any(|n| n == value) {
+        return;
     }
-    if !host.locale.contains('\0') && !names(LOCALES).any(|l| l == host.locale) {
-        let d = super::super::diagnostic::closest(&host.locale, names(LOCALES));
-        ctx.error(
-            spec_path!["locale"],
-            format!("{:?} is not a locale glibc supports; NixOS would refuse to build the host", host.locale),
-            match d {
-                Some(best) => format!("did you mean {best:?}?"),
-                None => "write a name such as \"en_US.UTF-8\"".to_string(),
-            },
-        );
-    }
+    let help = match super::super::diagnostic::closest(value, names(list)) {
+        Some(best) => format!("did you mean {best:?}?"),
+        None => format!("write {example}"),
+    };
+    ctx.error(spec_path![key], format!("{value:?} is not {what}"), help);
+}
+
+pub fn check(host: &HostSpec, ctx: &mut Ctx) {
+    known_name(
+        ctx,
+        "time_zone",
+        &host.time_zone,
+        TIME_ZONES,
+        "a time zone NixOS knows; the host would silently run on UTC",
+        "an IANA name such as \"Europe/Berlin\" or \"UTC\"",
+    );
+    known_name(
+        ctx,
+        "locale",
+        &host.locale,
+        LOCALES,
+        "a locale glibc supports; NixOS would refuse to build the host",
+        "a name such as \"en_US.UTF-8\"",
+    );
     if let Err(why) = rfc1123_label(&host.name) {
         ctx.error(
             spec_path!["name"],
