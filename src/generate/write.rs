@@ -206,11 +206,17 @@ pub fn write_interrupted(
     let mut budget = Steps(steps);
     // 1. Stage every new file, synced.
     let staging = tempfile::Builder::new().prefix(STAGING_PREFIX).tempdir_in(out).map_err(io(out))?;
+    // An interrupted write stops here as a kill would: nothing cleaned up.
+    macro_rules! stop_here {
+        () => {
+            if !budget.take() {
+                let _ = staging.keep();
+                return Ok(outcome);
+            }
+        };
+    }
     for f in &to_write {
-        if !budget.take() {
-            let _ = staging.keep();
-            return Ok(outcome);
-        }
+        stop_here!();
         let staged = staging.path().join(&f.path);
         if let Some(parent) = staged.parent() {
             std::fs::create_dir_all(parent).map_err(io(parent))?;
@@ -241,18 +247,12 @@ pub fn write_interrupted(
         }
     }
     let pending = Manifest { earlier: known.interrupted.clone(), ..manifest.clone() };
-    if !budget.take() {
-        let _ = staging.keep();
-        return Ok(outcome);
-    }
+    stop_here!();
     replace_atomically(out, PENDING, pending.to_json().as_bytes())?;
 
     // 3. Move each file into place, then drop obsolete ones.
     for f in &to_write {
-        if !budget.take() {
-            let _ = staging.keep();
-            return Ok(outcome);
-        }
+        stop_here!();
         let target = out.join(&f.path);
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).map_err(io(parent))?;
@@ -261,10 +261,7 @@ pub fn write_interrupted(
         outcome.written.push(f.path.clone());
     }
     for path in obsolete {
-        if !budget.take() {
-            let _ = staging.keep();
-            return Ok(outcome);
-        }
+        stop_here!();
         let target = out.join(&path);
         std::fs::remove_file(&target).map_err(io(&target))?;
         remove_empty_parents(out, &target);
@@ -272,15 +269,9 @@ pub fn write_interrupted(
     }
 
     // 4. Commit: the new manifest, then forget the pending one.
-    if !budget.take() {
-        let _ = staging.keep();
-        return Ok(outcome);
-    }
+    stop_here!();
     replace_atomically(out, MANIFEST, manifest.to_json().as_bytes())?;
-    if !budget.take() {
-        let _ = staging.keep();
-        return Ok(outcome);
-    }
+    stop_here!();
     let pending = out.join(PENDING);
     std::fs::remove_file(&pending).map_err(io(&pending))?;
     sync_dir(out);

@@ -46,17 +46,7 @@ pub fn code_of(err: &anyhow::Error) -> u8 {
 
 /// Prints `program: error: ...` to stderr and returns the exit code.
 pub fn report(program: &str, err: &anyhow::Error) -> ExitCode {
-    let text: Vec<String> = err.chain().map(ToString::to_string).collect();
-    let mut out = String::new();
-    for t in text {
-        if !out.ends_with(&t) {
-            if !out.is_empty() {
-                out.push_str(": ");
-            }
-            out.push_str(&t);
-        }
-    }
-    eprintln!("{program}: error: {out}");
+    eprintln!("{program}: error: {}", chain(err.as_ref()));
     ExitCode::from(code_of(err))
 }
 
