@@ -210,3 +210,48 @@ fn symbolic_links_inside_the_output_folder_are_not_followed() {
     assert!(err.contains("out/hosts is a symbolic link"), "{err}");
     assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "something was written through the link");
 }
+
+/// Every file and folder under `dir` with its permission bits.
+fn modes(dir: &Path) -> BTreeMap<String, u32> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut out = BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            out.insert(p.strip_prefix(dir).unwrap().to_string_lossy().into_owned(), m.permissions().mode() & 0o7777);
+            if m.is_dir() {
+                todo.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_environment_changes_nothing_it_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("spec.toml"), fleet()).unwrap();
+    assert_eq!(ghostgen(&["build", "spec.toml", "-o", "plain"], dir.path()).status.code(), Some(0));
+    // A hostile caller's environment: no PATH or HOME, a missing TMPDIR, odd
+    // locale and Nix variables, and a umask that would make every file writable by all.
+    let o = Command::new("/bin/sh")
+        .args(["-c", "umask 000; exec \"$0\" build spec.toml -o hostile", env!("CARGO_BIN_EXE_ghostgen")])
+        .current_dir(dir.path())
+        .env_clear()
+        .env("TMPDIR", "/nonexistent/tmp")
+        .env("LANG", "xx_XX.GARBAGE")
+        .env("LC_ALL", "\u{1b}[31m")
+        .env("NIX_PATH", "nixpkgs=/nonexistent")
+        .env("GIT_DIR", "/nonexistent")
+        .env("JOURNAL_STREAM", "8:8")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(tree(&dir.path().join("hostile")), tree(&dir.path().join("plain")));
+    for (path, mode) in modes(&dir.path().join("hostile")) {
+        let is_dir = dir.path().join("hostile").join(&path).is_dir();
+        assert_eq!(mode, if is_dir { 0o755 } else { 0o644 }, "{path} has mode {mode:o}");
+    }
+}

@@ -315,6 +315,27 @@ fn fleet_errors_point_into_the_right_entry_and_names_are_unique() {
 }
 
 #[test]
+fn fleet_findings_name_their_hosts_entries() {
+    let text = format!(
+        "[defaults]\nstate_version = \"25.11\"\n[defaults.ssh]\nport = \"2222\"\n\
+         [[defaults.users]]\nname = \"ops\"\nadmin = true\nssh_keys = [\"{KEY}\"]\n\
+         [[hosts]]\nname = \"a\"\n[[hosts]]\nname = \"b\"\ntime_zone = \"Europe/Berln\"\n"
+    );
+    let rejected = spec::load(&text).unwrap_err();
+    let rendered = spec::diagnostic::render_all(&rejected.diagnostics, "fleet.toml", &text);
+    // A value from [defaults] wrong for every host is one finding naming them all.
+    let port = rendered.split("\n\n").find(|d| d.contains("2222")).unwrap();
+    assert!(port.contains("= note: in [[hosts]] entries 1 (\"a\"), 2 (\"b\")"), "{rendered}");
+    // A host's own mistake names its entry.
+    let zone = rendered.split("\n\n").find(|d| d.contains("Berln")).unwrap();
+    assert!(zone.contains("= note: in [[hosts]] entry 2 (\"b\")\n"), "{rendered}");
+    assert_eq!(rendered.matches("2222").count(), 2, "one finding, shown once: {rendered}");
+    // A single-host spec has no entries to name.
+    let single = spec::load(&spec_with("[ssh]\nport = \"2222\"\n")).unwrap_err();
+    assert!(single.diagnostics.iter().all(|d| d.hosts.is_empty()));
+}
+
+#[test]
 fn host_and_hosts_together_is_an_error() {
     let text = format!("{}\n[[hosts]]\nname = \"b\"\n", spec_with(""));
     let d = diagnostics(&text);

@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use super::manifest::{MANIFEST, Manifest, ManifestError, PENDING, sha256_hex};
@@ -149,7 +150,7 @@ pub fn write_interrupted(
     force: bool,
     steps: usize,
 ) -> Result<Outcome, WriteError> {
-    std::fs::create_dir_all(out).map_err(io(out))?;
+    create_folder(out)?;
     let _lock = lock(out)?;
     remove_stale_staging(out)?;
     let known = known_hashes(out)?;
@@ -219,9 +220,15 @@ pub fn write_interrupted(
         stop_here!();
         let staged = staging.path().join(&f.path);
         if let Some(parent) = staged.parent() {
-            std::fs::create_dir_all(parent).map_err(io(parent))?;
+            create_folder(parent)?;
         }
-        std::fs::write(&staged, f.contents.as_bytes()).map_err(io(&staged))?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(FILE_MODE)
+            .open(&staged)
+            .and_then(|mut file| file.write_all(f.contents.as_bytes()))
+            .map_err(io(&staged))?;
     }
     // Every staged byte is durable before anything is renamed into place:
     // each staged file and folder is flushed, several at a time (the file
@@ -255,7 +262,7 @@ pub fn write_interrupted(
         stop_here!();
         let target = out.join(&f.path);
         if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(io(parent))?;
+            create_folder(parent)?;
         }
         std::fs::rename(staging.path().join(&f.path), &target).map_err(io(&target))?;
         outcome.written.push(f.path.clone());
@@ -318,6 +325,7 @@ fn lock(out: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, WriteError> {
         .truncate(false)
         .read(true)
         .write(true)
+        .mode(FILE_MODE)
         .open(&path)
         .map_err(io(&path))?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
@@ -375,11 +383,26 @@ fn sync_staged(staging: &Path, files: &[&File]) -> Result<(), WriteError> {
 
 fn replace_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), WriteError> {
     let target = dir.join(name);
-    let mut tmp = tempfile::Builder::new().prefix(".ghostgen-tmp-").tempfile_in(dir).map_err(io(dir))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".ghostgen-tmp-")
+        .permissions(std::fs::Permissions::from_mode(FILE_MODE))
+        .tempfile_in(dir)
+        .map_err(io(dir))?;
     tmp.write_all(bytes).map_err(io(&target))?;
     tmp.as_file().sync_all().map_err(io(&target))?;
     tmp.persist(&target).map_err(|e| WriteError::Io { path: target.display().to_string(), source: e.error })?;
     Ok(())
+}
+
+/// Generated files are readable by all and writable by their owner only; the
+/// umask can narrow this but never widen it (a umask of 000 in the caller's
+/// environment does not make the flake that root builds writable by anyone).
+const FILE_MODE: u32 = 0o644;
+const FOLDER_MODE: u32 = 0o755;
+
+/// Creates `dir` and its missing parents with [`FOLDER_MODE`].
+fn create_folder(dir: &Path) -> Result<(), WriteError> {
+    std::fs::DirBuilder::new().recursive(true).mode(FOLDER_MODE).create(dir).map_err(io(dir))
 }
 
 fn sync_dir(dir: &Path) {

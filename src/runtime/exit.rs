@@ -34,6 +34,13 @@ pub fn chain(err: &(dyn Error + 'static)) -> String {
     out
 }
 
+/// The text with every control character but line breaks and tabs replaced:
+/// a spec, its keys, a file name or a server's answer cannot send escape
+/// sequences to the terminal that shows an error.
+pub fn terminal_safe(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() && c != '\n' && c != '\t' { '\u{FFFD}' } else { c }).collect()
+}
+
 /// The exit code an error means: 2 when any cause is a usage mistake or an
 /// invalid config, 1 otherwise.
 pub fn code_of(err: &anyhow::Error) -> u8 {
@@ -46,7 +53,7 @@ pub fn code_of(err: &anyhow::Error) -> u8 {
 
 /// Prints `program: error: ...` to stderr and returns the exit code.
 pub fn report(program: &str, err: &anyhow::Error) -> ExitCode {
-    eprintln!("{program}: error: {}", chain(err.as_ref()));
+    eprintln!("{program}: error: {}", terminal_safe(&chain(err.as_ref())));
     ExitCode::from(code_of(err))
 }
 

@@ -3,7 +3,10 @@
 
 use std::fmt::Write as _;
 
+use unicode_width::UnicodeWidthChar;
+
 use super::source::Span;
+use crate::runtime::exit::terminal_safe;
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
@@ -17,18 +20,45 @@ pub struct Diagnostic {
     pub span: Span,
     pub message: String,
     pub help: Option<String>,
+    /// The fleet hosts the finding is about (empty for a single-host spec).
+    pub hosts: Vec<HostRef>,
+}
+
+/// A `[[hosts]]` entry a finding is about: its position in the file and its name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HostRef {
+    /// 1-based, as a reader counts the entries.
+    pub entry: usize,
+    pub name: Option<String>,
+}
+
+impl std::fmt::Display for HostRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The name is the user's text: Debug quoting keeps control characters out of the terminal.
+        match &self.name {
+            Some(name) => write!(f, "{} ({name:?})", self.entry),
+            None => write!(f, "{}", self.entry),
+        }
+    }
 }
 
 impl Diagnostic {
     pub fn error(span: Span, message: impl Into<String>) -> Self {
-        Diagnostic { severity: Severity::Error, span, message: message.into(), help: None }
+        Diagnostic { severity: Severity::Error, span, message: message.into(), help: None, hosts: Vec::new() }
     }
     pub fn warning(span: Span, message: impl Into<String>) -> Self {
-        Diagnostic { severity: Severity::Warning, span, message: message.into(), help: None }
+        Diagnostic { severity: Severity::Warning, span, message: message.into(), help: None, hosts: Vec::new() }
     }
     pub fn help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
         self
+    }
+    /// Notes that the finding is about the fleet host `host`.
+    pub fn add_host(&mut self, host: HostRef) {
+        if !self.hosts.contains(&host) {
+            self.hosts.push(host);
+            self.hosts.sort();
+        }
     }
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
@@ -60,16 +90,34 @@ impl Diagnostic {
         let shown: String = chars[first.min(last)..last].iter().collect();
         let (head, tail) = (if first > 0 { "…" } else { "" }, if last < chars.len() { "…" } else { "" });
         let _ = writeln!(out, "{line} | {head}{shown}{tail}");
-        // The caret lines up under tabs: copy them, blank everything else.
-        let pad: String =
-            chars[first.min(col - 1)..col - 1].iter().map(|c| if *c == '\t' { '\t' } else { ' ' }).collect();
+        // The caret lines up under tabs and wide characters: tabs are copied,
+        // every other character is blanked by as many columns as it takes.
+        let pad: String = chars[first.min(col - 1)..col - 1]
+            .iter()
+            .map(|c| if *c == '\t' { "\t".to_string() } else { " ".repeat(display_width(*c)) })
+            .collect();
+        let carets: usize = chars[(col - 1).min(chars.len())..(col - 1 + width.min(WINDOW)).min(chars.len())]
+            .iter()
+            .map(|c| display_width(*c))
+            .sum();
         let lead = if first > 0 { " " } else { "" };
-        let _ = writeln!(out, "{:gutter$} | {lead}{pad}{}", "", "^".repeat(width.min(WINDOW)));
+        let _ = writeln!(out, "{:gutter$} | {lead}{pad}{}", "", "^".repeat(carets.max(1)));
         if let Some(help) = &self.help {
             let _ = writeln!(out, "{:gutter$} = help: {help}", "");
         }
-        out
+        if let [one] = self.hosts.as_slice() {
+            let _ = writeln!(out, "{:gutter$} = note: in [[hosts]] entry {one}", "");
+        } else if !self.hosts.is_empty() {
+            let list: Vec<String> = self.hosts.iter().map(HostRef::to_string).collect();
+            let _ = writeln!(out, "{:gutter$} = note: in [[hosts]] entries {}", "", list.join(", "));
+        }
+        terminal_safe(&out)
     }
+}
+
+/// How many terminal columns `c` takes (control characters are shown as one).
+fn display_width(c: char) -> usize {
+    c.width().unwrap_or(1)
 }
 
 /// At most this many characters of a source line are shown around a span.
@@ -124,7 +172,7 @@ pub fn render_all(diags: &[Diagnostic], file: &str, text: &str) -> String {
             rest.len() - errors
         ));
     }
-    out.join("\n")
+    terminal_safe(&out.join("\n"))
 }
 
 /// The known name closest to `unknown`, if it is close enough to be a likely typo.
@@ -162,6 +210,27 @@ mod tests {
         let text = "a =\t\t\"x\"\n";
         let out = Diagnostic::error(Span { start: 5, end: 8 }, "wrong").render("s.toml", text);
         assert!(out.ends_with("1 | a =\t\t\"x\"\n  |    \t\t^^^\n"), "{out:?}");
+    }
+
+    #[test]
+    fn carets_line_up_under_wide_characters() {
+        let text = "x = \"日本\" + 1\n";
+        let start = text.find('+').unwrap();
+        let out = Diagnostic::error(Span { start, end: start + 1 }, "wrong").render("s.toml", text);
+        assert!(out.contains("1:10: error"), "the column counts characters: {out}");
+        assert!(out.ends_with("1 | x = \"日本\" + 1\n  |            ^\n"), "{out:?}");
+        let start = text.find('日').unwrap();
+        let out = Diagnostic::error(Span { start, end: start + "日本".len() }, "wrong").render("s.toml", text);
+        assert!(out.ends_with("  |      ^^^^\n"), "two wide characters take four columns: {out:?}");
+    }
+
+    #[test]
+    fn control_characters_never_reach_the_terminal() {
+        let text = "x = 1 # \u{1b}]0;owned\u{7}\n";
+        let d = Diagnostic::error(Span { start: 0, end: 1 }, "bad key \u{1b}[2J").help("\u{9b}31m");
+        let out = render_all(&[d], "spec\u{1b}[31m.toml", text);
+        assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{out:?}");
+        assert!(out.contains("spec\u{FFFD}[31m.toml:1:1"), "{out:?}");
     }
 
     #[test]

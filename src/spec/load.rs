@@ -3,7 +3,7 @@
 //! Every problem found is reported, in file order, not only the first.
 
 use super::check;
-use super::diagnostic::{Diagnostic, closest};
+use super::diagnostic::{Diagnostic, HostRef, closest};
 use super::migrate;
 use super::model::{FlakeInputs, HostSpec, Spec};
 use super::schema;
@@ -53,27 +53,30 @@ pub fn load(text: &str) -> Result<Loaded, Rejected> {
         }
     }
     let mut host_nodes = host_trees(&root, &mut diags);
-    for node in &mut host_nodes {
-        migrate::host(node, &mut diags);
-    }
     let host_schema = schema::host();
     let mut hosts = Vec::new();
     let mut decoded_nodes = Vec::new();
-    for node in &host_nodes {
+    let mut decoded_refs = Vec::new();
+    for (node, host_ref) in &mut host_nodes {
+        let before = diags.len();
+        migrate::host(node, &mut diags);
         if let Some(h) = decode::<HostSpec>(host_schema, node, &mut diags) {
             hosts.push(h);
             decoded_nodes.push(node.clone());
+            decoded_refs.push(host_ref.clone());
         } else if let Some((h, repaired)) = decode_without_mistakes(host_schema, node) {
             // Its mistakes are reported above; every other part is checked too,
             // so that one run names every mistake.
             hosts.push(h);
             decoded_nodes.push(repaired);
+            decoded_refs.push(host_ref.clone());
         } else {
             check::undecoded(node, &mut diags);
         }
+        check::about(&mut diags[before..], host_ref.as_ref());
     }
     // Hosts that did not decode were reported above; check the rest.
-    check::all(&hosts, &decoded_nodes, &mut diags);
+    check::all(&hosts, &decoded_nodes, &decoded_refs, &mut diags);
 
     dedup(&mut diags);
     if diags.iter().any(Diagnostic::is_error) {
@@ -95,8 +98,8 @@ fn toml_error(text: &str, e: &toml_span::Error) -> Diagnostic {
         .help("fix the TOML syntax at this position; see https://toml.io")
 }
 
-/// One tree per host, shaped like [`HostSpec`].
-fn host_trees(root: &Node, diags: &mut Vec<Diagnostic>) -> Vec<Node> {
+/// One tree per host, shaped like [`HostSpec`], with its `[[hosts]]` entry in a fleet.
+fn host_trees(root: &Node, diags: &mut Vec<Diagnostic>) -> Vec<(Node, Option<HostRef>)> {
     let entries = root.entries().unwrap_or(&[]);
     let single = root.get("host");
     let fleet = root.get("hosts");
@@ -144,7 +147,7 @@ fn host_trees(root: &Node, diags: &mut Vec<Diagnostic>) -> Vec<Node> {
                 }
             };
             merged.extend(entries.iter().filter(|e| !TOP_KEYS.contains(&e.key.as_str())).cloned());
-            vec![Node::table(host.value.span, merged)]
+            vec![(Node::table(host.value.span, merged), None)]
         }
         (None, Some(fleet)) => {
             let defaults = root.get("defaults").map(|d| &d.value);
@@ -155,9 +158,17 @@ fn host_trees(root: &Node, diags: &mut Vec<Diagnostic>) -> Vec<Node> {
             match &fleet.value.kind {
                 Kind::Array(items) if !items.is_empty() => items
                     .iter()
-                    .map(|item| match defaults {
-                        Some(d) => Node::merged(d, item),
-                        None => item.clone(),
+                    .enumerate()
+                    .map(|(i, item)| {
+                        let node = match defaults {
+                            Some(d) => Node::merged(d, item),
+                            None => item.clone(),
+                        };
+                        let name = match node.get("name").map(|e| &e.value.kind) {
+                            Some(Kind::Str(name)) => Some(name.clone()),
+                            _ => None,
+                        };
+                        (node, Some(HostRef { entry: i + 1, name }))
                     })
                     .collect(),
                 _ => {
@@ -240,7 +251,23 @@ fn check_strings(root: &Node, diags: &mut Vec<Diagnostic>) {
     });
 }
 
+/// One finding per place and message; a value from `[defaults]` that is wrong
+/// for several hosts is one finding naming them all.
 fn dedup(diags: &mut Vec<Diagnostic>) {
-    let mut seen = std::collections::HashSet::new();
-    diags.retain(|d| seen.insert((d.span.start, d.span.end, d.message.clone())));
+    let mut first: std::collections::HashMap<(usize, usize, String), usize> = std::collections::HashMap::new();
+    let mut kept: Vec<Diagnostic> = Vec::with_capacity(diags.len());
+    for d in diags.drain(..) {
+        match first.entry((d.span.start, d.span.end, d.message.clone())) {
+            std::collections::hash_map::Entry::Occupied(at) => {
+                for host in d.hosts {
+                    kept[*at.get()].add_host(host);
+                }
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(kept.len());
+                kept.push(d);
+            }
+        }
+    }
+    *diags = kept;
 }

@@ -11,7 +11,7 @@ pub mod ports;
 mod services;
 mod ssh;
 
-use super::diagnostic::Diagnostic;
+use super::diagnostic::{Diagnostic, HostRef};
 use super::model::HostSpec;
 use super::source::{Node, PathSeg};
 
@@ -57,9 +57,19 @@ pub fn undecoded(node: &Node, diags: &mut Vec<Diagnostic>) {
     daemons::check_undecoded(&mut Ctx { node, diags });
 }
 
+/// Notes the fleet host the findings are about (nothing for a single host).
+pub fn about(diags: &mut [Diagnostic], host: Option<&HostRef>) {
+    if let Some(host) = host {
+        for d in diags {
+            d.add_host(host.clone());
+        }
+    }
+}
+
 /// Runs every check on every host, plus the fleet-wide ones.
-pub fn all(hosts: &[HostSpec], nodes: &[Node], diags: &mut Vec<Diagnostic>) {
-    for (host, node) in hosts.iter().zip(nodes) {
+pub fn all(hosts: &[HostSpec], nodes: &[Node], refs: &[Option<HostRef>], diags: &mut Vec<Diagnostic>) {
+    for ((host, node), host_ref) in hosts.iter().zip(nodes).zip(refs) {
+        let before = diags.len();
         let mut ctx = Ctx { node, diags };
         host::check(host, &mut ctx);
         disk::check(host, &mut ctx);
@@ -69,6 +79,7 @@ pub fn all(hosts: &[HostSpec], nodes: &[Node], diags: &mut Vec<Diagnostic>) {
         destinations::check(host, &mut ctx);
         ports::check(host, &mut ctx);
         ssh::check(host, &mut ctx);
+        about(&mut diags[before..], host_ref.as_ref());
     }
     host::check_fleet(hosts, nodes, diags);
 }
