@@ -17,6 +17,32 @@ let
     btrfsDisk = ./common/btrfs-disk.nix;
   };
   generatedHost = ../examples/generated/ghostbridge/hosts/ghostbridge/default.nix;
+  system = pkgs.stdenv.hostPlatform.system;
+
+  # The system a host module pins (`nixpkgs.hostPlatform`, which ghostgen writes
+  # from the spec's [host].system), read from the module's own attribute set
+  # without evaluating NixOS. It wins over the `nixpkgs.system` the test framework
+  # gives a node, so such a host boots as that system whatever the check's
+  # system: its VM check belongs to that system's checks only (aarch64-linux must
+  # not boot an x86_64 host). A host that pins nothing follows the check.
+  hostSystem =
+    module:
+    let
+      f = import module;
+      # Only the arguments the module names; their values are never read for this.
+      stubArgs = {
+        inherit lib pkgs;
+        config = { };
+        options = { };
+      };
+      definition =
+        if builtins.isFunction f then
+          f (builtins.mapAttrs (name: _: stubArgs.${name} or null) (builtins.functionArgs f))
+        else
+          f;
+      platform = definition.nixpkgs.hostPlatform or definition.config.nixpkgs.hostPlatform or system;
+    in
+    if builtins.isString platform then platform else platform.system;
 
   # Every option of modules/ has the type recorded in tests/nix/expected-option-types.json.
   optionTypes =
@@ -43,7 +69,8 @@ in
   ovs = import ./ovs.nix args;
   qdrant-sync = import ./qdrant-sync.nix args;
 }
-# The reference host appears once `ghostgen build` output is committed under examples/generated.
-// lib.optionalAttrs (builtins.pathExists generatedHost) {
+# The reference host appears once `ghostgen build` output is committed under
+# examples/generated, in the checks of the system it is built for.
+// lib.optionalAttrs (builtins.pathExists generatedHost && hostSystem generatedHost == system) {
   host-ghostbridge = import ./host.nix (args // { hostModule = generatedHost; });
 }

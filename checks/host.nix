@@ -83,7 +83,9 @@ pkgs.testers.runNixOSTest {
           "prometheus-node-exporter.service"
         ]
         ++ lib.optional (gb.monitoring.enable && gb.monitoring.grafana.enable) "grafana.service"
-        ++ lib.optional gb.virtualization.libvirt.enable "libvirtd.service"
+        # nixpkgs socket-activates libvirtd (`--timeout 120`: idle, the service
+        # exits and only the socket stays active); virsh below wakes it.
+        ++ lib.optional gb.virtualization.libvirt.enable "libvirtd.socket"
         ++ lib.optional (
           gb.virtualization.libvirt.enable && gb.virtualization.libvirt.ovsNetworks != { }
         ) "ghostbridge-libvirt-networks.service"
@@ -92,6 +94,8 @@ pkgs.testers.runNixOSTest {
         ++ lib.optional gb.opDbus.enable "op-dbus.service";
     in
     ''
+      import shlex
+
       units = ${builtins.toJSON units}
 
       ghostbridge.start()
@@ -104,11 +108,19 @@ pkgs.testers.runNixOSTest {
       ${lib.optionalString gb.ovs.enable ''
         with subtest("the spec's bridges exist"):
             for bridge in ${builtins.toJSON (map (b: b.name) gb.ovs.settings.bridges)}:
-                ghostbridge.succeed(f"ovs-vsctl br-exists {bridge}")
+                ghostbridge.succeed(f"ovs-vsctl br-exists {shlex.quote(bridge)}")
+      ''}
+      ${lib.optionalString gb.virtualization.libvirt.enable ''
+        with subtest("libvirt answers on its socket, the OVS networks are active"):
+            ghostbridge.succeed("virsh -c qemu:///system list --all")
+            for net in ${builtins.toJSON (lib.attrNames gb.virtualization.libvirt.ovsNetworks)}:
+                ghostbridge.succeed(f"virsh -c qemu:///system net-info --network {shlex.quote(net)} | grep -q '^Active: *yes'")
       ''}
       ${lib.optionalString (gb.monitoring.enable && gb.snapshotter.enable) ''
         with subtest("the snapshotter's metrics reach node exporter"):
-            ghostbridge.wait_until_succeeds("curl -sf http://127.0.0.1:${toString gb.monitoring.nodeExporter.port}/metrics | grep -q '^ghostbridge_snapshotter_height'", timeout=60)
+            # grep without -q reads to the end: `grep -q` exiting at the first match
+            # would make curl fail on the closed pipe (commands run with pipefail).
+            ghostbridge.wait_until_succeeds("curl -sf http://127.0.0.1:${toString gb.monitoring.nodeExporter.port}/metrics | grep '^ghostbridge_snapshotter_height' >/dev/null", timeout=60)
       ''}
       ${lib.optionalString (gb.monitoring.enable && gb.monitoring.grafana.enable) ''
         with subtest("Grafana has the GhostBridge dashboard"):

@@ -18,6 +18,8 @@ let
     mkIf
     mkMerge
     mkDefault
+    mkForce
+    mkOverride
     types
     optional
     optionals
@@ -28,6 +30,7 @@ let
   settings = sync.settings;
   json = pkgs.formats.json { };
   dbDir = dirOf settings.database;
+  dataDir = sync.localQdrantDataDir;
   # Where systemd hands the API key to the service (LoadCredential), readable by the dynamic user only.
   apiKeyCredential = "/run/credentials/ghostbridge-qdrant-sync.service/qdrant-api-key";
   hardening = import ./lib/hardening.nix;
@@ -95,6 +98,24 @@ in
         nixpkgs' default) and point `settings.url` at its REST port
         ({option}`services.qdrant.settings.service.http_port`) unless `settings.url` is set.
         `false`: use a Qdrant elsewhere, named by `settings.url`.
+      '';
+    };
+
+    localQdrantDataDir = mkOption {
+      type = types.nullOr (types.strMatching "/.+");
+      default = null;
+      example = "/var/lib/blockchain-vectors";
+      description = ''
+        Folder of the local Qdrant's data (typically the mount point of its own
+        subvolume): {option}`services.qdrant.settings` `storage.storage_path` becomes
+        `DIR/storage` and `storage.snapshots_path` `DIR/snapshots` (at priority 900: over
+        nixpkgs' `mkDefault` under /var/lib/qdrant, under a plain definition). nixpkgs'
+        Qdrant runs with `DynamicUser`, whose files outside its `StateDirectory` would keep
+        a UID that may not be its next one; with this folder it runs as the static system
+        user `qdrant` instead, under `ProtectSystem=strict` with only this folder (and
+        its StateDirectory) writable, after the folder's mount (`RequiresMountsFor`), and
+        tmpfiles creates the three folders `0750 qdrant:qdrant`. `null`: nixpkgs' default
+        (/var/lib/qdrant). Only with {option}`services.ghostbridge.qdrant_sync.localQdrant`.
       '';
     };
 
@@ -185,6 +206,38 @@ in
       # nixpkgs' Qdrant listens on 127.0.0.1 (its default service.host).
       services.qdrant.enable = true;
       services.ghostbridge.qdrant_sync.settings.url = mkDefault "http://127.0.0.1:${toString config.services.qdrant.settings.service.http_port}";
+    })
+
+    (mkIf (sync.localQdrant && dataDir != null) {
+      services.qdrant.settings.storage = {
+        storage_path = mkOverride 900 "${dataDir}/storage";
+        snapshots_path = mkOverride 900 "${dataDir}/snapshots";
+      };
+
+      users.users.qdrant = {
+        isSystemUser = true;
+        group = "qdrant";
+        description = "Qdrant vector database";
+      };
+      users.groups.qdrant = { };
+
+      systemd.tmpfiles.rules = map (dir: "d ${escape.tmpfilesPath dir} 0750 qdrant qdrant -") [
+        dataDir
+        "${dataDir}/storage"
+        "${dataDir}/snapshots"
+      ];
+
+      systemd.services.qdrant = {
+        unitConfig.RequiresMountsFor = [ (escape.unitPath dataDir) ];
+        serviceConfig = {
+          # nixpkgs sets DynamicUser = true, which also implies ProtectSystem=strict.
+          DynamicUser = mkForce false;
+          User = "qdrant";
+          Group = "qdrant";
+          ProtectSystem = "strict";
+          ReadWritePaths = [ (escape.unitPath dataDir) ];
+        };
+      };
     })
   ]);
 }

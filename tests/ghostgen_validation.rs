@@ -618,3 +618,28 @@ fn a_bridge_has_one_ipv4_and_one_ipv6_gateway_at_most() {
     let d = diagnostics(&text);
     assert!(d.iter().any(|x| x.2.contains("a second IPv4 gateway 10.0.0.3")), "{d:#?}");
 }
+
+#[test]
+fn the_console_stays_on_loopback_unless_exposed_behind_a_password() {
+    let base = "[virtualization]\nlibvirt = true\nnovnc_port = 6080\n";
+    let d = diagnostics(&spec_with(&format!("{base}[firewall]\nallowed_tcp_ports = [6080]\n")));
+    assert!(d.iter().any(|x| x.2.contains("warning: port 6080 is the noVNC console's")), "{d:#?}");
+    let exposed = |expose: &str| diagnostics(&spec_with(&format!("{base}novnc_expose = {expose}\n")));
+    assert!(exposed("{ address = \"0.0.0.0\", password_file = \"/run/keys/vnc\" }").is_empty());
+    let d = exposed("{ address = \"127.0.0.1\", password_file = \"/run/keys/vnc\" }");
+    assert!(d.iter().any(|x| x.2.contains("loopback address exposes nothing")), "{d:#?}");
+    let d = exposed("{ address = \"0.0.0.0\", password_file = \"/nix/store/abc-vnc\" }");
+    assert!(d.iter().any(|x| x.2.contains("outside the Nix store")), "{d:#?}");
+    let d = exposed("{ address = \"0.0.0.0\" }");
+    assert!(d.iter().any(|x| x.2.contains("password_file")), "a password is required: {d:#?}");
+}
+
+#[test]
+fn the_local_qdrant_keeps_its_data_in_a_folder_of_its_own() {
+    let d = diagnostics(&spec_with("[qdrant]\ndata_dir = \"/var/lib/vectors\"\n"));
+    assert!(d.iter().any(|x| x.2.contains("[qdrant_sync] url does not point at this host")), "{d:#?}");
+    let d = diagnostics(&spec_with("[qdrant]\ndata_dir = \"/var/lib\"\n"));
+    assert!(d.iter().any(|x| x.2.contains("Qdrant's folder must be its own")), "{d:#?}");
+    let d = diagnostics(&spec_with("[remote_server]\nserial_console = \"ttyS0 quiet\"\n"));
+    assert!(d.iter().any(|x| x.2.contains("serial_console \"ttyS0 quiet\" is refused")), "{d:#?}");
+}

@@ -77,7 +77,7 @@ fn recipe_and_verify_agree_on_a_library_built_chain() {
         uuid[0] = h as u8;
         uuid[15] = 0xAB;
         let b = Block::new(h, prev, t, format!("{h:012}-{t}"), uuid, 100 + h);
-        store.append(&b, Some(t - 5_000_000_000)).unwrap();
+        store.append(&b, t, Some(t - 5_000_000_000)).unwrap();
         prev = b.hash;
     }
     drop(store);

@@ -284,7 +284,7 @@ fn verify_calls_on_a_long_chain_never_delay_a_tick() {
             let t = start + h as i64 * 1_000_000_000;
             let b = ghostbridge::snapshot::chain::Block::new(h, prev, t, format!("{h:012}-{t}"), [7; 16], h + 1);
             tx.execute(
-                "INSERT INTO blocks VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO blocks (height, time_ns, snapshot, subvol_uuid, generation, prev_hash, hash, pruned_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 rusqlite::params![
                     h as i64,
                     t,

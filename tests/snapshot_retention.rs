@@ -4,6 +4,7 @@
 
 mod snapshot_support;
 
+use std::path::Path;
 use std::time::Duration;
 
 use snapshot_support::*;
@@ -53,4 +54,71 @@ fn prunes_at_the_first_tick_past_retention() {
     assert!(prom.contains(&format!("ghostbridge_snapshotter_pruned_total {pruned}\n")), "{prom}");
     assert!(prom.contains(&format!("ghostbridge_snapshotter_height {}\n", blocks.len() - 1)), "{prom}");
     assert!(prom.contains("ghostbridge_snapshotter_snapshot_seconds_count"), "{prom}");
+}
+
+/// libfaketime (Debian's `faketime`): moves CLOCK_REALTIME for the daemon
+/// only, by the offset written in a file re-read on every call, and leaves
+/// CLOCK_MONOTONIC and CLOCK_BOOTTIME alone. The machine's clock is never touched.
+const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+
+#[test]
+#[ignore = "needs root: retention on a loop-mounted BTRFS image"]
+fn wall_clock_steps_neither_empty_nor_overfill_the_snapshot_folder() {
+    require_root();
+    assert!(Path::new(FAKETIME_LIB).exists(), "{FAKETIME_LIB} missing: install faketime (bash .ci/deps)");
+    let img = BtrfsImage::new(300);
+    let db = img.db();
+    let offset = img.path("wall-offset");
+    let step = |to: &str| std::fs::write(&offset, format!("{to}\n")).unwrap();
+    step("+0");
+    let metrics = img.path("metrics");
+    std::fs::create_dir(&metrics).unwrap();
+    let envs = [
+        ("LD_PRELOAD", FAKETIME_LIB),
+        ("FAKETIME_TIMESTAMP_FILE", offset.to_str().unwrap()),
+        ("FAKETIME_NO_CACHE", "1"),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+    ];
+    let live = || unpruned(&db).len();
+    let extra = ["--no-dbus", "--metrics-dir", metrics.to_str().unwrap()];
+    // 100 ms interval, 2 s retention: about 20 live snapshots.
+    let d = Daemon::run_env(&img, &db, "100ms", "2s", &extra, &envs);
+    d.wait(Duration::from_secs(30), "40 blocks", || block_count(&db) >= 40);
+    let before = live();
+    assert!((18..=22).contains(&before), "{before} live before the step");
+
+    // +1 h: ages on the wall clock would all exceed retention at once.
+    step("+1h");
+    let n = block_count(&db);
+    d.wait(Duration::from_secs(30), "5 more blocks", || block_count(&db) >= n + 5);
+    let after_forward = live();
+    assert!(after_forward >= 15, "a +1 h step left {after_forward} of {before} live snapshots");
+
+    // Back by 1 h: blocks stamped an hour ahead must still leave on time.
+    step("+0");
+    let n = block_count(&db);
+    d.wait(Duration::from_secs(30), "40 more blocks", || block_count(&db) >= n + 40);
+    let after_back = live();
+    assert!(after_back <= 23, "a -1 h step let {after_back} snapshots pile up (bound 20)");
+    d.stop();
+
+    // Stepped again while the daemon is down, within the same boot: the
+    // steady clock continues from its anchor, recovery deletes nothing extra.
+    step("+1h");
+    let kept = live();
+    let d = Daemon::run_env(&img, &db, "100ms", "2s", &extra, &envs);
+    let n = block_count(&db);
+    d.wait(Duration::from_secs(30), "a block after the restart", || block_count(&db) >= n + 1);
+    assert!(live() + 3 >= kept, "a restart under a +1 h wall clock left {} of {kept}", live());
+    d.stop();
+    assert_eq!(on_disk(&img.snapshots()), unpruned(&db));
+
+    let log = std::fs::read_to_string(img.path("daemon.log")).unwrap();
+    assert!(log.contains("the wall clock was stepped by +3600."), "{log}");
+    assert!(log.contains("the wall clock was stepped by -3600."), "{log}");
+    let prom = std::fs::read_to_string(metrics.join("ghostbridge_snapshotter.prom")).unwrap();
+    assert!(prom.contains("ghostbridge_snapshotter_wall_clock_steps_total 0\n"), "restart resets the counter: {prom}");
+    let (code, out) = verify(&db);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("the recorded time goes backwards at 1 block(s)"), "{out}");
 }

@@ -11,6 +11,7 @@
 let
   snap = config.services.ghostbridge.snapshotter.settings;
   device = "/dev/vdb";
+  deviceUnit = "dev-vdb.device";
   dbDir = dirOf snap.database;
   # subvolume -> mount point
   mounts = [
@@ -30,6 +31,10 @@ let
 in
 {
   virtualisation.emptyDiskImages = [ 2048 ];
+  # The VM's fileSystems are qemu-vm.nix's own (a disko layout is not applied),
+  # so nothing else declares BTRFS: this puts btrfs-progs in system.fsPackages,
+  # hence in the system PATH the test script runs with (the kernel loads the
+  # btrfs module itself on mount).
   boot.supportedFilesystems = [ "btrfs" ];
   environment.systemPackages = [
     pkgs.btrfs-progs
@@ -41,7 +46,12 @@ in
     wantedBy = [ "multi-user.target" ];
     requiredBy = [ "ghostbridge-snapshotter.service" ];
     before = [ "ghostbridge-snapshotter.service" ];
-    after = [ "local-fs.target" ];
+    # The disk's device unit: formatted only once udev has announced it.
+    requires = [ "${deviceUnit}" ];
+    after = [
+      "local-fs.target"
+      "${deviceUnit}"
+    ];
     path = [
       pkgs.btrfs-progs
       pkgs.util-linux

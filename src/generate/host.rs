@@ -195,9 +195,31 @@ fn ghostbridge(h: &HostSpec) -> Result<Expr, GenerateError> {
             attrs([
                 ("enable", Expr::Bool(true)),
                 ("localQdrant", Expr::Bool(q.local_qdrant().is_some())),
+                ("localQdrantDataDir", Expr::opt_str(h.qdrant.as_ref().map(|l| l.data_dir.as_str()))),
                 ("settings", settings(q)?),
             ]),
         ));
+    }
+
+    if let Some(r) = &h.remote_server {
+        let mut o = Vec::new();
+        for (name, value) in [
+            ("enable", r.enable),
+            ("watchdog", r.watchdog),
+            ("disableEmergencyMode", r.disable_emergency_mode),
+            ("keepNetworkOnSwitch", r.keep_network_on_switch),
+        ] {
+            if let Some(v) = value {
+                o.push((name, Expr::Bool(v)));
+            }
+        }
+        if let Some(console) = &r.serial_console {
+            o.push(("serialConsole", if console.is_empty() { Expr::Null } else { Expr::str(console) }));
+        }
+        if let Some(n) = r.boot_entries {
+            o.push(("bootEntries", Expr::int(n)));
+        }
+        e.push(("remoteServer", attrs(o)));
     }
 
     if let Some(d) = &h.dbus
@@ -231,9 +253,19 @@ fn ghostbridge(h: &HostSpec) -> Result<Expr, GenerateError> {
         ("lxc.enable", Expr::Bool(v.lxc)),
         ("docker", attrs([("enable", Expr::Bool(v.docker)), ("autoPrune", Expr::Bool(v.docker_auto_prune))])),
     ];
-    match v.novnc_port {
-        Some(port) => virt.push(("novnc", attrs([("enable", Expr::Bool(true)), ("port", Expr::int(port))]))),
-        None => virt.push(("novnc.enable", Expr::Bool(false))),
+    match (v.novnc_port, &v.novnc_expose) {
+        (Some(port), None) => virt.push(("novnc", attrs([("enable", Expr::Bool(true)), ("port", Expr::int(port))]))),
+        (Some(port), Some(x)) => virt.push((
+            "novnc",
+            attrs([
+                ("enable", Expr::Bool(true)),
+                ("port", Expr::int(port)),
+                ("listenAddress", Expr::str(x.address.to_string())),
+                ("openFirewall", Expr::Bool(true)),
+                ("passwordFile", Expr::str(&x.password_file)),
+            ]),
+        )),
+        (None, _) => virt.push(("novnc.enable", Expr::Bool(false))),
     }
     e.push(("virtualization", attrs(virt)));
 

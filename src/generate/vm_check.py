@@ -15,19 +15,28 @@ if spec["bridges"]:
 for bridge in spec["bridges"]:
     machine.succeed("ovs-vsctl br-exists " + q(bridge["name"]))
     if bridge["drops_uplink_broadcast"]:
-        machine.succeed("ovs-ofctl dump-flows " + q(bridge["name"]) + " | grep -q actions=drop")
+        machine.succeed("ovs-ofctl dump-flows " + q(bridge["name"]) + " | grep actions=drop >/dev/null")
 
 snap = spec["snapshotter"]
 if snap is not None:
-    # The VM's root is not BTRFS: build the subvolumes on the spare disk.
-    machine.succeed("mkfs.btrfs -f /dev/vdb", "mkdir -p /mnt/pool", "mount /dev/vdb /mnt/pool")
+    # The VM's root is not BTRFS: build the subvolumes on the spare disk. The
+    # daemons started at boot without them and kept restarting (Restart=always)
+    # until systemd's start limit failed them. Stop them while the subvolumes are
+    # made and mounted, then clear their failed state and start-limit counter
+    # (reset-failed) before starting them again.
+    daemons = ["ghostbridge-snapshotter.service"]
+    if spec["qdrant_sync"]:
+        daemons.append("ghostbridge-qdrant-sync.service")
+    machine.succeed("systemctl stop " + " ".join(reversed(daemons)))
+    machine.succeed("mkfs.btrfs -f /dev/vdb", "mkdir -p /mnt/pool", "mount -t btrfs /dev/vdb /mnt/pool")
     for sv in snap["subvolumes"]:
         machine.succeed(
             "btrfs subvolume create " + q("/mnt/pool/" + sv["name"]),
             "mkdir -p -- " + q(sv["mount"]),
-            "mount -o subvol=" + q(sv["name"]) + " /dev/vdb " + q(sv["mount"]),
+            "mount -t btrfs -o subvol=" + q(sv["name"]) + " /dev/vdb " + q(sv["mount"]),
         )
-    machine.succeed("systemctl restart ghostbridge-snapshotter.service")
+    machine.succeed("systemctl reset-failed " + " ".join(daemons))
+    machine.succeed("systemctl start " + " ".join(daemons))
     machine.wait_for_unit("ghostbridge-snapshotter.service")
     machine.sleep(snap["wait_seconds"])
     machine.succeed("ghostbridge-snapshotter verify --database " + q(snap["database"]))
@@ -46,5 +55,8 @@ if mon is not None:
 if spec["docker"]:
     machine.wait_for_unit("docker.service")
 if spec["libvirt"]:
-    machine.wait_for_unit("libvirtd.service")
+    # nixpkgs socket-activates libvirtd (libvirtd.socket in sockets.target) and
+    # runs it with `--timeout 120`: the service exits when idle, the socket stays.
+    machine.wait_for_unit("libvirtd.socket")
+    machine.succeed("virsh -c qemu:///system list --all")
 machine.fail("grep -q '^PasswordAuthentication yes' /etc/ssh/sshd_config")

@@ -66,14 +66,24 @@ pub fn check(h: &HostSpec) -> Result<Expr, GenerateError> {
         ),
         (vec![Key::from("virtualisation"), Key::from("memorySize")], Expr::Int(3072)),
         (vec![Key::from("virtualisation"), Key::from("emptyDiskImages")], Expr::List(vec![Expr::Int(4096)])),
+        // qemu-vm.nix replaces disko's fileSystems with the VM's own: BTRFS must
+        // be declared for the kernel module and btrfs-progs (in the script's PATH).
+        (vec![Key::from("boot"), Key::from("supportedFilesystems")], Expr::strs(["btrfs"])),
+        // No KVM inside the VM: a spec's kernel_modules = ["kvm-intel"] would fail
+        // systemd-modules-load on AMD or non-nested runners; deny-listed, it is skipped.
+        (vec![Key::from("boot"), Key::from("blacklistedKernelModules")], Expr::strs(["kvm_intel", "kvm_amd"])),
     ];
-    // Each uplink becomes one of the VM's test NICs (eth1, eth2, ...).
+    // Each uplink becomes one of the VM's test NICs (eth1, eth2, ...), without
+    // the address `virtualisation.vlans` would give it: it is enslaved to its bridge.
     let uplinks: Vec<&str> = h.network.bridges.iter().filter_map(|b| b.uplink.as_deref()).collect();
     if !uplinks.is_empty() {
-        let vlans: Vec<Expr> = (1..=uplinks.len() as i64).map(Expr::Int).collect();
-        node.push((vec![Key::from("virtualisation"), Key::from("vlans")], Expr::List(vlans)));
-    }
-    if !uplinks.is_empty() {
+        let nics = (1..=uplinks.len() as i64)
+            .map(|i| {
+                (vec![Key::from(format!("eth{i}"))], attrs([("vlan", Expr::Int(i)), ("assignIP", Expr::Bool(false))]))
+            })
+            .collect();
+        node.push((vec![Key::from("virtualisation"), Key::from("interfaces")], Expr::Attrs(nics)));
+
         let mut nic = 0;
         let mut ovs = h.ovs_config();
         for b in ovs.bridges.iter_mut().filter(|b| b.uplink.is_some()) {

@@ -101,6 +101,19 @@ pub struct Verdict {
     pub checked: u64,
     /// The first bad height and why, or `None` when the chain is valid.
     pub first_bad: Option<(u64, String)>,
+    /// Blocks whose recorded time is earlier than their predecessor's: the
+    /// wall clock was stepped back while snapshots were taken. Not damage
+    /// (each hash still covers its time), but a reader of the times must know.
+    pub time_backwards: Option<TimeBackwards>,
+}
+
+/// Where the recorded time goes backwards along the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeBackwards {
+    pub count: u64,
+    pub first_height: u64,
+    /// How much earlier the first such block is than its predecessor, ns.
+    pub first_by_ns: i64,
 }
 
 impl Verdict {
@@ -109,10 +122,19 @@ impl Verdict {
     }
     /// One line for people: "chain valid: N blocks" or "height H: why".
     pub fn message(&self) -> String {
-        match &self.first_bad {
+        let mut out = match &self.first_bad {
             None => format!("chain valid: {} blocks", self.checked),
             Some((h, why)) => format!("chain broken at height {h}: {why}"),
+        };
+        if let Some(t) = &self.time_backwards {
+            out.push_str(&format!(
+                "; the recorded time goes backwards at {} block(s), first at height {} ({:.3} s before its predecessor): the wall clock was stepped back",
+                t.count,
+                t.first_height,
+                t.first_by_ns as f64 / 1e9
+            ));
         }
+        out
     }
 }
 
@@ -123,6 +145,8 @@ pub struct Verifier {
     prev_hash: Option<[u8; 32]>,
     checked: u64,
     first_bad: Option<(u64, String)>,
+    prev_time_ns: Option<i64>,
+    time_backwards: Option<TimeBackwards>,
 }
 
 impl Verifier {
@@ -132,7 +156,7 @@ impl Verifier {
 
     /// A verifier for a tail of the chain: `height` is expected first, linked to `prev_hash`.
     pub fn starting_at(height: u64, prev_hash: [u8; 32]) -> Self {
-        Verifier { next_height: height, prev_hash: Some(prev_hash), checked: 0, first_bad: None }
+        Verifier { next_height: height, prev_hash: Some(prev_hash), ..Verifier::default() }
     }
 
     /// Checks the next block; returns false once the chain is known broken.
@@ -175,6 +199,18 @@ impl Verifier {
                 false
             }
             None => {
+                if let Some(prev) = self.prev_time_ns
+                    && b.time_ns < prev
+                {
+                    match &mut self.time_backwards {
+                        Some(t) => t.count += 1,
+                        None => {
+                            self.time_backwards =
+                                Some(TimeBackwards { count: 1, first_height: b.height, first_by_ns: prev - b.time_ns })
+                        }
+                    }
+                }
+                self.prev_time_ns = Some(b.time_ns);
                 self.checked += 1;
                 self.next_height += 1;
                 self.prev_hash = Some(b.hash);
@@ -191,7 +227,7 @@ impl Verifier {
     }
 
     pub fn finish(self) -> Verdict {
-        Verdict { checked: self.checked, first_bad: self.first_bad }
+        Verdict { checked: self.checked, first_bad: self.first_bad, time_backwards: self.time_backwards }
     }
 }
 
@@ -241,9 +277,28 @@ mod tests {
     }
 
     #[test]
+    fn time_going_backwards_is_reported_not_failed() {
+        let mut prev = GENESIS_PREV;
+        let times = [10_000_000_000i64, 11_000_000_000, 7_000_000_000, 8_000_000_000, 5_000_000_000];
+        let blocks: Vec<Block> = times
+            .iter()
+            .enumerate()
+            .map(|(h, t)| {
+                let b = Block::new(h as u64, prev, *t, format!("{h:012}-{t}"), [1; 16], 1);
+                prev = b.hash;
+                b
+            })
+            .collect();
+        let v = verify(&blocks);
+        assert!(v.ok());
+        assert_eq!(v.time_backwards, Some(TimeBackwards { count: 2, first_height: 2, first_by_ns: 4_000_000_000 }));
+        assert!(v.message().contains("goes backwards at 2 block(s), first at height 2 (4.000 s before"), "{}", v.message());
+    }
+
+    #[test]
     fn valid_chain_and_each_kind_of_damage() {
         let good = chain(5);
-        assert_eq!(verify(&good), Verdict { checked: 5, first_bad: None });
+        assert_eq!(verify(&good), Verdict { checked: 5, first_bad: None, time_backwards: None });
 
         let mut tampered = good.clone();
         tampered[2].generation += 1;
@@ -267,7 +322,7 @@ mod tests {
         // A tail check trusts the link into its first block only.
         let mut tail = Verifier::starting_at(2, good[2].prev_hash);
         assert!(good[2..].iter().all(|b| tail.push(b)));
-        assert_eq!(tail.finish(), Verdict { checked: 3, first_bad: None });
+        assert_eq!(tail.finish(), Verdict { checked: 3, first_bad: None, time_backwards: None });
         let mut tail = Verifier::starting_at(2, good[2].prev_hash);
         assert!(!tail.push(&tampered[2]));
         assert_eq!(tail.finish().first_bad.unwrap().0, 2);

@@ -19,6 +19,7 @@ use std::path::Path;
 
 use super::btrfs::{self, BtrfsError, SUBVOLUME_ROOT_INODE};
 use super::chain::{Block, GENESIS_PREV};
+use super::clock::Now;
 use super::store::{Store, StoreError};
 
 /// The name of the snapshot taken for `height` at `time_ns`.
@@ -92,8 +93,9 @@ pub fn reconcile(
     snap_dir: &File,
     snap_path: &Path,
     retention_ns: i64,
-    now_ns: i64,
+    now: Now,
 ) -> Result<Report, RecoverError> {
+    let now_ns = now.wall_ns;
     let mut report = Report::default();
     let source_uuid = btrfs::subvol_info(source, source_path)?.uuid;
     let on_disk = list_snapshots(snap_path, &mut report.foreign)?;
@@ -143,7 +145,9 @@ pub fn reconcile(
                     (true, Ok(info)) => {
                         let prev = head.as_ref().map(|h| h.hash).unwrap_or(GENESIS_PREV);
                         let block = Block::new(height, prev, time_ns, name.clone(), info.uuid, info.generation);
-                        store.append(&block, None)?;
+                        // Taken as long ago on the steady clock as the wall clock says.
+                        let steady_ns = now.steady_ns.saturating_sub(now.wall_ns.saturating_sub(time_ns).max(0));
+                        store.append(&block, steady_ns, None)?;
                         crate::log!(
                             Notice,
                             "ghostbridge-snapshotter",
@@ -191,7 +195,7 @@ pub fn reconcile(
             }
         }
     }
-    for (height, name) in store.mark_expired(now_ns - retention_ns, now_ns)? {
+    for (height, name) in store.mark_expired(now.steady_ns - retention_ns, now_ns)? {
         btrfs::destroy_snapshot(snap_dir, snap_path, &name)?;
         report.pruned.push(height);
     }

@@ -6,7 +6,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Migration `i` upgrades from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -31,6 +31,16 @@ const MIGRATIONS: &[&str] = &[
     // Replaces the index the sync used to create itself.
     "DROP INDEX IF EXISTS qdrant_sync_blocks_pruned;
     CREATE INDEX blocks_pruned ON blocks (pruned_ns, height);",
+    // 2 -> 3: retention measures ages on a steady clock (CLOCK_BOOTTIME plus an
+    // offset), not on the wall clock a step can move. Not part of the hash:
+    // it is local bookkeeping. Blocks written before have NULL; their time_ns
+    // stands in. The offset is kept with the boot it belongs to.
+    "ALTER TABLE blocks ADD COLUMN steady_ns INTEGER;
+    CREATE TABLE steady_clock (
+        id        INTEGER PRIMARY KEY CHECK (id = 0),  -- one row
+        boot_id   TEXT    NOT NULL,                    -- /proc/sys/kernel/random/boot_id of that boot
+        offset_ns INTEGER NOT NULL                     -- steady = CLOCK_BOOTTIME + offset during that boot
+    );",
 ];
 
 #[derive(Debug, thiserror::Error)]

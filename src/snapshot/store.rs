@@ -182,15 +182,21 @@ impl Store {
         })?)
     }
 
-    /// In one transaction: inserts `block` (which must be the next height) and
-    /// marks every unpruned block with `time_ns <= cutoff_ns` as pruned at
+    /// In one transaction: inserts `block` (which must be the next height),
+    /// taken at `steady_ns` on the steady clock, and marks every unpruned block
+    /// whose steady time is at or before `cutoff_ns` as pruned at
     /// `block.time_ns`. Returns the marked blocks (height, snapshot): their
     /// snapshots are deleted after the commit.
-    pub fn append(&mut self, block: &Block, cutoff_ns: Option<i64>) -> Result<Vec<(u64, String)>, StoreError> {
+    pub fn append(
+        &mut self,
+        block: &Block,
+        steady_ns: i64,
+        cutoff_ns: Option<i64>,
+    ) -> Result<Vec<(u64, String)>, StoreError> {
         let tx = self.conn.transaction()?;
         tx.execute(
-            "INSERT INTO blocks (height, time_ns, snapshot, subvol_uuid, generation, prev_hash, hash, pruned_ns)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)",
+            "INSERT INTO blocks (height, time_ns, snapshot, subvol_uuid, generation, prev_hash, hash, pruned_ns, steady_ns)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8)",
             params![
                 block.height as i64,
                 block.time_ns,
@@ -199,6 +205,7 @@ impl Store {
                 block.generation as i64,
                 &block.prev_hash[..],
                 &block.hash[..],
+                steady_ns,
             ],
         )?;
         let marked = match cutoff_ns {
@@ -209,12 +216,42 @@ impl Store {
         Ok(marked)
     }
 
-    /// Marks every unpruned block with `time_ns <= cutoff_ns` as pruned at `now_ns`.
+    /// Marks every unpruned block whose steady time is at or before `cutoff_ns` as pruned at `now_ns` (wall).
     pub fn mark_expired(&mut self, cutoff_ns: i64, now_ns: i64) -> Result<Vec<(u64, String)>, StoreError> {
         let tx = self.conn.transaction()?;
         let marked = mark_expired(&tx, cutoff_ns, now_ns)?;
         tx.commit()?;
         Ok(marked)
+    }
+
+    /// The head's (steady, wall) times: where the steady clock continues from.
+    pub fn head_times(&self) -> Result<Option<(i64, i64)>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT coalesce(steady_ns, time_ns), time_ns FROM blocks WHERE height = (SELECT max(height) FROM blocks)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    /// The steady clock's stored (boot id, offset).
+    pub fn steady_anchor(&self) -> Result<Option<(String, i64)>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT boot_id, offset_ns FROM steady_clock WHERE id = 0", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    }
+
+    /// Stores the steady clock's offset for this boot.
+    pub fn set_steady_anchor(&mut self, boot_id: &str, offset_ns: i64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO steady_clock (id, boot_id, offset_ns) VALUES (0, ?1, ?2)
+             ON CONFLICT (id) DO UPDATE SET boot_id = excluded.boot_id, offset_ns = excluded.offset_ns",
+            params![boot_id, offset_ns],
+        )?;
+        Ok(())
     }
 
     /// Marks one block pruned (its snapshot vanished or was removed).
@@ -268,8 +305,8 @@ impl Store {
 /// below asserts that none of them scans `blocks`.
 pub(crate) const TICK_QUERIES: &[&str] = &[
     "SELECT height FROM blocks WHERE height = (SELECT max(height) FROM blocks)",
-    "SELECT height, snapshot FROM blocks WHERE pruned_ns IS NULL AND time_ns <= ?1 ORDER BY height",
-    "UPDATE blocks SET pruned_ns = ?2 WHERE pruned_ns IS NULL AND time_ns <= ?1",
+    "SELECT height, snapshot FROM blocks WHERE pruned_ns IS NULL AND coalesce(steady_ns, time_ns) <= ?1 ORDER BY height",
+    "UPDATE blocks SET pruned_ns = ?2 WHERE pruned_ns IS NULL AND coalesce(steady_ns, time_ns) <= ?1",
 ];
 
 fn mark_expired(tx: &rusqlite::Transaction<'_>, cutoff_ns: i64, now_ns: i64) -> Result<Vec<(u64, String)>, StoreError> {

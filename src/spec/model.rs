@@ -114,6 +114,45 @@ pub struct HostSpec {
     pub users: Vec<User>,
     #[serde(default)]
     pub firewall: Firewall,
+    /// The local Qdrant server (when `[qdrant_sync] url` is a loopback URL).
+    #[serde(default)]
+    pub qdrant: Option<LocalQdrant>,
+    /// Defaults for a server nobody sits in front of; absent = all on.
+    #[serde(default)]
+    pub remote_server: Option<RemoteServer>,
+}
+
+/// `[qdrant]`: where the Qdrant this host runs keeps its data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LocalQdrant {
+    /// Folder for Qdrant's storage and snapshots, normally a `[[disk.subvolumes]]` mount point.
+    pub data_dir: String,
+}
+
+/// `[remote_server]`: what a headless server needs (as nix-community/srvos sets
+/// it); each key left out keeps the module's default.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteServer {
+    /// All of the below (true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable: Option<bool>,
+    /// systemd drives the hardware watchdog (true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watchdog: Option<bool>,
+    /// No emergency shell waiting on a console nobody sees (true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disable_emergency_mode: Option<bool>,
+    /// networkd and resolved are not stopped on `switch` (true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_network_on_switch: Option<bool>,
+    /// Serial console beside the VGA one (`ttyS0,115200`; `""` = none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial_console: Option<String>,
+    /// Boot entries kept (10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_entries: Option<u32>,
 }
 
 impl HostSpec {
@@ -404,9 +443,22 @@ pub struct Virtualization {
     /// Prune unused Docker data weekly.
     #[serde(default = "defaults::yes")]
     pub docker_auto_prune: bool,
-    /// Port of the noVNC web console; absent = no console.
+    /// Port of the noVNC web console; absent = no console. It listens on
+    /// loopback (reach it through an SSH tunnel) unless `novnc_expose` is set.
     #[serde(default)]
     pub novnc_port: Option<u16>,
+    /// Serve the console on a public address, behind a VNC password.
+    #[serde(default)]
+    pub novnc_expose: Option<NovncExpose>,
+}
+
+/// `novnc_expose`: the console on `address`, with libvirt's VNC password read
+/// from `password_file` on the host at service start (never in the Nix store).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NovncExpose {
+    pub address: std::net::IpAddr,
+    pub password_file: String,
 }
 
 /// `[monitoring]`: Prometheus, node exporter (with the textfile collector) and Grafana.

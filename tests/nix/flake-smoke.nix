@@ -130,6 +130,22 @@ let
       "nixosModules.default: modules and overlay" =
         outputs.nixosModules.default.imports == [ ../../modules ]
         && b.length outputs.nixosModules.default.nixpkgs.overlays == 1;
+      # The generated reference host pins nixpkgs.hostPlatform = "x86_64-linux".
+      "checks: the generated host is booted only by the checks of its own system" =
+        outputs.checks.x86_64-linux ? host-ghostbridge && !(outputs.checks.aarch64-linux ? host-ghostbridge);
+      "checks: VM nodes deny-list the KVM vendor modules (none is force-loaded)" =
+        let
+          node = import ../../checks/common/node.nix { inherit self; } { inherit lib; };
+        in
+        b.all (m: b.elem m node.boot.blacklistedKernelModules) [
+          "kvm_intel"
+          "kvm_amd"
+        ];
+      "checks: the host check waits for libvirtd.socket, never the idle-exiting libvirtd.service" =
+        let
+          script = scripts.host-ghostbridge;
+        in
+        b.match ".*\"libvirtd[.]socket\".*" script != null && b.match ".*libvirtd[.]service\".*" script == null;
     }
     // b.foldl' (acc: s: acc // lib.mapAttrs' (n: v: lib.nameValuePair "${s}: ${n}" v) (perSystem s)) { } systems;
 

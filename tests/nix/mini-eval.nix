@@ -198,10 +198,16 @@ let
       };
     };
     # nixpkgs' services/search/qdrant.nix sets these (under `mkIf cfg.enable`; here always).
-    config.services.qdrant.settings.service = {
-      host = mkDefault "127.0.0.1";
-      http_port = mkDefault 6333;
-      grpc_port = mkDefault 6334;
+    config.services.qdrant.settings = {
+      service = {
+        host = mkDefault "127.0.0.1";
+        http_port = mkDefault 6333;
+        grpc_port = mkDefault 6334;
+      };
+      storage = {
+        storage_path = mkDefault "/var/lib/qdrant/storage";
+        snapshots_path = mkDefault "/var/lib/qdrant/snapshots";
+      };
     };
   };
 

@@ -285,6 +285,59 @@ let
       in
       unit.serviceConfig.LoadCredential == [ "qdrant-api-key:/run/secrets/qdrant" ]
       && (configOf r "qdrant_sync").api_key_file == "/run/credentials/ghostbridge-qdrant-sync.service/qdrant-api-key";
+    "Qdrant: storage and snapshots stay nixpkgs' (/var/lib/qdrant) without localQdrantDataDir" =
+      ref.config.services.qdrant.settings.storage == {
+        storage_path = "/var/lib/qdrant/storage";
+        snapshots_path = "/var/lib/qdrant/snapshots";
+      }
+      && !(units ? qdrant)
+      && !(ref.result.users.users or { } ? qdrant);
+    "Qdrant: localQdrantDataDir holds storage and snapshots, written by a static user in a strict sandbox" =
+      let
+        withDir = dir: refWith { qdrant_sync.localQdrantDataDir = dir; };
+        r = withDir "/var/lib/blockchain-vectors";
+        unit = r.result.systemd.services.qdrant;
+        hostile = (withDir "/srv/vec tors/\"100%\"").result;
+      in
+      r.failedAssertions == [ ]
+      # Over nixpkgs' mkDefault (the stand-in in mini-eval.nix sets the same).
+      && r.config.services.qdrant.settings.storage == {
+        storage_path = "/var/lib/blockchain-vectors/storage";
+        snapshots_path = "/var/lib/blockchain-vectors/snapshots";
+      }
+      && !unit.serviceConfig.DynamicUser
+      && unit.serviceConfig.User == "qdrant"
+      && unit.serviceConfig.Group == "qdrant"
+      && unit.serviceConfig.ProtectSystem == "strict"
+      && unit.serviceConfig.ReadWritePaths == [ ''"/var/lib/blockchain-vectors"'' ]
+      && unit.unitConfig.RequiresMountsFor == [ ''"/var/lib/blockchain-vectors"'' ]
+      && r.result.users.users.qdrant.isSystemUser
+      && r.result.users.users.qdrant.group == "qdrant"
+      && r.result.users.groups ? qdrant
+      && b.all (rule: b.elem rule r.result.systemd.tmpfiles.rules) [
+        ''d "/var/lib/blockchain-vectors" 0750 qdrant qdrant -''
+        ''d "/var/lib/blockchain-vectors/storage" 0750 qdrant qdrant -''
+        ''d "/var/lib/blockchain-vectors/snapshots" 0750 qdrant qdrant -''
+      ]
+      && b.elem ''d "/srv/vec tors/\"100%%\"/storage" 0750 qdrant qdrant -'' hostile.systemd.tmpfiles.rules
+      && hostile.systemd.services.qdrant.serviceConfig.ReadWritePaths == [ ''"/srv/vec tors/\"100%%\""'' ];
+    "Qdrant: a plain storage_path wins over localQdrantDataDir's" =
+      (eval [
+        { services.ghostbridge = reference; }
+        { services.ghostbridge.qdrant_sync.localQdrantDataDir = "/var/lib/blockchain-vectors"; }
+        { services.qdrant.settings.storage.storage_path = "/srv/qdrant"; }
+      ]).config.services.qdrant.settings.storage.storage_path == "/srv/qdrant";
+    "Qdrant: localQdrantDataDir does nothing without a local Qdrant" =
+      let
+        r = refWith {
+          qdrant_sync = {
+            localQdrant = lib.mkForce false;
+            localQdrantDataDir = "/var/lib/blockchain-vectors";
+            settings.url = lib.mkForce "http://qdrant.example.org:6333";
+          };
+        };
+      in
+      !(r.result.systemd.services ? qdrant) && !(r.result.users.users or { } ? qdrant);
 
     "op-dbus: its units and a root-only policy when the package is given" =
       let
@@ -367,6 +420,74 @@ let
       (def ref).priority == 900 && (def ref).priority < 1000 && !ref.result.networking.useDHCP && none.result.networking.useDHCP;
 
     "boot: systemd-boot on EFI" = ref.result.boot.loader.systemd-boot.enable && ref.result.boot.loader.efi.canTouchEfiVariables;
+    "remote server: hardware watchdog, no emergency mode, networkd and resolved restarted in place, serial console, 10 boot entries" =
+      let
+        r = ref.result;
+        params = r.boot.kernelParams;
+      in
+      r.systemd.settings.Manager == {
+        RuntimeWatchdogSec = "15s";
+        RebootWatchdogSec = "30s";
+        KExecWatchdogSec = "1m";
+      }
+      && r.systemd.enableEmergencyMode == false
+      && r.systemd.services.systemd-networkd.stopIfChanged == false
+      && r.systemd.services.systemd-resolved.stopIfChanged == false
+      # srvos' order: the screen last, so that it is /dev/console.
+      && b.filter (lib.hasPrefix "console=") params == [
+        "console=ttyS0,115200"
+        "console=tty0"
+      ]
+      && b.elem "intel_iommu=on" params
+      && r.boot.loader.systemd-boot.configurationLimit == 10;
+    "remote server: every default is mkDefault (a host's plain definition wins)" =
+      let
+        c = (import ../../modules/base.nix { config = ref.config; inherit lib; }).config.content;
+      in
+      b.all (d: d.priority == 1000) [
+        c.systemd.settings.Manager.content.RuntimeWatchdogSec
+        c.systemd.settings.Manager.content.RebootWatchdogSec
+        c.systemd.settings.Manager.content.KExecWatchdogSec
+        c.systemd.enableEmergencyMode.content
+        c.systemd.services.content.systemd-networkd.stopIfChanged
+        c.systemd.services.content.systemd-resolved.stopIfChanged
+        c.boot.loader.systemd-boot.configurationLimit.content
+      ];
+    "remote server: each default has its own switch, and enable = false turns them all off" =
+      let
+        unset =
+          r:
+          (r.systemd.settings.Manager or { }) == { }
+          && (r.systemd.enableEmergencyMode or { }) == { }
+          && !(r.systemd.services ? systemd-networkd)
+          && !(r.systemd.services ? systemd-resolved)
+          && !(b.any (lib.hasPrefix "console=") r.boot.kernelParams)
+          && (r.boot.loader.systemd-boot.configurationLimit or { }) == { };
+        each = (refWith {
+          remoteServer = {
+            watchdog = false;
+            disableEmergencyMode = false;
+            keepNetworkOnSwitch = false;
+            serialConsole = null;
+            bootEntries = null;
+          };
+        }).result;
+        all = (refWith { remoteServer.enable = false; }).result;
+        other = refWith {
+          remoteServer = {
+            serialConsole = "ttyS1,57600";
+            bootEntries = 3;
+          };
+        };
+      in
+      unset each
+      && unset all
+      && b.filter (lib.hasPrefix "console=") other.result.boot.kernelParams == [
+        "console=ttyS1,57600"
+        "console=tty0"
+      ]
+      && other.result.boot.loader.systemd-boot.configurationLimit == 3
+      && refused (refWith { remoteServer.serialConsole = "ttyS0\ninitrd /tmp/evil"; }).result.boot.kernelParams;
     "boot: IOMMU and vfio-pci ids" =
       b.all (p: b.elem p ref.result.boot.kernelParams) [
         "intel_iommu=on"
@@ -395,6 +516,38 @@ let
       && b.elem "libvirtd.service" unit.requires
       && b.elem "ghostbridge-ovs.service" unit.after;
     "virtualization: Docker auto-prune" = ref.result.virtualisation.docker.autoPrune.enable;
+    "noVNC: on 127.0.0.1 by default, its port closed, libvirt's qemu.conf untouched" =
+      has ''.* "127[.]0[.]0[.]1:6080" "localhost:5900"'' units.ghostbridge-novnc.serviceConfig.ExecStart
+      && !(b.elem 6080 (ref.result.networking.firewall.allowedTCPPorts or [ ]))
+      && !(units ? libvirtd-config);
+    "noVNC: exposed where told, its port opened, the VNC password read from the host at libvirtd's start" =
+      let
+        r = refWith {
+          virtualization.novnc = {
+            listenAddress = "0.0.0.0";
+            openFirewall = true;
+            passwordFile = "/run/secrets/vnc pass 100%";
+          };
+        };
+        config = r.result.systemd.services.libvirtd-config;
+        # The password goes in after nixpkgs' `cp -f qemu.conf`, into a file only root reads.
+        appended = b.match "(.*)chmod 0600 /var/lib/libvirt/qemu[.]conf\n(.*)" config.script;
+      in
+      r.failedAssertions == [ ]
+      && has ''.* "0[.]0[.]0[.]0:6080" "localhost:5900"'' r.result.systemd.services.ghostbridge-novnc.serviceConfig.ExecStart
+      && b.elem 6080 r.result.networking.firewall.allowedTCPPorts
+      && config.serviceConfig.LoadCredential == [ "ghostbridge-vnc-password:/run/secrets/vnc pass 100%%" ]
+      && appended != null
+      && infix ''vnc_password=$(cat "$CREDENTIALS_DIRECTORY/ghostbridge-vnc-password")'' (b.elemAt appended 0)
+      && infix ''printf 'vnc_password = "%s"\n' "$vnc_password" >> /var/lib/libvirt/qemu.conf'' (b.elemAt appended 1)
+      && !(infix "/run/secrets" config.script);
+    "noVNC: an IPv6 listen address in brackets" =
+      has ''.* "\[::]:6080" "localhost:5900"'' (refWith {
+        virtualization.novnc = {
+          listenAddress = "::";
+          passwordFile = "/run/secrets/vnc";
+        };
+      }).result.systemd.services.ghostbridge-novnc.serviceConfig.ExecStart;
 
     "escaping: opDbus.stateFile is one quoted argument of ExecStart=" =
       let
@@ -600,6 +753,36 @@ let
         virtualization.libvirt.enable = lib.mkForce false;
       };
       says = "declare at least one bridge";
+    };
+    "noVNC exposed without a VNC password" = {
+      defs = {
+        virtualization.novnc.listenAddress = "0.0.0.0";
+      };
+      says = "without a VNC password: set services.ghostbridge.virtualization.novnc.passwordFile";
+    };
+    "noVNC's port opened in the firewall without a VNC password" = {
+      defs = {
+        virtualization.novnc = {
+          listenAddress = "0.0.0.0";
+          openFirewall = true;
+        };
+      };
+      says = "set services.ghostbridge.virtualization.novnc.passwordFile";
+    };
+    "noVNC's port opened while it listens on loopback" = {
+      defs = {
+        virtualization.novnc = {
+          openFirewall = true;
+          passwordFile = "/run/secrets/vnc";
+        };
+      };
+      says = "websockify listens on loopback [(]127.0.0.1[)]: set services.ghostbridge.virtualization.novnc.listenAddress";
+    };
+    "noVNC without libvirt" = {
+      defs = {
+        virtualization.libvirt.enable = lib.mkForce false;
+      };
+      says = "set services.ghostbridge.virtualization.libvirt.enable = true";
     };
     "Grafana on the Prometheus port" = {
       defs = {

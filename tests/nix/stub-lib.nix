@@ -109,6 +109,12 @@ let
       lf = b.stringLength suf;
     in
     lf <= ls && b.substring (ls - lf) lf str == suf;
+  hasInfix =
+    infix: str:
+    let
+      n = b.stringLength infix;
+    in
+    n <= b.stringLength str && b.any (i: b.substring i n str == infix) (b.genList (i: i) (b.stringLength str - n + 1));
   nameValuePair = name: value: { inherit name value; };
   mapAttrsToList = f: set: map (n: f n set.${n}) (b.attrNames set);
   # As nixpkgs (lib/strings.nix): a word of only safe characters stays as it
@@ -131,6 +137,7 @@ in
     mkOverride
     hasPrefix
     hasSuffix
+    hasInfix
     nameValuePair
     mapAttrsToList
     escapeShellArg
@@ -165,6 +172,7 @@ in
   optional = cond: x: if cond then [ x ] else [ ];
   optionals = cond: xs: if cond then xs else [ ];
   optionalString = cond: s: if cond then s else "";
+  boolToString = v: if v then "true" else "false";
   optionalAttrs = cond: set: if cond then set else { };
   concatStringsSep = b.concatStringsSep;
   concatMapStringsSep = sep: f: xs: b.concatStringsSep sep (map f xs);

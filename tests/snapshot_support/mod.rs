@@ -145,6 +145,18 @@ impl Daemon {
 
     /// `run` with the usual flags for an image.
     pub fn run(img: &BtrfsImage, db: &Path, interval: &str, retention: &str, extra: &[&str]) -> Daemon {
+        Daemon::run_env(img, db, interval, retention, extra, &[])
+    }
+
+    /// [`Daemon::run`] with extra environment variables.
+    pub fn run_env(
+        img: &BtrfsImage,
+        db: &Path,
+        interval: &str,
+        retention: &str,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Daemon {
         let (src, snaps, db) = (img.source(), img.snapshots(), db.to_path_buf());
         let mut args = vec![
             "run",
@@ -162,7 +174,7 @@ impl Daemon {
         args.extend_from_slice(extra);
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        Daemon::spawn(&refs, &img.path("daemon.log"), &[])
+        Daemon::spawn(&refs, &img.path("daemon.log"), envs)
     }
 
     pub fn log_text(&self) -> String {

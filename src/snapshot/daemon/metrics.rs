@@ -23,6 +23,7 @@ pub(super) struct Metrics {
     pub(super) last_error: Option<(&'static str, String, i64)>,
     pub(super) writer: Option<TextfileWriter>,
     pub(super) written_at: Option<Instant>,
+    pub(super) wall_steps: u64,
 }
 
 impl Metrics {
@@ -60,6 +61,11 @@ impl Metrics {
                 "ghostbridge_snapshotter_recovery_deleted_total",
                 "Unrecorded snapshots deleted by recovery.",
                 self.recovered_deleted as f64,
+            ),
+            Family::counter(
+                "ghostbridge_snapshotter_wall_clock_steps_total",
+                "Wall-clock steps of more than a second seen between two readings (retention ignores them).",
+                self.wall_steps as f64,
             ),
             errors,
             self.latency

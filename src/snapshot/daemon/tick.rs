@@ -14,7 +14,7 @@ use crate::bus::snapshotter::Publisher;
 use crate::runtime::metrics::{Histogram, TextfileWriter};
 use crate::snapshot::btrfs;
 use crate::snapshot::chain::{Block, GENESIS_PREV};
-use crate::snapshot::clock;
+use crate::snapshot::clock::{self, Now, SteadyClock};
 use crate::snapshot::recover::{self, RecoverError, snapshot_name};
 use crate::snapshot::store::{Store, StoreError};
 
@@ -30,6 +30,10 @@ pub struct Daemon {
     db_identity: Option<(u64, u64)>,
     /// The last block this daemon wrote or found at the head (height, hash).
     last: Option<(u64, [u8; 32])>,
+    /// The clock retention ages are measured on, once the chain is open.
+    steady: Option<SteadyClock>,
+    /// The previous instant read on both clocks (to notice wall-clock steps).
+    last_now: Option<Now>,
 }
 
 /// (device, inode) of a file, if it exists.
@@ -60,12 +64,40 @@ impl Daemon {
                 last_error: None,
                 writer,
                 written_at: None,
+                wall_steps: 0,
             },
             bus: None,
             bus_retry_at: None,
             db_identity: None,
             last: None,
+            steady: None,
+            last_now: None,
         }
+    }
+
+    /// The current instant on the wall and steady clocks. A wall-clock step
+    /// since the previous reading is logged and counted: block times follow
+    /// the wall clock, retention does not.
+    fn now(&mut self) -> Now {
+        let Some(steady) = self.steady else {
+            let wall_ns = clock::realtime_ns();
+            return Now { wall_ns, steady_ns: wall_ns };
+        };
+        let now = steady.now();
+        if let Some(before) = self.last_now {
+            let step = clock::wall_step_ns(before, now);
+            if step != 0 {
+                self.m.wall_steps += 1;
+                crate::log!(
+                    Warning,
+                    PROGRAM,
+                    "the wall clock was stepped by {:+.3} s; block times follow it, retention keeps measuring ages on the steady clock",
+                    step as f64 / 1e9
+                );
+            }
+        }
+        self.last_now = Some(now);
+        now
     }
 
     /// The store, after checking that the database file is still the one it
@@ -83,7 +115,7 @@ impl Daemon {
     fn store(&mut self) -> Result<&mut Store, StoreError> {
         if self.store.is_none() {
             let busy = (self.s.interval / 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
-            let store = Store::open_writer(&self.s.database, busy)?;
+            let mut store = Store::open_writer(&self.s.database, busy)?;
             if self.m.chain_valid.is_none() {
                 let v = store.verify_tail(Some(STARTUP_VERIFY_BLOCKS))?;
                 if !v.ok() {
@@ -100,6 +132,23 @@ impl Daemon {
             let head = store.head()?;
             self.m.height = head.as_ref().map(|b| b.height);
             self.m.last_snapshot_ns = head.as_ref().map(|b| b.time_ns).unwrap_or(0);
+            // The steady clock continues where the chain left it.
+            let boot_id = clock::boot_id().unwrap_or_default();
+            let anchor = store.steady_anchor()?;
+            let steady = SteadyClock::resume(
+                &boot_id,
+                anchor.clone(),
+                store.head_times()?,
+                clock::realtime_ns(),
+                clock::boottime_ns(),
+            );
+            if anchor != Some((boot_id.clone(), steady.offset_ns())) {
+                store.set_steady_anchor(&boot_id, steady.offset_ns())?;
+            }
+            if self.steady != Some(steady) {
+                self.last_now = None;
+            }
+            self.steady = Some(steady);
             self.db_identity = identity(&self.s.database);
             self.store = Some(store);
         }
@@ -132,9 +181,10 @@ impl Daemon {
         if self.needs_recovery {
             let retention = ns(self.s.retention);
             let (src_path, dir_path) = (self.s.source.clone(), self.s.snapshot_dir.clone());
+            self.store()?;
+            let now = self.now();
             let store = self.store()?;
-            let report =
-                recover::reconcile(store, &source, &src_path, &dir, &dir_path, retention, clock::realtime_ns())?;
+            let report = recover::reconcile(store, &source, &src_path, &dir, &dir_path, retention, now)?;
             let head = store.head()?;
             self.last = head.as_ref().map(|b| (b.height, b.hash));
             self.m.adopted += report.adopted.len() as u64;
@@ -163,10 +213,11 @@ impl Daemon {
     /// filesystem can make SQLite fail to open a WAL database). Recovery later marks
     /// any such block pruned; it knows from the block's time that retention removed it.
     fn prune_expired(&mut self, dir: &std::fs::File) {
-        let now = clock::realtime_ns();
-        let cutoff = now - ns(self.s.retention);
+        let _ = self.store();
+        let now = self.now();
+        let retention = ns(self.s.retention);
         let dir_path = self.s.snapshot_dir.clone();
-        if let Err(e) = self.store().and_then(|s| s.mark_expired(cutoff, now)) {
+        if let Err(e) = self.store().and_then(|s| s.mark_expired(now.steady_ns - retention, now.wall_ns)) {
             crate::log!(
                 Warning,
                 PROGRAM,
@@ -178,7 +229,8 @@ impl Daemon {
         let expired: Vec<String> = recover::list_snapshots(&dir_path, &mut foreign)
             .unwrap_or_default()
             .into_iter()
-            .filter(|(_, _, t)| *t <= cutoff)
+            // Names carry the wall time: the only clock left without the database.
+            .filter(|(_, _, t)| *t <= now.wall_ns - retention)
             .map(|(name, _, _)| name)
             .collect();
         for name in &expired {
@@ -217,7 +269,8 @@ impl Daemon {
         }
         let height = head.as_ref().map(|b| b.height + 1).unwrap_or(0);
         let prev = head.as_ref().map(|b| b.hash).unwrap_or(GENESIS_PREV);
-        let time_ns = clock::realtime_ns();
+        let now = self.now();
+        let time_ns = now.wall_ns;
         let name = snapshot_name(height, time_ns);
         let started = Instant::now();
         btrfs::create_snapshot(&source, &dir, &dir_path, &name)?;
@@ -231,7 +284,7 @@ impl Daemon {
         let latency = started.elapsed();
         let block = Block::new(height, prev, time_ns, name.clone(), info.uuid, info.generation);
         let store = self.store()?;
-        let marked = match store.append(&block, Some(time_ns - retention)) {
+        let marked = match store.append(&block, now.steady_ns, Some(now.steady_ns - retention)) {
             Ok(m) => m,
             Err(e) => {
                 self.discard(&dir, &name);

@@ -8,6 +8,7 @@ pub mod disk;
 mod host;
 mod network;
 pub mod ports;
+mod server;
 mod services;
 mod ssh;
 
@@ -76,6 +77,7 @@ pub fn all(hosts: &[HostSpec], nodes: &[Node], refs: &[Option<HostRef>], diags: 
         network::check(host, &mut ctx);
         daemons::check(host, &mut ctx);
         services::check(host, &mut ctx);
+        server::check(host, &mut ctx);
         destinations::check(host, &mut ctx);
         ports::check(host, &mut ctx);
         ssh::check(host, &mut ctx);

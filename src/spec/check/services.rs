@@ -10,7 +10,7 @@ use crate::spec::model::HostSpec;
 use crate::spec_path;
 
 /// Normalised absolute path components, or None if not absolute / has `..`.
-fn components(path: &str) -> Option<Vec<String>> {
+pub(super) fn components(path: &str) -> Option<Vec<String>> {
     let p = Path::new(path);
     if !p.is_absolute() {
         return None;
@@ -31,7 +31,7 @@ fn is_under(path: &[String], dir: &[String]) -> bool {
 }
 
 /// The mount point (of the declared subvolumes) that holds `path`.
-fn owning_mount<'a>(host: &'a HostSpec, path: &[String]) -> Option<&'a str> {
+pub(super) fn owning_mount<'a>(host: &'a HostSpec, path: &[String]) -> Option<&'a str> {
     let disk = host.disk.as_ref()?;
     disk.subvolumes
         .iter()
@@ -44,7 +44,7 @@ fn owning_mount<'a>(host: &'a HostSpec, path: &[String]) -> Option<&'a str> {
 /// Paths that land in systemd unit lines (`ReadWritePaths=`, `RequiresMountsFor=`,
 /// `LoadCredential=`, `ExecStartPre=`), which split on white space and expand
 /// `%` and `$`: refused unless plain.
-fn plain_unit_path(ctx: &mut Ctx, section: &str, key: &str, value: &std::path::Path) -> bool {
+pub(super) fn plain_unit_path(ctx: &mut Ctx, section: &str, key: &str, value: &std::path::Path) -> bool {
     let text = value.to_string_lossy();
     match super::destinations::unit_path(&text).and_then(|()| super::destinations::normalized(&text)) {
         Ok(()) => true,
@@ -107,7 +107,7 @@ const SYSTEM_FOLDERS: &[&str] = &[
 /// Why `dir` cannot be a folder of its own for a daemon, if it cannot. (A
 /// subvolume mounted there for the chain, as in the reference server, is its
 /// own; the snapshotted source is refused by the database-inside-source rule.)
-fn dedicated_folder(dir: &str) -> Result<(), String> {
+pub(super) fn dedicated_folder(dir: &str) -> Result<(), String> {
     if SYSTEM_FOLDERS.contains(&dir) {
         return Err(format!("{dir} is a system folder"));
     }

@@ -28,7 +28,7 @@
   };
   security.sudo.wheelNeedsPassword = false;
   services.openssh.ports = [ 22 ];
-  networking.firewall.allowedTCPPorts = [ 22 6080 ];
+  networking.firewall.allowedTCPPorts = [ 22 ];
   networking.firewall.allowedUDPPorts = [ ];
   systemd.tmpfiles.rules = [ "h /work - - - - +C" ];
   services.qdrant.settings.service = {
@@ -97,6 +97,7 @@
     qdrant_sync = {
       enable = true;
       localQdrant = true;
+      localQdrantDataDir = "/var/lib/blockchain-vectors";
       settings = {
         batch = 100;
         collection = "ghostbridge-blocks";
