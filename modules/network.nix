@@ -89,7 +89,12 @@ let
     nameValuePair "30-ghostbridge-${name}" {
       matchConfig.Name = networkd name;
       address = map networkd b.addresses;
-      gateway = map networkd b.gateway;
+      # Each gateway as a route marked on-link: a Hetzner-style /32 address has
+      # its IPv4 gateway outside its subnet, and an in-subnet gateway loses nothing.
+      routes = map (gw: {
+        Gateway = networkd gw;
+        GatewayOnLink = true;
+      }) b.gateway;
       dns = map networkd b.dns;
       networkConfig = {
         DHCP = if b.dhcp then "yes" else "no";
@@ -146,7 +151,8 @@ in
         assertion = lib.all (a: builtins.match "[^/]+/[0-9]+" a != null) b.addresses;
         message = "services.ghostbridge.network.bridges.${name}.addresses must be in CIDR form like \"10.10.0.1/24\"; got ${builtins.toJSON b.addresses}.";
       }) addressing;
-      # Where a gateway may lie (inside a subnet; a link-local IPv6 one anywhere)
+      # Where a gateway may lie (inside a subnet, any IPv4 one beside a /32
+      # address, a link-local IPv6 one anywhere)
       # is `ghostgen check`'s rule, stated once there.
 
     systemd.network.networks = mkIf (cfg.ovs.enable && ovsBridges != [ ]) (

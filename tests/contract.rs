@@ -350,7 +350,7 @@ fn the_generator_reaches_both_branches() {
 #[test]
 fn every_example_hosts_rendered_configs_pass_check_config() {
     let mut checked = 0;
-    for example in ["ghostbridge", "fleet", "minimal"] {
+    for example in ["ghostbridge", "fleet", "minimal", "hetzner"] {
         let hosts = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/generated").join(example).join("hosts");
         for entry in std::fs::read_dir(&hosts).unwrap() {
             let host = entry.unwrap().path().join("default.nix");

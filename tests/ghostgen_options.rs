@@ -140,7 +140,7 @@ fn generated_ghostbridge_options_are_declared_with_compatible_types() {
     let types = declared();
     assert!(types.len() > 40, "suspiciously few options: {types:?}");
     let mut total = 0;
-    for example in ["ghostbridge", "minimal", "fleet"] {
+    for example in ["ghostbridge", "minimal", "fleet", "hetzner"] {
         let hosts_dir = format!("examples/generated/{example}/hosts");
         for entry in std::fs::read_dir(&hosts_dir).unwrap() {
             let host = entry.unwrap().path().join("default.nix");

@@ -73,7 +73,7 @@ proptest! {
         host.boot.sysctl = sysctl.iter().map(|(k, v)| (k.clone(), SysctlValue::Str(v.clone()))).collect();
         host.network.bridges = vec![Bridge {
             name: "br0".into(), datapath_type: ghostbridge::ovs::config::DatapathType::Netdev, uplink: Some("eth0".into()), ports: vec![], internal_ports: vec![],
-            dhcp: false, addresses: vec!["10.0.0.1/24".into()], gateway: None, dns: vec![], drop_uplink_broadcast: true,
+            dhcp: false, addresses: vec!["10.0.0.1/24".into()], gateway: None, dns: vec![], drop_uplink_broadcast: true, mac_guard: true, allowed_macs: vec![],
             extra_flows: flows.clone(),
         }];
         host.virtualization.ovs_networks = BTreeMap::from([(net_name.clone(), "br0".to_string())]);

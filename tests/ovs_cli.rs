@@ -59,7 +59,7 @@ fn apply_status_and_errors_from_the_command_line() {
     let t = text(&o);
     assert!(t.contains("bridge gbcl0  managed  datapath netdev"), "{t}");
     assert!(t.contains("uplink"), "{t}");
-    assert!(t.contains("flows: 3 in place"), "{t}");
+    assert!(t.contains("flows: 5 in place"), "{t}");
     assert!(t.contains("offload on gbclu: off"), "{t}");
     assert!(t.contains("in sync with the config"), "{t}");
 
@@ -133,7 +133,7 @@ fn extra_flows_written_unlike_the_dump_are_not_rewritten() {
     assert!(r.flows_replaced.is_empty() && r.transactions == 0, "{r:?}");
     let o = cli(&ovs, &["status", "--config", p]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(text(&o).contains("flows: 6 in place"), "{}", text(&o));
+    assert!(text(&o).contains("flows: 8 in place"), "{}", text(&o));
 
     // A real difference is still seen.
     ovs.ofctl_out(&["del-flows", "--strict", "gbcn0", "priority=7,ipv6"]);

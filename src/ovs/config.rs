@@ -92,6 +92,16 @@ pub struct BridgeSpec {
     /// Drop Ethernet broadcast and multicast arriving on the uplink.
     #[serde(default = "default_drop_uplink_broadcast")]
     pub drop_uplink_broadcast: bool,
+    /// Frames from the bridge's other ports leave through the uplink only with
+    /// the uplink's own MAC (which the bridge also takes) or one of
+    /// `allowed_macs`; others reach the host only. A hoster such as Hetzner
+    /// locks a server whose uplink sends foreign MACs.
+    #[serde(default = "default_mac_guard")]
+    pub mac_guard: bool,
+    /// More source MACs that may leave through the uplink (the separate MACs a
+    /// hoster assigns to additional IPs, used by VMs on this bridge).
+    #[serde(default)]
+    pub allowed_macs: Vec<String>,
     /// More OpenFlow rules in ovs-ofctl syntax, added after the generated ones.
     #[serde(default)]
     pub extra_flows: Vec<String>,
@@ -99,6 +109,11 @@ pub struct BridgeSpec {
 
 /// Default of `drop_uplink_broadcast` (also the spec's).
 pub fn default_drop_uplink_broadcast() -> bool {
+    true
+}
+
+/// Default of `mac_guard` (also the spec's).
+pub fn default_mac_guard() -> bool {
     true
 }
 
@@ -204,6 +219,22 @@ impl DaemonConfig for Config {
                 } else {
                     seen.insert(n, path);
                 }
+            }
+            for (j, mac) in b.allowed_macs.iter().enumerate() {
+                if super::mac::parse(mac).is_none() {
+                    out.push(Finding::new(
+                        at_item("allowed_macs", j),
+                        format!("{mac:?} is not a unicast MAC address"),
+                        "write six hex pairs with colons, as the hoster lists it, e.g. \"00:50:56:00:12:34\"",
+                    ));
+                }
+            }
+            if !b.allowed_macs.is_empty() && (b.uplink.is_none() || !b.mac_guard) {
+                out.push(Finding::new(
+                    at("allowed_macs"),
+                    "allowed_macs only matter with an uplink and mac_guard on",
+                    "remove allowed_macs, or give the bridge an uplink and leave mac_guard on",
+                ));
             }
             for (j, f) in b.extra_flows.iter().enumerate() {
                 if let Err(why) = super::flows::check_extra_flow(f) {

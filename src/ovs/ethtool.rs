@@ -78,6 +78,29 @@ impl Ethtool {
         Ok(Ethtool { fd, ifname, iface: iface.to_string() })
     }
 
+    /// The interface's hardware address (SIOCGIFHWADDR: answered in the
+    /// caller's network namespace, unlike sysfs, which shows the mounter's).
+    fn hwaddr(&self) -> Result<[u8; 6]> {
+        // SAFETY: ifreq is plain data; zeroed is a valid value.
+        let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (dst, src) in ifr.ifr_name.iter_mut().zip(self.ifname.as_bytes()) {
+            *dst = *src as libc::c_char;
+        }
+        // SAFETY: the fd is a valid socket and ifr a live ifreq the kernel fills in.
+        let rc = unsafe { libc::ioctl(self.fd.as_raw_fd(), libc::SIOCGIFHWADDR as _, &mut ifr as *mut libc::ifreq) };
+        if rc < 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(OvsError::Ethtool { iface: self.iface.clone(), msg: format!("SIOCGIFHWADDR failed: {e}") });
+        }
+        // SAFETY: SIOCGIFHWADDR filled the sockaddr member of the union.
+        let data = unsafe { ifr.ifr_ifru.ifru_hwaddr.sa_data };
+        let mut mac = [0u8; 6];
+        for (m, d) in mac.iter_mut().zip(data.iter()) {
+            *m = *d as u8;
+        }
+        Ok(mac)
+    }
+
     /// Runs one SIOCETHTOOL request on `buf` (a u32/u64-aligned command buffer).
     fn ioctl(&self, buf: &mut [u64], what: &str) -> Result<()> {
         // SAFETY: ifreq is plain data; zeroed is a valid value.
@@ -180,6 +203,12 @@ fn bit(words: &[[u32; 4]], i: usize, field: usize) -> bool {
 }
 
 /// All features of `iface` with whether each can be changed and is active.
+/// The hardware address of `iface`, as `aa:bb:cc:dd:ee:ff`.
+pub fn hwaddr(iface: &str) -> Result<String> {
+    let mac = Ethtool::open(iface)?.hwaddr()?;
+    Ok(mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":"))
+}
+
 pub fn features(iface: &str) -> Result<Vec<Feature>> {
     let e = Ethtool::open(iface)?;
     let count = e.feature_count()?;

@@ -19,6 +19,8 @@ use serde_json::json;
 /// Priority of the rules that drop broadcast / multicast from the uplink.
 pub const DROP_BROADCAST_PRIORITY: u16 = 1001;
 pub const DROP_MULTICAST_PRIORITY: u16 = 1000;
+/// Priority of the MAC guard's pass rules (below the uplink drops).
+pub const MAC_GUARD_PRIORITY: u16 = 100;
 
 /// How to run `ovs-ofctl`.
 #[derive(Debug, Clone)]
@@ -266,8 +268,19 @@ pub fn check_extra_flow(flow: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// The flows a bridge should have, in ovs-ofctl syntax.
+/// The flows a bridge should have, in ovs-ofctl syntax (the uplink's MAC read from the system).
 pub fn desired(spec: &BridgeSpec) -> Vec<String> {
+    desired_with(spec, spec.uplink.as_deref().and_then(super::mac::of_interface).as_deref())
+}
+
+/// The flows a bridge should have when its uplink NIC has MAC `uplink_mac`.
+///
+/// With `mac_guard`, frames from every port but the uplink go on normally
+/// (MAC learning, flooding, the uplink included) only when their source is
+/// the uplink's MAC, which the bridge's own interface takes, or an allowed
+/// one; any other frame is handed to the host only, so it never leaves
+/// through the uplink. Frames arriving on the uplink are not affected.
+pub fn desired_with(spec: &BridgeSpec, uplink_mac: Option<&str>) -> Vec<String> {
     let mut flows = Vec::new();
     if spec.drop_uplink_broadcast
         && let Some(up) = &spec.uplink
@@ -277,7 +290,20 @@ pub fn desired(spec: &BridgeSpec) -> Vec<String> {
             "priority={DROP_MULTICAST_PRIORITY},in_port={up},dl_dst=01:00:00:00:00:00/01:00:00:00:00:00,actions=drop"
         ));
     }
-    flows.push("priority=0,actions=NORMAL".to_string());
+    match &spec.uplink {
+        Some(up) if spec.mac_guard => {
+            flows.push(format!("priority={MAC_GUARD_PRIORITY},in_port={up},actions=NORMAL"));
+            let allowed = uplink_mac
+                .into_iter()
+                .map(str::to_string)
+                .chain(spec.allowed_macs.iter().filter_map(|m| super::mac::parse(m)));
+            for mac in allowed {
+                flows.push(format!("priority={MAC_GUARD_PRIORITY},dl_src={mac},actions=NORMAL"));
+            }
+            flows.push("priority=0,actions=LOCAL".to_string());
+        }
+        _ => flows.push("priority=0,actions=NORMAL".to_string()),
+    }
     flows.extend(spec.extra_flows.iter().cloned());
     flows
 }
@@ -368,13 +394,33 @@ mod tests {
 
     #[test]
     fn generated_rules_drop_uplink_broadcast_only_when_asked() {
-        let mut spec: BridgeSpec = serde_json::from_str(r#"{"name":"br0","uplink":"eth0"}"#).unwrap();
-        let f = desired(&spec);
+        let mut spec: BridgeSpec = serde_json::from_str(r#"{"name":"br0","uplink":"eth0","mac_guard":false}"#).unwrap();
+        let f = desired_with(&spec, None);
         assert_eq!(f.len(), 3);
         assert!(f[0].contains("in_port=eth0,dl_dst=ff:ff:ff:ff:ff:ff,actions=drop"));
         assert!(f[1].contains("dl_dst=01:00:00:00:00:00/01:00:00:00:00:00"));
         spec.drop_uplink_broadcast = false;
         spec.extra_flows = vec!["priority=10,arp,actions=NORMAL".into()];
-        assert_eq!(desired(&spec), vec!["priority=0,actions=NORMAL", "priority=10,arp,actions=NORMAL"]);
+        assert_eq!(desired_with(&spec, None), vec!["priority=0,actions=NORMAL", "priority=10,arp,actions=NORMAL"]);
+    }
+
+    #[test]
+    fn the_mac_guard_passes_the_uplink_mac_and_allowed_ones_only() {
+        let spec: BridgeSpec = serde_json::from_str(
+            r#"{"name":"br0","uplink":"eth0","drop_uplink_broadcast":false,"allowed_macs":["00:50:56:AA:BB:CC"]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            desired_with(&spec, Some("0c:c4:7a:00:00:01")),
+            vec![
+                "priority=100,in_port=eth0,actions=NORMAL",
+                "priority=100,dl_src=0c:c4:7a:00:00:01,actions=NORMAL",
+                "priority=100,dl_src=00:50:56:aa:bb:cc,actions=NORMAL",
+                "priority=0,actions=LOCAL",
+            ]
+        );
+        // Without an uplink there is nothing to guard.
+        let spec: BridgeSpec = serde_json::from_str(r#"{"name":"br1"}"#).unwrap();
+        assert_eq!(desired_with(&spec, None), vec!["priority=0,actions=NORMAL"]);
     }
 }

@@ -3,7 +3,7 @@
 //! - [`config`]: the JSON config (desired bridges)
 //! - [`jsonrpc`], [`atom`], [`schema`]: the RFC 7047 client
 //! - [`state`]: reading the current rows; [`plan`]: the diff as one transaction
-//! - [`apply`]: converging; [`flows`]: OpenFlow rules; [`ethtool`]: uplink offloads
+//! - [`apply`]: converging; [`flows`]: OpenFlow rules; [`ethtool`]: uplink offloads; [`mac`]: uplink MACs
 //! - [`status`]: the drift report; [`watch`]: staying converged; [`metrics`]: textfile metrics
 
 pub mod apply;
@@ -13,6 +13,7 @@ pub mod error;
 pub mod ethtool;
 pub mod flows;
 pub mod jsonrpc;
+pub mod mac;
 pub mod metrics;
 pub mod plan;
 pub mod schema;

@@ -24,6 +24,7 @@ pub enum Change {
     ReplacePort { bridge: String, port: String },
     SetType { bridge: String, port: String, from: String, to: String },
     AdoptPort { bridge: String, port: String },
+    SetHwaddr { bridge: String, from: Option<String>, to: String },
 }
 
 fn kind_name(t: &str) -> &str {
@@ -33,6 +34,9 @@ fn kind_name(t: &str) -> &str {
 impl fmt::Display for Change {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Change::SetHwaddr { bridge, from, to } => {
+                write!(f, "~ bridge {bridge}: MAC {} -> {to} (its uplink's)", from.as_deref().unwrap_or("(own)"))
+            }
             Change::AddBridge { bridge, datapath, ports } => {
                 write!(f, "+ bridge {bridge} (datapath {datapath}) with ports {}", ports.join(", "))
             }
@@ -115,6 +119,14 @@ impl Builder {
 
 /// Computes what to change so the database matches `config`.
 /// Fails, before anything is written, on a bridge or port owned by someone else.
+/// The Bridge `other_config` key that sets the bridge interface's MAC.
+const HWADDR: &str = "hwaddr";
+
+/// The MAC the bridge should take: its uplink's, when it has one with a MAC.
+fn uplink_mac(spec: &BridgeSpec) -> Option<String> {
+    spec.uplink.as_deref().and_then(super::mac::of_interface)
+}
+
 pub fn plan(config: &Config, snap: &Snapshot) -> Result<Plan> {
     let mut b = Builder { ops: Vec::new(), changes: Vec::new(), counter: 0 };
 
@@ -168,10 +180,13 @@ pub fn plan(config: &Config, snap: &Snapshot) -> Result<Plan> {
                     ports.push(b.insert_port(&p));
                 }
                 let name = b.fresh("gbbridge");
+                let other_config: BTreeMap<String, String> =
+                    uplink_mac(spec).map(|mac| BTreeMap::from([(HWADDR.to_string(), mac)])).unwrap_or_default();
                 b.ops.push(json!({"op": "insert", "table": "Bridge", "uuid-name": name, "row": {
                     "name": spec.name, "datapath_type": spec.datapath_type.as_str(),
                     // Forward nothing until the flows are installed (no default NORMAL flow).
                     "fail_mode": "secure",
+                    "other_config": atom::string_map(&other_config),
                     "external_ids": atom::string_map(&mark()), "ports": atom::set(ports)}}));
                 b.changes.push(Change::AddBridge {
                     bridge: spec.name.clone(),
@@ -219,6 +234,17 @@ fn plan_existing(
     let desired = spec.desired_ports();
     let mut final_ports: Vec<Value> = Vec::new();
     let mut ports_changed = false;
+
+    // The bridge's own interface takes the uplink's MAC: upstream sees one MAC for the host.
+    if let Some(mac) = uplink_mac(spec)
+        && row.other_config.get(HWADDR) != Some(&mac)
+    {
+        let mut other = row.other_config.clone();
+        let from = other.insert(HWADDR.to_string(), mac.clone());
+        b.ops.push(json!({"op": "update", "table": "Bridge", "where": where_uuid(&row.uuid),
+            "row": {"other_config": atom::string_map(&other)}}));
+        b.changes.push(Change::SetHwaddr { bridge: spec.name.clone(), from, to: mac });
+    }
 
     // Ports on the bridge now that the config does not want here.
     for pu in &row.ports {

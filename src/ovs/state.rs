@@ -18,7 +18,7 @@ pub const MANAGED_VALUE: &str = "true";
 /// Columns read per table; the first list is also what the write guards compare.
 const OVS_GUARD: &[&str] = &["_uuid", "bridges"];
 const OVS_EXTRA: &[&str] = &["next_cfg", "cur_cfg", "ovs_version"];
-const BRIDGE_GUARD: &[&str] = &["_uuid", "name", "ports", "datapath_type", "external_ids"];
+const BRIDGE_GUARD: &[&str] = &["_uuid", "name", "ports", "datapath_type", "external_ids", "other_config"];
 const PORT_GUARD: &[&str] = &["_uuid", "name", "interfaces", "external_ids"];
 const IFACE_GUARD: &[&str] = &["_uuid", "name", "type"];
 const IFACE_EXTRA: &[&str] = &["ofport", "error"];
@@ -30,6 +30,7 @@ pub struct BridgeRow {
     pub ports: Vec<String>,
     pub datapath_type: String,
     pub external_ids: BTreeMap<String, String>,
+    pub other_config: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -156,6 +157,7 @@ pub fn read(conn: &mut Connection) -> Result<Snapshot> {
             ports: atom::uuid_set(&r["ports"]),
             datapath_type: string(r, "datapath_type"),
             external_ids: atom::as_string_map(&r["external_ids"]),
+            other_config: atom::as_string_map(&r["other_config"]),
         });
     }
     snap.bridges.sort_by(|a, b| a.name.cmp(&b.name));

@@ -292,7 +292,11 @@ mod tests {
         let v = verify(&blocks);
         assert!(v.ok());
         assert_eq!(v.time_backwards, Some(TimeBackwards { count: 2, first_height: 2, first_by_ns: 4_000_000_000 }));
-        assert!(v.message().contains("goes backwards at 2 block(s), first at height 2 (4.000 s before"), "{}", v.message());
+        assert!(
+            v.message().contains("goes backwards at 2 block(s), first at height 2 (4.000 s before"),
+            "{}",
+            v.message()
+        );
     }
 
     #[test]

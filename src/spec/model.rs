@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::ovs::config::{BridgeSpec, Config as OvsConfig, DatapathType, default_drop_uplink_broadcast};
+use crate::ovs::config::{
+    BridgeSpec, Config as OvsConfig, DatapathType, default_drop_uplink_broadcast, default_mac_guard,
+};
 pub use crate::runtime::duration::DURATION_PATTERN;
 use crate::snapshot::config::Config as SnapshotterConfig;
 use crate::vectors::config::SyncConfig as QdrantSyncConfig;
@@ -342,6 +344,12 @@ pub struct Bridge {
     /// Drop Ethernet broadcast and multicast arriving on the uplink.
     #[serde(default = "default_drop_uplink_broadcast")]
     pub drop_uplink_broadcast: bool,
+    /// Only the uplink's MAC (the bridge takes it) and `allowed_macs` leave through the uplink.
+    #[serde(default = "default_mac_guard")]
+    pub mac_guard: bool,
+    /// More source MACs that may leave through the uplink (a hoster's MACs for additional IPs).
+    #[serde(default)]
+    pub allowed_macs: Vec<String>,
     /// More OpenFlow rules in ovs-ofctl syntax, added after the generated ones.
     #[serde(default)]
     pub extra_flows: Vec<String>,
@@ -380,6 +388,8 @@ impl Bridge {
             ports: self.ports.clone(),
             internal_ports: self.internal_ports.clone(),
             drop_uplink_broadcast: self.drop_uplink_broadcast,
+            mac_guard: self.mac_guard,
+            allowed_macs: self.allowed_macs.clone(),
             extra_flows: self.extra_flows.clone(),
         }
     }

@@ -106,6 +106,9 @@ pub fn check(host: &HostSpec, ctx: &mut Ctx) {
             if link_local_v6 {
                 // An IPv6 next hop is usually link-local (`fe80::1` at hosters
                 // such as Hetzner): reachable on the link whatever the subnets.
+            } else if ip.is_ipv4() && cidrs.iter().any(|c| c.addr.is_ipv4() && c.prefix == 32) {
+                // A /32 address (Hetzner's routed setup) reaches its gateway
+                // on the link: networkd gets the route with GatewayOnLink.
             } else if bridge.dhcp && cidrs.is_empty() {
                 // DHCP supplies the subnet; nothing to compare with.
             } else if cidrs.is_empty() {

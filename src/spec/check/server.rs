@@ -36,7 +36,11 @@ fn local_qdrant(host: &HostSpec, dir: &str, ctx: &mut Ctx) {
         return;
     }
     let Some(parts) = components(dir) else {
-        ctx.error(spec_path!["qdrant", "data_dir"], format!("data_dir {dir:?} is not absolute"), "write it as \"/var/lib/blockchain-vectors\"");
+        ctx.error(
+            spec_path!["qdrant", "data_dir"],
+            format!("data_dir {dir:?} is not absolute"),
+            "write it as \"/var/lib/blockchain-vectors\"",
+        );
         return;
     };
     if let Err(why) = dedicated_folder(dir) {
@@ -62,7 +66,9 @@ fn novnc(host: &HostSpec, ctx: &mut Ctx) {
         {
             ctx.warn(
                 spec_path!["firewall", "allowed_tcp_ports"],
-                format!("port {port} is the noVNC console's, which listens on loopback only: opening it reaches nothing"),
+                format!(
+                    "port {port} is the noVNC console's, which listens on loopback only: opening it reaches nothing"
+                ),
                 "remove it and use `ssh -L PORT:127.0.0.1:PORT host`, or set novnc_expose in [virtualization]",
             );
         }

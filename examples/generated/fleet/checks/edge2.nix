@@ -27,10 +27,12 @@ pkgs.testers.runNixOSTest {
     };
     services.ghostbridge.ovs.settings.bridges = lib.mkForce [
       {
+        allowed_macs = [ ];
         datapath_type = "system";
         drop_uplink_broadcast = true;
         extra_flows = [ ];
         internal_ports = [ ];
+        mac_guard = true;
         name = "ovsbr0";
         ports = [ ];
         uplink = "eth1";

@@ -49,10 +49,12 @@
     };
     ovs.settings.bridges = [
       {
+        allowed_macs = [ ];
         datapath_type = "system";
         drop_uplink_broadcast = true;
         extra_flows = [ ];
         internal_ports = [ ];
+        mac_guard = true;
         name = "ovsbr0";
         ports = [ ];
         uplink = "eno1";

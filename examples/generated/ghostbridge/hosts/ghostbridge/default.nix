@@ -65,19 +65,23 @@
     };
     ovs.settings.bridges = [
       {
+        allowed_macs = [ ];
         datapath_type = "system";
         drop_uplink_broadcast = true;
         extra_flows = [ ];
         internal_ports = [ ];
+        mac_guard = true;
         name = "ovsbr0";
         ports = [ ];
         uplink = "enp1s0";
       }
       {
+        allowed_macs = [ ];
         datapath_type = "system";
         drop_uplink_broadcast = true;
         extra_flows = [ ];
         internal_ports = [ ];
+        mac_guard = true;
         name = "ovsbr1";
         ports = [ ];
         uplink = null;
