@@ -63,8 +63,11 @@ fn check_exit_codes() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("valid (1 host: ghostbridge)"));
 
-    std::fs::write(dir.path().join("bad.toml"), reference().replace("compress = \"zstd:9\"", "compress = \"zstd:99\""))
-        .unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        reference().replacen("compress = \"zstd:3\"", "compress = \"zstd:99\"", 1),
+    )
+    .unwrap();
     let o = ghostgen(&["check", "bad.toml"], dir.path());
     assert_eq!(code(&o), 2, "an invalid spec is invalid input");
     let err = stderr(&o);
@@ -256,6 +259,19 @@ fn check_says_what_a_host_keeps_and_how_it_reaches_the_network() {
         out.contains("tiny: warning: no OVS bridge is declared; the host takes DHCP on every physical NIC"),
         "{out}"
     );
+    // Without [disk], nixos-anywhere's disko phase has nothing to apply: the
+    // check and the generated files name the install paths that work, and the
+    // hardware file is not told to drop its file systems.
+    assert!(
+        out.contains("tiny: note: This host has no [disk] layout") && out.contains("--phases install,reboot"),
+        "{out}"
+    );
+    assert_eq!(code(&ghostgen(&["build", "minimal.toml", "-o", "out"], dir.path())), 0);
+    let hw = std::fs::read_to_string(dir.path().join("out/hosts/tiny/hardware.nix")).unwrap();
+    assert!(!hw.contains("--no-filesystems") && hw.contains("file systems included"), "{hw}");
+    assert!(hw.contains("nixos-anywhere --phases install,reboot"), "{hw}");
+    let netboot = std::fs::read_to_string(dir.path().join("out/netboot/tiny.nix")).unwrap();
+    assert!(netboot.contains("No [disk] layout"), "{netboot}");
     std::fs::write(dir.path().join("spec.toml"), reference()).unwrap();
     let o = ghostgen(&["check", "spec.toml"], dir.path());
     let out = String::from_utf8_lossy(&o.stdout);

@@ -131,3 +131,27 @@ fn committed_example_output_is_fresh() {
         );
     }
 }
+
+/// The generated VM check of the reference host, as a real test driver and
+/// qemu-vm.nix would run it (each line is a finding the check once failed on).
+#[test]
+fn the_generated_vm_check_can_pass_as_written() {
+    let files = plan_for(Path::new("examples/ghostbridge.toml"));
+    let check = files.iter().find(|f| f.path == "checks/ghostbridge.nix").expect("checks/ghostbridge.nix");
+    let text = &check.contents;
+    // qemu-vm.nix replaces disko's file systems: BTRFS must be declared for btrfs-progs.
+    assert!(text.contains("boot.supportedFilesystems = [ \"btrfs\" ];"), "{text}");
+    // kvm-intel from the spec would fail module loading on AMD or non-nested runners.
+    assert!(text.contains("boot.blacklistedKernelModules = [ \"kvm_intel\" \"kvm_amd\" ];"), "{text}");
+    // Test NICs without the address `virtualisation.vlans` would give them.
+    assert!(!text.contains("virtualisation.vlans"), "{text}");
+    assert!(text.contains("assignIP = false;"), "{text}");
+    // Socket-activated libvirtd exits when idle: wait for its socket.
+    assert!(text.contains("libvirtd.socket") && !text.contains("wait_for_unit(\"libvirtd.service\")"), "{text}");
+    // Daemons that hit the start limit before their disk existed are reset, then started.
+    let reset = text.find("systemctl reset-failed").expect("a reset-failed");
+    let start = text.find("\"systemctl start \"").expect("a start");
+    assert!(reset < start, "reset-failed must come before the start");
+    // `set -o pipefail` in the driver: no `| grep -q` that can fail on SIGPIPE.
+    assert!(!text.contains("| grep -q"), "{text}");
+}

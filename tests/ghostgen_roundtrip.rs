@@ -101,7 +101,7 @@ fn reference_host_evaluates_to_what_the_spec_says() {
     let v = eval_host(&spec);
     assert_eq!(v["networking"]["hostName"], json!(h.name));
     assert_eq!(v["system"]["stateVersion"], json!(h.state_version));
-    assert_eq!(v["networking"]["firewall"]["allowedTCPPorts"], json!([22, 6080]));
+    assert_eq!(v["networking"]["firewall"]["allowedTCPPorts"], json!([22]), "noVNC stays on loopback");
     assert_eq!(v["nix"]["settings"]["experimental-features"], json!(["nix-command", "flakes"]));
     let gb = &v["services"]["ghostbridge"];
     // Each daemon's settings are its config, verbatim.

@@ -643,3 +643,16 @@ fn the_local_qdrant_keeps_its_data_in_a_folder_of_its_own() {
     let d = diagnostics(&spec_with("[remote_server]\nserial_console = \"ttyS0 quiet\"\n"));
     assert!(d.iter().any(|x| x.2.contains("serial_console \"ttyS0 quiet\" is refused")), "{d:#?}");
 }
+
+#[test]
+fn a_compression_level_other_than_the_roots_is_named_with_the_one_that_applies() {
+    let disk = "[disk]\ndevice = \"/dev/vda\"\n[[disk.subvolumes]]\nname = \"@\"\nmount = \"/\"\ncompress = \"zstd:3\"\n\
+                [[disk.subvolumes]]\nname = \"@db\"\nmount = \"/var/lib/db\"\ncompress = \"zstd:9\"\n";
+    let text = spec_with(disk);
+    let d = diagnostics(&text);
+    assert_eq!(d.len(), 1, "{d:#?}");
+    assert_eq!((d[0].0, d[0].1), (line_of(&text, "zstd:9"), 12));
+    assert!(d[0].2.contains("warning: subvolume \"@db\" gets zstd compression at the level of the first mount (\"/\": \"zstd:3\"), not level 9"), "{d:#?}");
+    assert!(diagnostics(&text.replace("zstd:9", "zstd:3")).is_empty());
+    assert!(diagnostics(&text.replace("zstd:9", "lzo")).is_empty(), "another algorithm is per subvolume");
+}

@@ -378,6 +378,28 @@ fn a_bad_extra_flow_on_a_new_bridge_writes_nothing() {
 }
 
 #[test]
+#[ignore = "needs root: OVS flows the switch refuses"]
+fn a_flow_the_switch_refuses_leaves_no_bridge_without_flows() {
+    require_root();
+    let ovs = Ovs::start("rfs");
+    // Parses (ovs-ofctl parse-flows accepts it), but the switch refuses it: group 7 does not exist.
+    let refused = "priority=30,ip,actions=group:7";
+    let bridge = |name: &str, flows: &[&str]| json!({"name": name, "datapath_type": "netdev", "extra_flows": flows});
+    let e = ovs::apply(&ovs.addr(), &ovs.config(json!([bridge("gbrf0", &[refused])])), &ovs.options()).unwrap_err();
+    assert!(matches!(e, OvsError::RolledBack { ref bridges, .. } if bridges == "gbrf0"), "{e}");
+    assert!(e.to_string().contains("removed again"), "{e}");
+    assert!(ovs.bridges().is_empty(), "a new bridge was left without its flows");
+
+    // An existing bridge keeps its flows and stays.
+    ovs::apply(&ovs.addr(), &ovs.config(json!([bridge("gbrf1", &[])])), &ovs.options()).unwrap();
+    let before = ovs.ofctl_out(&["dump-flows", "--no-stats", "gbrf1"]);
+    let e = ovs::apply(&ovs.addr(), &ovs.config(json!([bridge("gbrf1", &[refused])])), &ovs.options()).unwrap_err();
+    assert!(matches!(e, OvsError::Flows { .. }), "{e}");
+    assert_eq!(ovs.bridges(), vec!["gbrf1"]);
+    assert_eq!(ovs.ofctl_out(&["dump-flows", "--no-stats", "gbrf1"]), before);
+}
+
+#[test]
 #[ignore = "needs root: OVS port adoption"]
 fn a_hand_made_port_named_in_the_config_is_adopted_not_recreated() {
     require_root();

@@ -1,13 +1,14 @@
 //! `ghostbridge-qdrant-sync` as systemd runs it: `run` through a 5xx storm
 //! (one log line when Qdrant goes down, one when it is back), SIGTERM, the
-//! metrics file; `once` with flag overrides; `status`; `search`; bad configs.
+//! metrics file; the outage, the catch-up and its progress in the log; `once`
+//! with flag overrides; `status`; `search`; bad configs.
 
 #[path = "qdrant_support/mod.rs"]
 mod support;
 
 use std::io::Read;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ghostbridge::vectors::sync::consumer_names;
 use support::{Chain, Probe, QdrantDouble, unique_collection, wait_for};
@@ -37,6 +38,39 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// `run --config FILE`, its log lines piped (without the journal's prefixes).
+fn spawn_run(config: &std::path::Path) -> KillOnDrop {
+    KillOnDrop(
+        Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(config)
+            .env_remove("JOURNAL_STREAM")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Stops the daemon with SIGTERM; its log.
+fn stop_run(mut child: KillOnDrop) -> String {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.0.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = child.0.wait().unwrap();
+    let mut stderr = String::new();
+    child.0.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(status.success(), "{status}: {stderr}");
+    stderr
+}
+
+/// The number `N` (one decimal) of the one log line `{prefix}N{suffix}`.
+fn logged_seconds(stderr: &str, prefix: &str, suffix: &str) -> f64 {
+    let found: Vec<&str> = stderr.lines().filter_map(|l| l.strip_prefix(prefix)?.strip_suffix(suffix)).collect();
+    assert_eq!(found.len(), 1, "one line {prefix:?} N {suffix:?}:\n{stderr}");
+    let n: f64 = found[0].parse().unwrap_or_else(|e| panic!("{:?}: {e}\n{stderr}", found[0]));
+    assert_eq!(format!("{n:.1}"), found[0], "one decimal");
+    n
 }
 
 #[test]
@@ -91,6 +125,88 @@ fn run_rides_out_a_storm_logs_state_changes_once_and_stops_on_sigterm() {
         assert!(m.contains(needle), "{needle:?} missing:\n{m}");
     }
     assert_eq!(probe.count(&collection), 515);
+    assert!(double.invalid().is_empty(), "{:#?}", double.invalid());
+}
+
+#[test]
+fn run_logs_the_outage_and_the_catch_up_as_two_durations() {
+    let double = QdrantDouble::start();
+    let mut probe = Probe::new(&double);
+    let mut chain = Chain::new();
+    chain.append(50);
+    let collection = unique_collection("cli-outage");
+    probe.owns(&collection);
+    let config = write_config(&chain, &double, &collection, "");
+    let consumer = consumer_names(&collection).blocks;
+    let child = spawn_run(&config);
+    assert!(wait_for(Duration::from_secs(10), || chain.cursor(&consumer) == Some(49)), "synced");
+
+    // Down from the first request that carries the new blocks, for 1.5 s.
+    double.fail(0, usize::MAX, 503);
+    chain.append(300);
+    assert!(wait_for(Duration::from_secs(10), || double.seen().iter().any(|s| s.status == 503)), "down");
+    let down = Instant::now();
+    std::thread::sleep(Duration::from_millis(1_500));
+    // Back, and slow: the first answer (batch 50..=149) comes 0.3 s after the
+    // outage ends, the catch-up (two more batches) takes 0.6 s more.
+    double.delay(Duration::from_millis(300));
+    double.fail(0, 0, 503);
+    assert!(wait_for(Duration::from_secs(20), || chain.cursor(&consumer) == Some(349)), "caught up");
+    let wall = down.elapsed().as_secs_f64();
+    let stderr = stop_run(child);
+
+    let back = format!("ghostbridge-qdrant-sync: Qdrant at {} is reachable again after ", double.url());
+    let unreachable = logged_seconds(&stderr, &back, " s unreachable");
+    let caught_up = logged_seconds(&stderr, "ghostbridge-qdrant-sync: caught up: 300 blocks in ", " s; cursor at 349");
+    assert!(unreachable >= 1.7, "1.5 s down, then a 0.3 s answer:\n{stderr}");
+    assert!(caught_up >= 0.6, "two batches of 0.3 s after the first answer:\n{stderr}");
+    // Two parts of one stretch: neither counts the other's time.
+    assert!(unreachable + caught_up <= wall + 0.25, "{unreachable} + {caught_up} s in {wall:.2} s:\n{stderr}");
+    let line = |needle: &str| stderr.lines().position(|l| l.contains(needle));
+    assert!(line("reachable again") < line("caught up: "), "{stderr}");
+    assert_eq!(stderr.matches("HTTP 503").count(), 1, "one line when it goes down:\n{stderr}");
+    assert!(double.invalid().is_empty(), "{:#?}", double.invalid());
+}
+
+#[test]
+fn run_logs_the_progress_of_a_long_first_catch_up() {
+    let double = QdrantDouble::start();
+    let mut probe = Probe::new(&double);
+    let mut chain = Chain::new();
+    chain.append(1_050);
+    let collection = unique_collection("cli-progress");
+    probe.owns(&collection);
+    let config = write_config(&chain, &double, &collection, "");
+    let text = std::fs::read_to_string(&config).unwrap().replace("\"batch\": 100", "\"batch\": 10");
+    std::fs::write(&config, text).unwrap();
+    let consumer = consumer_names(&collection).blocks;
+
+    // 105 batches of 10 blocks, each answered after 100 ms: one pass of more than 10 s.
+    double.delay(Duration::from_millis(100));
+    let started = Instant::now();
+    let child = spawn_run(&config);
+    assert!(wait_for(Duration::from_secs(60), || chain.cursor(&consumer) == Some(1_049)), "caught up");
+    let wall = started.elapsed().as_secs_f64();
+    let stderr = stop_run(child);
+
+    let progress: Vec<(i64, u64)> = stderr
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("ghostbridge-qdrant-sync: catching up: height ")?;
+            let (height, rate) = rest.split_once(" of 1049 (")?;
+            Some((height.parse().unwrap(), rate.strip_suffix(" points/s)")?.parse().unwrap()))
+        })
+        .collect();
+    assert_eq!(stderr.matches("catching up: ").count(), progress.len(), "{stderr}");
+    // At most one line per 10 s: the first after 100 batches at the latest.
+    assert!(!progress.is_empty() && progress.len() as f64 <= wall / 10.0, "in {wall:.1} s:\n{stderr}");
+    assert!(progress[0].0 <= 999, "{stderr}");
+    for (height, rate) in &progress {
+        assert!(height % 10 == 9 && *height <= 1_049, "after a whole batch:\n{stderr}");
+        assert!((1..=100).contains(rate), "at most 10 points per 100 ms:\n{stderr}");
+    }
+    let took = logged_seconds(&stderr, "ghostbridge-qdrant-sync: caught up: 1050 blocks in ", " s; cursor at 1049");
+    assert!(took >= 10.5 && took <= wall + 0.1, "105 batches of 100 ms, in {wall:.1} s:\n{stderr}");
     assert!(double.invalid().is_empty(), "{:#?}", double.invalid());
 }
 
@@ -159,10 +275,55 @@ fn bad_configs_and_unreachable_qdrant_are_reported() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("reachable:      no"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("\nreachable:      no, unreachable (io: Connection refused"), "{text}");
 
     let out = Command::new(BIN).args(["once", "--db", "/nonexistent/chain.db"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("start the snapshotter first"));
+}
+
+#[test]
+fn status_tells_a_refused_api_key_from_an_unreachable_qdrant() {
+    let double = QdrantDouble::start();
+    let mut chain = Chain::new();
+    chain.append(3);
+    double.require_api_key(Some("k3y-for-tests"));
+    let collection = unique_collection("cli-unauthorised");
+    let out = Command::new(BIN)
+        .args(["status", "--db"])
+        .arg(&chain.path)
+        .args(["--url", &double.url(), "--collection", &collection])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("\nreachable:      unauthorised (Qdrant answered 401: check api_key_file)\n"), "{text}");
+    assert!(double.invalid().is_empty(), "{:#?}", double.invalid());
+}
+
+#[test]
+fn search_in_a_missing_collection_says_that_the_sync_creates_it() {
+    let double = QdrantDouble::start();
+    let mut chain = Chain::new();
+    chain.append(3);
+    let collection = unique_collection("cli-missing");
+    let url = double.url();
+    let out = Command::new(BIN)
+        .args(["search", "--db"])
+        .arg(&chain.path)
+        .args(["--url", &url, "--collection", &collection, "overlay"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "a failure, not a usage error");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "ghostbridge-qdrant-sync: error: collection {collection:?} does not exist at {url}: \
+             the sync creates it on its first run (`run` or `once`)\n"
+        )
+    );
+    assert!(out.stdout.is_empty());
+    assert!(double.invalid().is_empty(), "{:#?}", double.invalid());
 }
 
 #[test]

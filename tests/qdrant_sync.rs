@@ -357,19 +357,25 @@ fn run_recreates_a_collection_deleted_under_it_and_restarts_a_replaced_chain() {
 
 #[test]
 fn the_checking_proxy_forwards_to_an_upstream_qdrant() {
-    // The path the tests take with QDRANT_URL set, with a second double as the upstream.
-    let upstream = QdrantDouble::start();
+    // The path the tests take with QDRANT_URL set, with a second double as the
+    // upstream: in memory also then, so that it is never a proxy itself and the
+    // collection never reaches the real Qdrant.
+    let upstream = QdrantDouble::start_in_memory();
+    assert!(!upstream.is_proxy());
     let proxy = QdrantDouble::start_proxy(&upstream.url(), None);
     assert!(proxy.is_proxy());
     let mut chain = Chain::new();
     chain.append(25);
     let cfg = config(&chain, &proxy, "proxy");
+    // Like every test's collection: deleted from a real Qdrant when the test ends, also on failure.
+    let mut probe = Probe::new(&proxy);
+    probe.owns(&cfg.collection);
     proxy.fail(2, 1, 502);
     assert!(syncer(&cfg).once().unwrap_err().is_transient());
     let report = syncer(&cfg).once().unwrap();
     assert_eq!(report.cursor, 24);
     assert_eq!(Probe::new(&upstream).count(&cfg.collection), 25);
-    assert_eq!(Probe::new(&proxy).count(&cfg.collection), 25);
+    assert_eq!(probe.count(&cfg.collection), 25);
     assert_eq!(upstream.acknowledged_upserts().concat(), (0..25).collect::<Vec<_>>());
     assert_clean(&proxy);
     assert_clean(&upstream);

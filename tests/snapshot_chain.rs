@@ -51,6 +51,8 @@ fn check_tamper_detection(db: &Path, dir: &Path) {
         ("deleted.db", "DELETE FROM blocks WHERE height = 7", 7, "missing"),
         ("relinked.db", "UPDATE blocks SET prev_hash = zeroblob(32) WHERE height = 4", 4, "previous hash"),
         ("hash.db", "UPDATE blocks SET hash = randomblob(32) WHERE height = 2", 2, "hash"),
+        // Same bytes, another SQLite type: the hash would still match, the row is malformed.
+        ("blob.db", "UPDATE blocks SET snapshot = CAST(snapshot AS BLOB) WHERE height = 6", 6, "stored as a BLOB"),
     ];
     for (name, sql, height, why) in cases {
         let p = tampered(db, dir, name, sql);
@@ -62,6 +64,21 @@ fn check_tamper_detection(db: &Path, dir: &Path) {
         assert!(!ok, "{name}: the recipe must reject it: {text}");
         assert!(text.contains(&format!("height {height}:")), "{name}: the recipe must name height {height}: {text}");
     }
+}
+
+#[test]
+fn the_recipe_fails_on_a_missing_empty_or_garbage_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, text) = run_recipe(&dir.path().join("missing.db"));
+    assert!(!ok && text.contains("no chain database there"), "{text}");
+    let garbage = dir.path().join("garbage.db");
+    std::fs::write(&garbage, "not a database at all, just text\n".repeat(100)).unwrap();
+    let (ok, text) = run_recipe(&garbage);
+    assert!(!ok && !text.contains("chain OK"), "{text}");
+    let empty = dir.path().join("empty.db");
+    drop(Store::open_writer(&empty, Duration::from_secs(1)).unwrap());
+    let (ok, text) = run_recipe(&empty);
+    assert!(!ok && text.contains("holds no blocks"), "{text}");
 }
 
 #[test]

@@ -105,6 +105,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         h.name
                     );
                 }
+                if h.disk.is_none() {
+                    println!("{}: note: {}", h.name, ghostbridge::generate::NO_DISK_INSTALL.join(" "));
+                }
                 if let Some(s) = &h.snapshotter {
                     let live = s.max_live_snapshots();
                     println!(

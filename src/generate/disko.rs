@@ -2,6 +2,7 @@
 //! system partition on /boot and one BTRFS file system with the subvolumes.
 //! disko uses it both to partition at install time and to mount at boot.
 
+use super::shell;
 use crate::nix::{Expr, Key, attrs};
 use crate::spec::{Discard, Disk, Subvolume};
 
@@ -38,6 +39,31 @@ pub fn mount_options(sv: &Subvolume) -> Vec<String> {
     out
 }
 
+/// disko's `postCreateHook` for the BTRFS file system: what BTRFS keeps per
+/// subvolume rather than per mount, set on each new subvolume's root so every
+/// file inherits it. `nodatacow` is the `+C` attribute; the compression
+/// algorithm is the `compression` property (the level is the file system's).
+/// `None` when no subvolume needs either.
+pub fn post_create_hook(disk: &Disk) -> Option<String> {
+    let mut lines = Vec::new();
+    for sv in &disk.subvolumes {
+        let at = format!("\"$MNTPOINT\"/{}", shell::quote(&sv.name));
+        if sv.nodatacow {
+            lines.push(format!("  chattr +C {at}"));
+        } else if let Some(compress) = &sv.compress {
+            let algorithm = compress.split(':').next().unwrap_or(compress);
+            lines.push(format!("  btrfs property set {at} compression {}", shell::quote(algorithm)));
+        }
+    }
+    if lines.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "(\n  MNTPOINT=$(mktemp -d)\n  mount \"$device\" \"$MNTPOINT\" -o subvol=/\n  trap 'umount \"$MNTPOINT\"; rm -rf \"$MNTPOINT\"' EXIT\n{}\n)\n",
+        lines.join("\n")
+    ))
+}
+
 pub fn disko(disk: &Disk) -> Expr {
     let subvolumes: Vec<(Vec<Key>, Expr)> = disk
         .subvolumes
@@ -64,14 +90,17 @@ pub fn disko(disk: &Disk) -> Expr {
     ]);
     let root = attrs([
         ("size", Expr::str("100%")),
-        (
-            "content",
-            attrs([
+        ("content", {
+            let mut fs = vec![
                 ("type", Expr::str("btrfs")),
                 ("extraArgs", Expr::strs(["-f"])),
                 ("subvolumes", Expr::Attrs(subvolumes)),
-            ]),
-        ),
+            ];
+            if let Some(hook) = post_create_hook(disk) {
+                fs.push(("postCreateHook", Expr::Lines(hook)));
+            }
+            attrs(fs)
+        }),
     ]);
     attrs([(
         "disko.devices.disk.main",

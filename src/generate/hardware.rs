@@ -3,12 +3,29 @@
 
 use crate::nix::{Expr, Key, attrs};
 
-pub fn header(host: &str) -> Vec<String> {
-    vec![
-        format!("Hardware of {host}. Created once by ghostgen and never overwritten: it is yours."),
-        "Replace it with the output of `nixos-generate-config --show-hardware-config --no-filesystems`".into(),
-        "run on the machine (or in the installer).".into(),
-    ]
+/// How a host without a `[disk]` layout can be installed: nixos-anywhere's
+/// disko phase needs a layout, and its root file system must come from
+/// hardware.nix. Said by `ghostgen check` and in the generated files.
+pub const NO_DISK_INSTALL: &[&str] = &[
+    "This host has no [disk] layout, so its file systems come from its hardware.nix. Install it by",
+    "`nixos-rebuild switch` on a machine already running NixOS, by nixos-infect, or by",
+    "`nixos-anywhere --phases kexec`, partitioning and mounting /mnt by hand, then",
+    "`nixos-anywhere --phases install,reboot` (its disko phase needs a [disk] layout).",
+];
+
+pub fn header(host: &str, has_disk_layout: bool) -> Vec<String> {
+    let mut out = vec![format!("Hardware of {host}. Created once by ghostgen and never overwritten: it is yours.")];
+    if has_disk_layout {
+        out.push(
+            "Replace it with the output of `nixos-generate-config --show-hardware-config --no-filesystems`".into(),
+        );
+        out.push("run on the machine (or in the installer): disko.nix declares the file systems.".into());
+    } else {
+        out.push("Replace it with the full output of `nixos-generate-config --show-hardware-config`".into());
+        out.push("(file systems included) run on the machine.".into());
+        out.extend(NO_DISK_INSTALL.iter().map(|l| l.to_string()));
+    }
+    out
 }
 
 pub fn stub(has_disk_layout: bool) -> Expr {

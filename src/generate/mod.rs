@@ -5,10 +5,12 @@
 mod disko;
 mod flake;
 mod hardware;
+pub use hardware::NO_DISK_INSTALL;
 mod host;
 pub mod manifest;
 mod netboot;
 pub mod python;
+mod shell;
 pub mod vm_check;
 pub mod write;
 
@@ -113,7 +115,7 @@ pub fn plan(spec: &Spec, spec_name: &str) -> Result<Vec<File>, GenerateError> {
         }
         files.push(nix_file(
             format!("{dir}/hardware.nix"),
-            &hardware::header(&host.name),
+            &hardware::header(&host.name, host.disk.is_some()),
             &hardware::stub(host.disk.is_some()),
             Policy::Once,
         )?);
@@ -121,7 +123,14 @@ pub fn plan(spec: &Spec, spec_name: &str) -> Result<Vec<File>, GenerateError> {
             format!("netboot/{}.nix", host.name),
             &header(
                 spec_name,
-                &format!("Netboot installer for {}: SSH for its admins; install with nixos-anywhere.", host.name),
+                &if host.disk.is_some() {
+                    format!("Netboot installer for {}: SSH for its admins; install with nixos-anywhere.", host.name)
+                } else {
+                    format!(
+                        "Netboot installer for {}: SSH for its admins. No [disk] layout: partition and mount /mnt by hand, then `nixos-anywhere --phases install,reboot`.",
+                        host.name
+                    )
+                },
             ),
             &netboot::installer(host),
             Policy::Always,

@@ -92,43 +92,26 @@ pub fn apply(addr: &DbAddr, config: &Config, opts: &Options) -> Result<Report> {
     check_nics(config)?;
     let mut report = Report::default();
     let mut down_since: Option<Instant> = None;
-    // A socket that is not there fails at once; a connection that drops (a restart) is retried.
+    // A socket that is not there fails at once; a connection that drops or is
+    // refused by a socket with no server behind it (a restart) is retried.
     let mut conn = match connect_with(addr, opts.io_timeout) {
+        Err(OvsError::Connect { ref source, .. }) if source.kind() == std::io::ErrorKind::ConnectionRefused => {
+            report.reconnects += 1;
+            reconnect(addr, &mut down_since, opts)?
+        }
         Err(OvsError::Io { .. } | OvsError::Closed { .. }) => {
             report.reconnects += 1;
             reconnect(addr, &mut down_since, opts)?
         }
         other => other?,
     };
-    let mut attempt = 0;
-    let mut flows_checked = false;
-    let unchanged = loop {
-        attempt += 1;
-        match converge_once(&mut conn, config, opts, &mut report, &mut flows_checked) {
-            Ok(unchanged) => break unchanged,
-            Err(OvsError::Conflict { .. }) if attempt < opts.max_attempts => continue,
-            Err(OvsError::Conflict { .. }) => return Err(OvsError::Conflict { attempts: attempt }),
-            Err(OvsError::Closed { .. } | OvsError::Io { .. } | OvsError::Connect { .. }) => {
-                // The server went away; whatever it committed is re-read after reconnecting.
-                down_since.get_or_insert_with(Instant::now);
-                report.reconnects += 1;
-                conn = reconnect(addr, &mut down_since, opts)?;
-                attempt = 0;
-            }
-            Err(e) => return Err(e),
-        }
-    };
+    let snap = converge(addr, &mut conn, config, opts, &mut report)?;
 
-    // What ovs-vswitchd reports back (ofport numbers, errors): re-read only if something was written.
-    let snap = match unchanged {
-        Some(snap) => snap,
-        None => state::read(&mut conn)?,
-    };
-
-    // Flows and offload need ovs-vswitchd to have the bridges; `converge_once` waited for that.
+    // Flows and offload need ovs-vswitchd to have the bridges; `converge` waited for that.
     // A failing bridge does not stop the others, nor the offload step: the first error is
     // returned once everything was attempted.
     let mut first_error: Option<OvsError> = None;
+    let mut refused_new: Vec<String> = Vec::new();
     let (flow_results, quick) = sync_flows(&opts.ofctl, config, &snap);
     report.flows_via_control_socket = quick;
     for (b, replaced) in config.bridges.iter().zip(flow_results) {
@@ -136,9 +119,23 @@ pub fn apply(addr: &DbAddr, config: &Config, opts: &Options) -> Result<Report> {
             Ok(true) => report.flows_replaced.push(b.name.clone()),
             Ok(false) => {}
             Err(e) => {
+                if report.changes.iter().any(|c| matches!(c, Change::AddBridge { bridge, .. } if *bridge == b.name)) {
+                    refused_new.push(b.name.clone());
+                }
                 first_error.get_or_insert(e);
             }
         }
+    }
+    // A new bridge is committed with its flows or not at all: one whose flows the
+    // switch refused would stay in fail_mode=secure forwarding nothing.
+    if !refused_new.is_empty() {
+        let kept = Config {
+            bridges: config.bridges.iter().filter(|b| !refused_new.contains(&b.name)).cloned().collect(),
+            ..config.clone()
+        };
+        converge(addr, &mut conn, &kept, opts, &mut report)?;
+        let cause = first_error.take().map(|e| e.to_string()).unwrap_or_default();
+        return Err(OvsError::RolledBack { bridges: refused_new.join(", "), cause });
     }
     for b in &config.bridges {
         if let Some(up) = &b.uplink {
@@ -168,6 +165,38 @@ pub fn apply(addr: &DbAddr, config: &Config, opts: &Options) -> Result<Report> {
         }
     }
     Ok(report)
+}
+
+/// Read, plan, write and re-read until the database holds `config` and
+/// ovs-vswitchd has applied it; returns that state. A dropped connection at
+/// any step (a restart just after the commit included) reconnects and starts
+/// over from a fresh read, so what was committed is never written twice.
+fn converge(
+    addr: &DbAddr,
+    conn: &mut Connection,
+    config: &Config,
+    opts: &Options,
+    report: &mut Report,
+) -> Result<state::Snapshot> {
+    let mut down_since: Option<Instant> = None;
+    let mut attempt = 0;
+    let mut flows_checked = false;
+    loop {
+        attempt += 1;
+        match converge_once(conn, config, opts, report, &mut flows_checked) {
+            Ok(snap) => return Ok(snap),
+            Err(OvsError::Conflict { .. }) if attempt < opts.max_attempts => continue,
+            Err(OvsError::Conflict { .. }) => return Err(OvsError::Conflict { attempts: attempt }),
+            Err(e) if is_transient(&e) => {
+                // The server went away; whatever it committed is re-read after reconnecting.
+                down_since.get_or_insert_with(Instant::now);
+                report.reconnects += 1;
+                *conn = reconnect(addr, &mut down_since, opts)?;
+                attempt = 0;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// How many `ovs-ofctl` processes run at once when checking flows.
@@ -290,14 +319,14 @@ fn reconnect(addr: &DbAddr, down_since: &mut Option<Instant>, opts: &Options) ->
 }
 
 /// One read-plan-write cycle. `Conflict` means the guards tripped and nothing was written.
-/// Returns the snapshot when it was already in sync (nothing written), `None` after a commit.
+/// Returns the state after it: read again (with ovs-vswitchd's ofport numbers) when something was written.
 fn converge_once(
     conn: &mut Connection,
     config: &Config,
     opts: &Options,
     report: &mut Report,
     flows_checked: &mut bool,
-) -> Result<Option<state::Snapshot>> {
+) -> Result<state::Snapshot> {
     let snap = state::read(conn)?;
     let plan = plan::plan(config, &snap)?;
     if !plan.is_empty() && !*flows_checked {
@@ -309,9 +338,9 @@ fn converge_once(
         // Still make sure ovs-vswitchd caught up with earlier writes before touching flows.
         if snap.ovs_uuid.is_some() && snap.cur_cfg < snap.next_cfg {
             wait_for_vswitchd(conn, snap.next_cfg, opts.vswitchd_timeout)?;
-            return Ok(None);
+            return state::read(conn);
         }
-        return Ok(Some(snap));
+        return Ok(snap);
     }
     let want = commit(conn, &snap, &plan)?;
     report.transactions += 1;
@@ -319,7 +348,7 @@ fn converge_once(
     if let Some(want) = want {
         wait_for_vswitchd(conn, want, opts.vswitchd_timeout)?;
     }
-    Ok(None)
+    state::read(conn)
 }
 
 /// Writes `plan` in one transaction guarded by `snap`'s `wait`s, bumping

@@ -81,6 +81,12 @@ pub enum OvsError {
     #[error("flows of bridge {bridge}: {msg}")]
     Flows { bridge: String, msg: String },
 
+    #[error(
+        "the switch refused the flows of new bridge(s) {bridges} ({cause}); they were removed again, so no bridge \
+         is left forwarding nothing. Fix extra_flows and run again"
+    )]
+    RolledBack { bridges: String, cause: String },
+
     #[error("cannot run {program}: {source}. Is Open vSwitch installed and on PATH?")]
     Spawn { program: String, source: std::io::Error },
 

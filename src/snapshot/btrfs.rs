@@ -76,6 +76,7 @@ const _: () = assert!(std::mem::size_of::<GetSubvolInfoArgs>() == 504);
 nix::ioctl_write_ptr!(ioc_snap_create_v2, BTRFS_IOCTL_MAGIC, 23, VolArgsV2);
 nix::ioctl_write_ptr!(ioc_snap_destroy, BTRFS_IOCTL_MAGIC, 15, VolArgs);
 nix::ioctl_read!(ioc_get_subvol_info, BTRFS_IOCTL_MAGIC, 60, GetSubvolInfoArgs);
+nix::ioctl_none!(ioc_sync, BTRFS_IOCTL_MAGIC, 8);
 
 /// Why a BTRFS operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -170,6 +171,17 @@ pub fn require_space(dir: &File, path: &Path, needed: u64) -> Result<(), BtrfsEr
         return Err(BtrfsError::LowSpace { path: path.to_path_buf(), available, needed });
     }
     Ok(())
+}
+
+/// Commits the file system's transaction and wakes its cleaner
+/// (`BTRFS_IOC_SYNC`, what `btrfs filesystem sync` does): space freed by
+/// deleted files and snapshots is counted as free only after that, which
+/// otherwise waits for the next periodic commit (30 s by default).
+pub fn sync(dir: &File, path: &Path) -> Result<(), BtrfsError> {
+    // SAFETY: BTRFS_IOC_SYNC takes no argument; `dir` is an open file on the file system.
+    unsafe { ioc_sync(dir.as_raw_fd()) }
+        .map(|_| ())
+        .map_err(|source| BtrfsError::Open { path: path.to_path_buf(), source })
 }
 
 /// Checks that `dir` is on BTRFS and is the root directory of a subvolume.

@@ -67,26 +67,63 @@ pub struct Store {
 pub(crate) const COLUMNS: &str = "height, time_ns, snapshot, subvol_uuid, generation, prev_hash, hash, pruned_ns";
 
 /// One row of `blocks` (selected as [`COLUMNS`]) as a [`Block`]; a malformed
-/// row gives its height and what is wrong with it.
+/// row (a value of the wrong SQLite type included: the table's columns are
+/// not strict) gives its height and what is wrong with it.
 pub(crate) fn row_to_block(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Block, (u64, String)>> {
+    use rusqlite::types::Value;
     let height: i64 = row.get(0)?;
     let height = height as u64;
-    let uuid_text: String = row.get(3)?;
-    let prev: Vec<u8> = row.get(5)?;
-    let hash: Vec<u8> = row.get(6)?;
-    let generation: i64 = row.get(4)?;
+    let kind = |v: &Value| match v {
+        Value::Null => "NULL",
+        Value::Integer(_) => "an integer",
+        Value::Real(_) => "a real",
+        Value::Text(_) => "text",
+        Value::Blob(_) => "a BLOB",
+    };
+    let wrong =
+        |column: &str, want: &str, v: &Value| (height, format!("{column} is stored as {}, not {want}", kind(v)));
+    let int = |i: usize, column: &str| -> rusqlite::Result<Result<i64, (u64, String)>> {
+        Ok(match row.get::<_, Value>(i)? {
+            Value::Integer(n) => Ok(n),
+            v => Err(wrong(column, "an integer", &v)),
+        })
+    };
+    let text = |i: usize, column: &str| -> rusqlite::Result<Result<String, (u64, String)>> {
+        Ok(match row.get::<_, Value>(i)? {
+            Value::Text(t) => Ok(t),
+            v => Err(wrong(column, "text", &v)),
+        })
+    };
+    let hash32 = |i: usize, column: &str| -> rusqlite::Result<Result<[u8; 32], (u64, String)>> {
+        Ok(match row.get::<_, Value>(i)? {
+            Value::Blob(b) => {
+                <[u8; 32]>::try_from(b.as_slice()).map_err(|_| (height, format!("{column} is not 32 bytes")))
+            }
+            v => Err(wrong(column, "a 32-byte BLOB", &v)),
+        })
+    };
+    let (time_ns, snapshot, uuid_text, generation, prev_hash, hash) = match (
+        int(1, "time_ns")?,
+        text(2, "snapshot")?,
+        text(3, "subvol_uuid")?,
+        int(4, "generation")?,
+        hash32(5, "prev_hash")?,
+        hash32(6, "hash")?,
+    ) {
+        (Ok(t), Ok(s), Ok(u), Ok(g), Ok(p), Ok(h)) => (t, s, u, g, p, h),
+        (t, s, u, g, p, h) => {
+            let first = [t.err(), s.err(), u.err(), g.err(), p.err(), h.err()].into_iter().flatten().next();
+            return Ok(Err(first.unwrap_or((height, "malformed row".to_string()))));
+        }
+    };
     let uuid = match uuid::Uuid::parse_str(&uuid_text) {
         Ok(u) => *u.as_bytes(),
         Err(_) => return Ok(Err((height, format!("subvol_uuid {uuid_text:?} is not a UUID")))),
     };
-    let (Ok(prev_hash), Ok(hash)) = (<[u8; 32]>::try_from(prev.as_slice()), <[u8; 32]>::try_from(hash.as_slice()))
-    else {
-        return Ok(Err((height, "prev_hash or hash is not 32 bytes".to_string())));
-    };
     Ok(Ok(Block {
         height,
-        time_ns: row.get(1)?,
-        snapshot: row.get(2)?,
+        time_ns,
+        snapshot,
         subvol_uuid: uuid,
         generation: generation as u64,
         prev_hash,

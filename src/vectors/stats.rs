@@ -2,7 +2,7 @@
 //! collector as `ghostbridge_qdrant_*`.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::runtime::metrics::{Family, Histogram, TextfileWriter};
 
@@ -25,6 +25,9 @@ pub struct SyncStats {
     pub cursor: i64,
     /// Whether the last attempt reached Qdrant.
     pub up: bool,
+    /// When the current run of successful requests began (`None` after a
+    /// failed request): the end of an outage.
+    pub up_since: Option<Instant>,
     pub latency: Histogram,
 }
 
@@ -38,6 +41,7 @@ impl Default for SyncStats {
             lag_seconds: 0.0,
             cursor: -1,
             up: false,
+            up_since: None,
             latency: Histogram::new(LATENCY_BOUNDS),
         }
     }

@@ -72,6 +72,11 @@ impl fmt::Display for Status {
         writeln!(f, "qdrant:         {}", self.url)?;
         let want = format!("size {} {}", self.want.0, self.want.1);
         match &self.qdrant {
+            Err(QdrantError::Unreachable { reason, .. }) => writeln!(f, "reachable:      no, unreachable ({reason})"),
+            // It answered: the URL is right, the key is not.
+            Err(QdrantError::Refused { status: status @ (401 | 403), .. }) => {
+                writeln!(f, "reachable:      unauthorised (Qdrant answered {status}: check api_key_file)")
+            }
             Err(e) => writeln!(f, "reachable:      no ({e})"),
             Ok(None) => {
                 writeln!(f, "reachable:      yes")?;
@@ -119,6 +124,17 @@ pub fn search_filter(text: &str) -> (String, Option<serde_json::Value>) {
     (rest.join(" "), filter)
 }
 
+/// Why `search` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error(
+        "collection {collection:?} does not exist at {url}: the sync creates it on its first run (`run` or `once`)"
+    )]
+    NoCollection { collection: String, url: String },
+    #[error(transparent)]
+    Qdrant(#[from] QdrantError),
+}
+
 /// Embeds `text` and returns the `limit` nearest blocks (only pruned, or only
 /// unpruned ones with `pruned:true`/`pruned:false`); `None` when the text has
 /// nothing to embed.
@@ -128,10 +144,16 @@ pub fn search(
     collection: &str,
     text: &str,
     limit: usize,
-) -> Result<Option<Vec<Hit>>, QdrantError> {
+) -> Result<Option<Vec<Hit>>, SearchError> {
     let (text, filter) = search_filter(text);
     let Some(vector) = embedder.embed_text(&text) else { return Ok(None) };
-    Ok(Some(client.query(collection, &vector, limit, filter, &mut |_| {})?))
+    match client.query(collection, &vector, limit, filter, &mut |_| {}) {
+        Ok(hits) => Ok(Some(hits)),
+        Err(e) if e.is_not_found() => {
+            Err(SearchError::NoCollection { collection: collection.to_string(), url: client.url().to_string() })
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// One line per hit: score, height, UTC time, snapshot, pruned.

@@ -29,6 +29,8 @@ use crate::runtime::backoff::Backoff;
 
 /// The program name in log lines.
 const PROGRAM: &str = "ghostbridge-qdrant-sync";
+/// A long pass logs its progress at most this often.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 use super::chain::{Block, ChainDb, ChainError, PrunedKey};
 use super::config::SyncConfig;
 use super::embed::Embedder;
@@ -130,6 +132,30 @@ pub struct Syncer {
     watchdog: Watchdog,
     /// Most points per upsert: `batch`, halved each time Qdrant refuses a request as too large.
     batch: usize,
+    progress: Progress,
+}
+
+/// What the log says about an outage and a catch-up: when Qdrant answers
+/// again, the progress of a long pass, and when the sync is at the chain head
+/// again. Each moment comes with `synced_total` as it was then.
+#[derive(Debug, Clone, Copy)]
+struct Progress {
+    /// The outage's first failed request, until its end is logged.
+    down: Option<(Instant, u64)>,
+    /// The catch-up's start (the first successful request after an outage,
+    /// or the start of a pass that logged its progress), until its end is logged.
+    catch_up: Option<(Instant, u64)>,
+    /// The start of the current pass.
+    pass: (Instant, u64),
+    /// The last progress line, or the start of the pass.
+    last_line: (Instant, u64),
+}
+
+impl Progress {
+    fn new() -> Self {
+        let now = (Instant::now(), 0);
+        Progress { down: None, catch_up: None, pass: now, last_line: now }
+    }
 }
 
 /// The cursor rows of a collection in the `cursors` table.
@@ -178,6 +204,7 @@ impl Syncer {
             ack_hook: None,
             watchdog: Watchdog::systemd(),
             batch,
+            progress: Progress::new(),
         })
     }
 
@@ -224,6 +251,9 @@ impl Syncer {
         stats.observe_request(took);
         if result.is_err() {
             stats.errors_total += 1;
+            stats.up_since = None;
+        } else if stats.up_since.is_none() {
+            stats.up_since = Some(Instant::now());
         }
         watchdog.tick();
         result
@@ -296,6 +326,8 @@ impl Syncer {
     /// batches, once `stop` is set.
     pub fn sync_pending_until(&mut self, stop: &AtomicBool) -> Result<PassReport, SyncError> {
         let mut report = PassReport::default();
+        let start = (Instant::now(), self.stats.synced_total);
+        (self.progress.pass, self.progress.last_line) = (start, start);
         let result = self
             .restart_if_replaced()
             .and_then(|_| self.sync_pruned(&mut report, stop))
@@ -362,7 +394,40 @@ impl Syncer {
             if let Some(hook) = self.ack_hook.as_mut() {
                 hook(last);
             }
+            self.log_progress()?;
         }
+        Ok(())
+    }
+
+    /// After an outage, once a request succeeded: how long Qdrant was
+    /// unreachable (first failed to first successful request); the catch-up starts.
+    fn log_reachable_again(&mut self) {
+        let (Some((since, synced)), Some(back)) = (self.progress.down, self.stats.up_since) else { return };
+        crate::log!(
+            Notice,
+            PROGRAM,
+            "Qdrant at {} is reachable again after {:.1} s unreachable",
+            self.client.url(),
+            back.saturating_duration_since(since).as_secs_f64()
+        );
+        self.progress.down = None;
+        self.progress.catch_up = Some((back, synced));
+    }
+
+    /// After each acknowledged batch: the end of an outage, and the progress
+    /// of a long pass, at most every [`PROGRESS_EVERY`].
+    fn log_progress(&mut self) -> Result<(), ChainError> {
+        self.log_reachable_again();
+        let (since, synced) = self.progress.last_line;
+        let elapsed = since.elapsed();
+        if elapsed < PROGRESS_EVERY {
+            return Ok(());
+        }
+        let head = self.chain.head()?.unwrap_or(self.stats.cursor);
+        let rate = self.stats.synced_total.saturating_sub(synced) as f64 / elapsed.as_secs_f64();
+        crate::log!(Info, PROGRAM, "catching up: height {} of {head} ({rate:.0} points/s)", self.stats.cursor);
+        self.progress.catch_up = self.progress.catch_up.or(Some(self.progress.pass));
+        self.progress.last_line = (Instant::now(), self.stats.synced_total);
         Ok(())
     }
 
@@ -423,13 +488,13 @@ impl Syncer {
 
     /// The daemon loop: every `interval` (absolute deadlines), send what is
     /// pending. Transient failures back off exponentially up to `max_backoff`
-    /// and log only when Qdrant goes down or comes back. Returns when `stop`
-    /// is set, or with an error that retrying cannot fix.
+    /// and log only when Qdrant goes down, when it answers again (the outage)
+    /// and when the sync is at the chain head again (the catch-up). Returns
+    /// when `stop` is set, or with an error that retrying cannot fix.
     pub fn run(&mut self, stop: &AtomicBool) -> Result<(), SyncError> {
         let interval = self.cfg.interval.as_duration();
         let mut backoff = Backoff::new(Duration::from_millis(250).min(interval), self.cfg.max_backoff.as_duration());
         let mut ensured = false;
-        let mut down_since: Option<Instant> = None;
         let mut first = true;
         let mut next_tick = Instant::now();
         if let Some(every) = self.watchdog.every
@@ -457,23 +522,27 @@ impl Syncer {
             match result {
                 Ok(report) => {
                     self.stats.up = true;
-                    if let Some(since) = down_since.take() {
-                        crate::log!(
-                            Notice,
-                            PROGRAM,
-                            "Qdrant at {} is reachable again after {:.1}s; cursor at {}, {} blocks pending",
-                            self.client.url(),
-                            since.elapsed().as_secs_f64(),
-                            report.cursor,
-                            self.stats.pending
-                        );
-                    } else if first {
+                    self.log_reachable_again();
+                    if first {
                         crate::log!(
                             Info,
                             PROGRAM,
                             "syncing into collection {:?} at {}; cursor at {}",
                             self.cfg.collection,
                             self.client.url(),
+                            report.cursor
+                        );
+                    }
+                    // At the chain head again (unless the pass ended early for a stop).
+                    if let Some((since, synced)) = self.progress.catch_up.take()
+                        && !stop.load(Ordering::Relaxed)
+                    {
+                        crate::log!(
+                            Notice,
+                            PROGRAM,
+                            "caught up: {} blocks in {:.1} s; cursor at {}",
+                            self.stats.synced_total.saturating_sub(synced),
+                            since.elapsed().as_secs_f64(),
                             report.cursor
                         );
                     }
@@ -494,7 +563,7 @@ impl Syncer {
                 Err(e) if e.is_transient() => {
                     self.stats.up = false;
                     let delay = backoff.next_delay();
-                    if down_since.is_none() {
+                    if self.progress.down.is_none() {
                         crate::log!(
                             Warning,
                             PROGRAM,
@@ -502,7 +571,7 @@ impl Syncer {
                             self.cfg.max_backoff
                         );
                         notify::status(&format!("Qdrant unreachable, cursor {}", self.stats.cursor));
-                        down_since = Some(Instant::now());
+                        self.progress.down = Some((Instant::now(), self.stats.synced_total));
                     }
                     first = false;
                     self.write_metrics();

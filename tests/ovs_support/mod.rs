@@ -150,6 +150,27 @@ impl Ovs {
         wait_for(|| self.sock().exists(), "ovsdb-server socket");
     }
 
+    /// An OVSDB relay (`ovsdb-server relay:Open_vSwitch:...`) in front of the
+    /// database: a second ovsdb-server that clients can use, and that can be
+    /// killed and restarted without ovs-vswitchd (connected to the main
+    /// server) losing its connection and backing off for seconds.
+    pub fn start_relay(&self) -> Relay {
+        let d = self.dir.path();
+        let sock = d.join("relay.sock");
+        let _ = std::fs::remove_file(&sock);
+        let mut cmd = Command::new("ovsdb-server");
+        cmd.arg(format!("--remote=punix:{}", sock.display()))
+            .arg(format!("--unixctl={}", d.join("relay.ctl").display()))
+            .arg(format!("--log-file={}", d.join("relay.log").display()))
+            .arg(format!("relay:Open_vSwitch:unix:{}", self.sock().display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        self.envs(&mut cmd);
+        let child = cmd.spawn().expect("spawn the ovsdb relay");
+        wait_for(|| sock.exists(), "the relay's socket");
+        Relay { child, sock }
+    }
+
     pub fn kill_ovsdb(&mut self) {
         if let Some(mut c) = self.ovsdb.take() {
             let _ = c.kill();
@@ -257,6 +278,29 @@ impl Ovs {
         let mut v: Vec<String> = self.vsctl(&["list-ports", bridge]).lines().map(str::to_string).collect();
         v.sort();
         v
+    }
+}
+
+/// A running OVSDB relay; killed on drop.
+pub struct Relay {
+    child: Child,
+    pub sock: PathBuf,
+}
+
+impl Relay {
+    pub fn addr(&self) -> DbAddr {
+        DbAddr::parse(&format!("unix:{}", self.sock.display())).unwrap()
+    }
+    /// kill -9, as a crash or a restart would end it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 

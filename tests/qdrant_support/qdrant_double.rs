@@ -94,8 +94,13 @@ impl QdrantDouble {
     pub fn start() -> QdrantDouble {
         match real_qdrant_url() {
             Some(url) => Self::start_proxy(&url, std::env::var("QDRANT_API_KEY").ok()),
-            None => Self::start_with(None),
+            None => Self::start_in_memory(),
         }
+    }
+
+    /// The in-memory double, also when `QDRANT_URL` is set.
+    pub fn start_in_memory() -> QdrantDouble {
+        Self::start_with(None)
     }
 
     /// A checking, fault-injecting proxy in front of the Qdrant at `url`.

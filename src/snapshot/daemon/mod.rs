@@ -124,7 +124,10 @@ pub fn run(s: Settings, stop: &Stop) -> Result<(), InstanceError> {
             }
             Err(e) => {
                 d.fault(&e);
-                backoff_ns = ns(backoff.next_delay());
+                // A full disk is checked again every interval (a statfs, and a
+                // commit at most once a second): snapshots resume as soon as
+                // space returns, not after a back-off of up to 30 s.
+                backoff_ns = if e.kind() == "disk_full" { 0 } else { ns(backoff.next_delay()) };
                 notify::status(&format!("degraded: {e}"));
                 true
             }

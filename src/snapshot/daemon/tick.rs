@@ -34,7 +34,12 @@ pub struct Daemon {
     steady: Option<SteadyClock>,
     /// The previous instant read on both clocks (to notice wall-clock steps).
     last_now: Option<Now>,
+    /// When space was last reclaimed by a commit while it was short.
+    reclaimed_at: Option<Instant>,
 }
+
+/// How often a file system short of space is committed to count freed space.
+const RECLAIM_EVERY: Duration = Duration::from_secs(1);
 
 /// (device, inode) of a file, if it exists.
 fn identity(path: &std::path::Path) -> Option<(u64, u64)> {
@@ -72,6 +77,7 @@ impl Daemon {
             last: None,
             steady: None,
             last_now: None,
+            reclaimed_at: None,
         }
     }
 
@@ -170,8 +176,18 @@ impl Daemon {
             _ => PathBuf::from("."),
         };
         let db_dir = btrfs::open_dir(&db_dir_path)?;
-        let space = btrfs::require_space(&dir, &self.s.snapshot_dir, MIN_FREE_BYTES)
+        let mut space = btrfs::require_space(&dir, &self.s.snapshot_dir, MIN_FREE_BYTES)
             .and_then(|()| btrfs::require_space(&db_dir, &db_dir_path, MIN_FREE_BYTES));
+        // Space freed since (a file deleted, snapshots pruned) counts only after
+        // a commit: ask for one, at most once a second, and look again.
+        if space.is_err() && self.reclaimed_at.is_none_or(|t| t.elapsed() >= RECLAIM_EVERY) {
+            self.reclaimed_at = Some(Instant::now());
+            if let Err(e) = btrfs::sync(&dir, &self.s.snapshot_dir) {
+                crate::log!(Warning, PROGRAM, "cannot commit {} to reclaim space: {e}", self.s.snapshot_dir.display());
+            }
+            space = btrfs::require_space(&dir, &self.s.snapshot_dir, MIN_FREE_BYTES)
+                .and_then(|()| btrfs::require_space(&db_dir, &db_dir_path, MIN_FREE_BYTES));
+        }
         if let Err(low) = space {
             // No snapshot while space is short, but expired snapshots are still pruned:
             // they may be what fills the disk.

@@ -152,6 +152,25 @@ pub fn check(host: &HostSpec, ctx: &mut Ctx) {
             }
         }
     }
+    // BTRFS takes the compression level from the first mount ("/") for the whole
+    // file system; only the algorithm is per subvolume (the `compression`
+    // property disko sets when it creates the subvolume).
+    let applied = disk.subvolumes.iter().find(|s| s.mount == "/").and_then(|s| s.compress.as_deref());
+    let applied_level = applied.and_then(|c| c.split_once(':')).map(|(_, l)| l);
+    for (i, sv) in disk.subvolumes.iter().enumerate().filter(|(_, s)| s.mount != "/") {
+        let Some((algorithm, level)) = sv.compress.as_deref().and_then(|c| c.split_once(':')) else { continue };
+        if applied_level != Some(level) && level_range(algorithm).is_some() {
+            let what = match applied {
+                Some(c) => format!("the level of the first mount (\"/\": {c:?})"),
+                None => format!("{algorithm}'s default level (\"/\" sets no compress)"),
+            };
+            ctx.warn(
+                spec_path!["disk", "subvolumes", i, "compress"],
+                format!("subvolume {:?} gets {algorithm} compression at {what}, not level {level}", sv.name),
+                "BTRFS has one compression level per file system; the algorithm is per subvolume. Write the level \"/\" uses, or set it on \"/\"",
+            );
+        }
+    }
     if !disk.subvolumes.is_empty() && !disk.subvolumes.iter().any(|s| s.mount == "/") {
         ctx.error(
             spec_path!["disk", "subvolumes"],

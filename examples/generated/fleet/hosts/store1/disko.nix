@@ -37,6 +37,15 @@
                 mountOptions = [ "noatime" ];
               };
             };
+            postCreateHook = ''
+              (
+                MNTPOINT=$(mktemp -d)
+                mount "$device" "$MNTPOINT" -o subvol=/
+                trap 'umount "$MNTPOINT"; rm -rf "$MNTPOINT"' EXIT
+                btrfs property set "$MNTPOINT"/'@' compression 'zstd'
+                chattr +C "$MNTPOINT"/'@data'
+              )
+              '';
           };
         };
       };

@@ -1,6 +1,6 @@
 # Hardware of store1. Created once by ghostgen and never overwritten: it is yours.
 # Replace it with the output of `nixos-generate-config --show-hardware-config --no-filesystems`
-# run on the machine (or in the installer).
+# run on the machine (or in the installer): disko.nix declares the file systems.
 { lib, ... }:
 {
   boot.initrd.availableKernelModules = [

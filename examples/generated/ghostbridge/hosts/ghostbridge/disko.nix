@@ -38,7 +38,7 @@
               };
               "@blockchain-timing" = {
                 mountpoint = "/var/lib/blockchain-timing";
-                mountOptions = [ "compress=zstd:9" "noatime" "ssd" "discard=async" ];
+                mountOptions = [ "compress=zstd:3" "noatime" "ssd" "discard=async" ];
               };
               "@blockchain-vectors" = {
                 mountpoint = "/var/lib/blockchain-vectors";
@@ -49,6 +49,19 @@
                 mountOptions = [ "noatime" "ssd" "discard=async" "nodatacow" ];
               };
             };
+            postCreateHook = ''
+              (
+                MNTPOINT=$(mktemp -d)
+                mount "$device" "$MNTPOINT" -o subvol=/
+                trap 'umount "$MNTPOINT"; rm -rf "$MNTPOINT"' EXIT
+                btrfs property set "$MNTPOINT"/'@' compression 'zstd'
+                btrfs property set "$MNTPOINT"/'@home' compression 'zstd'
+                btrfs property set "$MNTPOINT"/'@overlay' compression 'zstd'
+                btrfs property set "$MNTPOINT"/'@blockchain-timing' compression 'zstd'
+                btrfs property set "$MNTPOINT"/'@blockchain-vectors' compression 'zstd'
+                chattr +C "$MNTPOINT"/'@work'
+              )
+              '';
           };
         };
       };

@@ -33,6 +33,15 @@
                 mountOptions = [ "compress=zstd:3" "noatime" "ssd" ];
               };
             };
+            postCreateHook = ''
+              (
+                MNTPOINT=$(mktemp -d)
+                mount "$device" "$MNTPOINT" -o subvol=/
+                trap 'umount "$MNTPOINT"; rm -rf "$MNTPOINT"' EXIT
+                btrfs property set "$MNTPOINT"/'@' compression 'zstd'
+                btrfs property set "$MNTPOINT"/'@nix' compression 'zstd'
+              )
+              '';
           };
         };
       };
