@@ -204,10 +204,13 @@ in
     networking.networkmanager.enable = false;
     networking.useNetworkd = true;
     # DHCP on every physical NIC exactly when GhostBridge configures no network
-    # itself (no OVS bridge): a host without bridges must stay reachable. Priority
+    # itself (no OVS bridge, no plain interface): such a host must stay reachable. Priority
     # 900 wins over the `mkDefault true` that every nixos-generate-config output
     # (hardware.nix) sets, without a conflict, and yields to a plain definition.
-    networking.useDHCP = lib.mkOverride 900 ((config.services.ghostbridge.ovs.settings.bridges or [ ]) == [ ]);
+    networking.useDHCP = lib.mkOverride 900 (
+      (config.services.ghostbridge.ovs.settings.bridges or [ ]) == [ ]
+      && config.services.ghostbridge.network.interfaces == { }
+    );
     systemd.network.enable = true;
     networking.firewall.enable = mkDefault true;
 

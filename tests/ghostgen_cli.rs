@@ -256,7 +256,9 @@ fn check_says_what_a_host_keeps_and_how_it_reaches_the_network() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(code(&o), 0);
     assert!(
-        out.contains("tiny: warning: no OVS bridge is declared; the host takes DHCP on every physical NIC"),
+        out.contains(
+            "tiny: warning: no OVS bridge or plain interface is declared; the host takes DHCP on every physical NIC"
+        ),
         "{out}"
     );
     // Without [disk], nixos-anywhere's disko phase has nothing to apply: the

@@ -656,3 +656,22 @@ fn a_compression_level_other_than_the_roots_is_named_with_the_one_that_applies()
     assert!(diagnostics(&text.replace("zstd:9", "zstd:3")).is_empty());
     assert!(diagnostics(&text.replace("zstd:9", "lzo")).is_empty(), "another algorithm is per subvolume");
 }
+
+#[test]
+fn plain_interfaces_are_addressed_like_bridges_and_stay_outside_open_vswitch() {
+    let ok = "[[network.interfaces]]\nname = \"enp2s0\"\naddresses = [\"203.0.113.10/32\", \"2001:db8::2/64\"]\ngateway = [\"203.0.113.1\", \"fe80::1\"]\n";
+    assert!(diagnostics(&spec_with(ok)).is_empty(), "{:#?}", diagnostics(&spec_with(ok)));
+    let d = diagnostics(&spec_with(
+        "[[network.interfaces]]\nname = \"enp2s0\"\naddresses = [\"10.0.0.2/24\"]\ngateway = \"10.9.0.1\"\n",
+    ));
+    assert!(d.iter().any(|x| x.2.contains("gateway 10.9.0.1 is outside the interface's subnets")), "{d:#?}");
+    let held = "[[network.bridges]]\nname = \"ovsbr0\"\nuplink = \"enp1s0\"\n[[network.interfaces]]\nname = \"enp1s0\"\ndhcp = true\n";
+    let text = spec_with(held);
+    let d = diagnostics(&text);
+    assert!(d.iter().any(|x| x.2.contains("interface \"enp1s0\" is part of Open vSwitch")), "{d:#?}");
+    let d = diagnostics(&spec_with("[[network.interfaces]]\nname = \"en*\"\ndhcp = true\n"));
+    assert!(d.iter().any(|x| x.2.contains("interface name \"en*\" is invalid")), "{d:#?}");
+    let overlap = "[[network.bridges]]\nname = \"ovsbr1\"\naddresses = [\"10.0.0.1/24\"]\n[[network.interfaces]]\nname = \"enp2s0\"\naddresses = [\"10.0.0.2/24\"]\n";
+    let d = diagnostics(&spec_with(overlap));
+    assert!(d.iter().any(|x| x.2.contains("overlaps 10.0.0.1/24, on another bridge or interface")), "{d:#?}");
+}

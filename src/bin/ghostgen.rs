@@ -99,9 +99,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             // What each snapshot policy keeps at most (a warning above the bound),
             // and how a host without bridges reaches the network.
             for h in &loaded.spec.hosts {
-                if h.network.bridges.is_empty() {
+                if h.network.bridges.is_empty() && h.network.interfaces.is_empty() {
                     println!(
-                        "{}: warning: no OVS bridge is declared; the host takes DHCP on every physical NIC",
+                        "{}: warning: no OVS bridge or plain interface is declared; the host takes DHCP on every physical NIC",
                         h.name
                     );
                 }

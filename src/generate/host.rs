@@ -163,23 +163,30 @@ fn ghostbridge(h: &HostSpec) -> Result<Expr, GenerateError> {
 
     // What systemd-networkd does with each bridge's own interface; the bridges
     // themselves are the OVS reconciler's settings, its JSON keys verbatim.
-    let bridges: Vec<(&String, Expr)> = h
-        .network
-        .bridges
-        .iter()
-        .map(|b| {
-            (
-                &b.name,
-                attrs([
-                    ("dhcp", Expr::Bool(b.dhcp)),
-                    ("addresses", Expr::strs(&b.addresses)),
-                    ("gateway", Expr::strs(b.gateways())),
-                    ("dns", Expr::strs(&b.dns)),
-                ]),
-            )
-        })
-        .collect();
-    e.push(("network.bridges", keyed(bridges)));
+    let addressing = |list: &str| -> Vec<(String, Expr)> {
+        h.network
+            .links()
+            .into_iter()
+            .filter(|l| l.list == list)
+            .map(|l| {
+                (
+                    l.name.to_string(),
+                    attrs([
+                        ("dhcp", Expr::Bool(l.dhcp)),
+                        ("addresses", Expr::strs(l.addresses)),
+                        ("gateway", Expr::strs(l.gateways())),
+                        ("dns", Expr::strs(l.dns)),
+                    ]),
+                )
+            })
+            .collect()
+    };
+    let bridges = addressing("bridges");
+    e.push(("network.bridges", keyed(bridges.iter().map(|(k, v)| (k, v.clone())))));
+    let interfaces = addressing("interfaces");
+    if !interfaces.is_empty() {
+        e.push(("network.interfaces", keyed(interfaces.iter().map(|(k, v)| (k, v.clone())))));
+    }
     if !h.network.bridges.is_empty() {
         let ovs = h.ovs_config();
         e.push(("ovs.settings.bridges", settings(&ovs.bridges)?));

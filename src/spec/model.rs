@@ -309,6 +309,79 @@ pub struct Network {
     /// OVS bridges (`[[network.bridges]]`).
     #[serde(default)]
     pub bridges: Vec<Bridge>,
+    /// Plain interfaces, NICs outside Open vSwitch (`[[network.interfaces]]`).
+    #[serde(default)]
+    pub interfaces: Vec<Interface>,
+}
+
+/// `[[network.interfaces]]`: a NIC systemd-networkd addresses directly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Interface {
+    /// The interface's name, e.g. "enp1s0".
+    pub name: String,
+    /// Configure it by DHCP (IPv4, and IPv6 router advertisements).
+    #[serde(default)]
+    pub dhcp: bool,
+    /// Static addresses in CIDR form, e.g. "203.0.113.10/32".
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// Default gateway: one address, or one IPv4 and one IPv6 address.
+    #[serde(default)]
+    pub gateway: Option<Gateways>,
+    /// DNS servers.
+    #[serde(default)]
+    pub dns: Vec<String>,
+}
+
+/// The IP configuration of one link, a bridge's own interface or a plain
+/// interface: what systemd-networkd gets, and what `ghostgen check` checks alike.
+#[derive(Debug, Clone, Copy)]
+pub struct Link<'a> {
+    /// `"bridges"` or `"interfaces"`: the `[[network.*]]` list it is in.
+    pub list: &'static str,
+    pub index: usize,
+    pub name: &'a str,
+    pub dhcp: bool,
+    pub addresses: &'a [String],
+    pub gateway: Option<&'a Gateways>,
+    pub dns: &'a [String],
+}
+
+impl Link<'_> {
+    /// "bridge" or "interface", for messages.
+    pub fn what(&self) -> &'static str {
+        if self.list == "bridges" { "bridge" } else { "interface" }
+    }
+    /// The gateways, in the order written.
+    pub fn gateways(&self) -> Vec<&String> {
+        self.gateway.map(|g| g.each().into_iter().map(|(_, g)| g).collect()).unwrap_or_default()
+    }
+}
+
+impl Network {
+    /// Every addressed link: the bridges' own interfaces, then the plain interfaces.
+    pub fn links(&self) -> Vec<Link<'_>> {
+        let bridges = self.bridges.iter().enumerate().map(|(index, b)| Link {
+            list: "bridges",
+            index,
+            name: &b.name,
+            dhcp: b.dhcp,
+            addresses: &b.addresses,
+            gateway: b.gateway.as_ref(),
+            dns: &b.dns,
+        });
+        let plain = self.interfaces.iter().enumerate().map(|(index, i)| Link {
+            list: "interfaces",
+            index,
+            name: &i.name,
+            dhcp: i.dhcp,
+            addresses: &i.addresses,
+            gateway: i.gateway.as_ref(),
+            dns: &i.dns,
+        });
+        bridges.chain(plain).collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -374,11 +447,6 @@ impl Gateways {
 }
 
 impl Bridge {
-    /// The gateways, in the order written.
-    pub fn gateways(&self) -> Vec<&String> {
-        self.gateway.as_ref().map(|g| g.each().into_iter().map(|(_, g)| g).collect()).unwrap_or_default()
-    }
-
     /// The OVS reconciler's view of this bridge: the same keys, converted losslessly.
     pub fn ovs(&self) -> BridgeSpec {
         BridgeSpec {

@@ -419,6 +419,54 @@ let
       in
       (def ref).priority == 900 && (def ref).priority < 1000 && !ref.result.networking.useDHCP && none.result.networking.useDHCP;
 
+    "networkd: gateways are on-link routes (a /32 address reaches its gateway)" =
+      let
+        r = refWith {
+          network.bridges.ovsbr0 = {
+            dhcp = lib.mkForce false;
+            addresses = [ "203.0.113.10/32" ];
+            gateway = [
+              "203.0.113.1"
+              "fe80::1"
+            ];
+          };
+        };
+      in
+      r.result.systemd.network.networks."30-ghostbridge-ovsbr0".routes == [
+        {
+          Gateway = "203.0.113.1";
+          GatewayOnLink = true;
+        }
+        {
+          Gateway = "fe80::1";
+          GatewayOnLink = true;
+        }
+      ];
+    "network: a plain interface gets its own networkd unit, and no DHCP on every NIC" =
+      let
+        r = eval {
+          services.ghostbridge = {
+            enable = true;
+            network.interfaces.enp2s0 = {
+              addresses = [ "192.0.2.10/24" ];
+              gateway = [ "192.0.2.1" ];
+            };
+          };
+        };
+        n = r.result.systemd.network.networks."40-ghostbridge-if-enp2s0";
+      in
+      r.failedAssertions == [ ]
+      && n.matchConfig.Name == "enp2s0"
+      && n.address == [ "192.0.2.10/24" ]
+      && n.networkConfig.DHCP == "no"
+      && n.linkConfig.RequiredForOnline == "routable"
+      && !r.result.networking.useDHCP;
+    "network: a plain interface that Open vSwitch holds is refused" =
+      let
+        r = refWith { network.interfaces.enp1s0.dhcp = true; };
+      in
+      b.any (has "network.interfaces.enp1s0 addresses an interface that Open vSwitch holds") r.failedAssertions;
+
     "boot: systemd-boot on EFI" = ref.result.boot.loader.systemd-boot.enable && ref.result.boot.loader.efi.canTouchEfiVariables;
     "remote server: hardware watchdog, no emergency mode, networkd and resolved restarted in place, serial console, 10 boot entries" =
       let
