@@ -11,6 +11,7 @@ pub mod qdrant;
 pub mod stats;
 pub mod status;
 pub mod sync;
+pub mod wake;
 
 pub use config::{Distance, SyncConfig};
 pub use embed::{Embedder, FeatureHashEmbedder};

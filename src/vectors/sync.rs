@@ -133,6 +133,8 @@ pub struct Syncer {
     /// Most points per upsert: `batch`, halved each time Qdrant refuses a request as too large.
     batch: usize,
     progress: Progress,
+    /// Wakes `run` when the chain database is written to (the timer is the fallback).
+    wake: Option<super::wake::ChainWatch>,
 }
 
 /// What the log says about an outage and a catch-up: when Qdrant answers
@@ -205,6 +207,7 @@ impl Syncer {
             watchdog: Watchdog::systemd(),
             batch,
             progress: Progress::new(),
+            wake: None,
         })
     }
 
@@ -510,8 +513,22 @@ impl Syncer {
             );
         }
         self.watchdog.ping();
+        self.wake = super::wake::ChainWatch::new(&self.cfg.database);
+        if self.wake.is_none() {
+            crate::log!(
+                Warning,
+                PROGRAM,
+                "cannot watch {} for new blocks; syncing on the {} timer only",
+                self.cfg.database.display(),
+                self.cfg.interval
+            );
+        }
         while !stop.load(Ordering::Relaxed) {
             self.watchdog.tick();
+            // What was written so far, this pass covers.
+            if let Some(w) = &self.wake {
+                w.drain();
+            }
             let result = (|| {
                 if !ensured {
                     self.ensure_collection()?;
@@ -552,7 +569,7 @@ impl Syncer {
                     notify::status(&format!("cursor {}, {} pending", report.cursor, self.stats.pending));
                     let now = Instant::now();
                     next_tick = later(next_tick, interval).max(now);
-                    sleep_until(next_tick, stop, &mut self.watchdog);
+                    self.sleep_until_written(next_tick, stop);
                 }
                 Err(SyncError::Qdrant(e)) if ensured && e.is_not_found() => {
                     // Deleted under our feet: create it again (and resend everything).
@@ -585,6 +602,25 @@ impl Syncer {
             }
         }
         Ok(())
+    }
+}
+
+impl Syncer {
+    /// Sleeps until `deadline`, or until the chain database is written to
+    /// (a new block), whichever comes first.
+    fn sleep_until_written(&mut self, deadline: Instant, stop: &AtomicBool) {
+        let Some(wake) = &self.wake else {
+            return sleep_until(deadline, stop, &mut self.watchdog);
+        };
+        loop {
+            self.watchdog.tick();
+            if Instant::now() >= deadline || stop.load(Ordering::Relaxed) {
+                return;
+            }
+            if wake.wait(deadline, Duration::from_millis(100)) {
+                return;
+            }
+        }
     }
 }
 

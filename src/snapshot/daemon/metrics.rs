@@ -1,11 +1,17 @@
 //! The snapshotter's counters and gauges, written to node exporter's textfile
-//! collector at most once a second (and at once after a fault).
+//! collector every [`METRICS_EVERY`] (and at once when the state changes: a
+//! fault, the recovery from one, start and stop). Rewriting the file every
+//! tick cost 0.4 ms per snapshot, more than the snapshot itself.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::PROGRAM;
 use crate::runtime::metrics::{Family, Histogram, Sample, TextfileWriter};
+
+/// How often the metrics file is rewritten while nothing but counters change:
+/// below Prometheus' usual scrape interval (15 s to 1 min).
+pub(super) const METRICS_EVERY: Duration = Duration::from_secs(10);
 
 /// Counters and gauges written to the textfile collector.
 pub(super) struct Metrics {
@@ -102,7 +108,7 @@ impl Metrics {
 
     pub(super) fn write(&mut self, force: bool) {
         let Some(w) = &self.writer else { return };
-        if !force && self.written_at.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+        if !force && self.written_at.is_some_and(|t| t.elapsed() < METRICS_EVERY) {
             return;
         }
         if let Err(e) = w.write(&self.families()) {

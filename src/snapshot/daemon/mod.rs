@@ -87,13 +87,17 @@ pub fn run(s: Settings, stop: &Stop) -> Result<(), InstanceError> {
         d.s.retention
     );
     // Recovery before READY: a failure here is a fault like any other, retried by the loop.
-    match d.prepare() {
-        Ok(_) => notify::status("recovered; taking snapshots"),
+    let started_degraded = match d.prepare() {
+        Ok(_) => {
+            notify::status("recovered; taking snapshots");
+            false
+        }
         Err(e) => {
             d.fault(&e);
             notify::status(&format!("degraded: {e}"));
+            true
         }
-    }
+    };
     d.connect_bus();
     d.m.write(true);
     notify::ready();
@@ -103,7 +107,7 @@ pub fn run(s: Settings, stop: &Stop) -> Result<(), InstanceError> {
     // After a fault the next attempt waits one interval, doubling up to the cap.
     let cap = BACKOFF_CAP.min(d.s.interval.saturating_mul(32)).max(d.s.interval);
     let mut backoff = Backoff::new(d.s.interval, cap);
-    let mut backoff_ns: i64 = 0;
+    let mut degraded = started_degraded;
     let mut schedule = Schedule::new(clock::monotonic_ns(), interval_ns);
     loop {
         wait(stop, schedule.deadline(), watchdog, &mut last_ping);
@@ -111,28 +115,29 @@ pub fn run(s: Settings, stop: &Stop) -> Result<(), InstanceError> {
             break;
         }
         d.m.ticks += 1;
-        let failed = match d.tick() {
+        let (state_changed, backoff_ns) = match d.tick() {
             Ok(block) => {
-                if backoff_ns > 0 {
+                let recovered = std::mem::replace(&mut degraded, false);
+                if recovered {
                     crate::log!(Info, PROGRAM, "recovered: block {} written", block.height);
                     notify::status("recovered; taking snapshots");
                 }
-                backoff_ns = 0;
                 backoff.reset();
                 d.publish(&block);
-                false
+                (recovered, 0)
             }
             Err(e) => {
                 d.fault(&e);
+                degraded = true;
                 // A full disk is checked again every interval (a statfs, and a
                 // commit at most once a second): snapshots resume as soon as
                 // space returns, not after a back-off of up to 30 s.
-                backoff_ns = if e.kind() == "disk_full" { 0 } else { ns(backoff.next_delay()) };
+                let delay = if e.kind() == "disk_full" { 0 } else { ns(backoff.next_delay()) };
                 notify::status(&format!("degraded: {e}"));
-                true
+                (true, delay)
             }
         };
-        d.m.write(failed);
+        d.m.write(state_changed);
         let missed = schedule.advance(clock::monotonic_ns(), backoff_ns);
         d.m.missed += missed;
     }
