@@ -5,7 +5,7 @@
 //! - [`spec`]: the spec model, parsing with spans, validation, diagnostics
 //! - [`nix`]: the typed Nix expression builder and printer (all escaping lives here)
 //! - [`generate`]: spec -> files of the generated flake, written atomically
-//! - [`runtime`]: what every daemon shares: durations, metrics textfile, sd_notify
+//! - [`runtime`]: what every daemon shares: durations, metrics textfile, systemd notification
 //! - [`snapshot`]: BTRFS snapshots, the SHA-256 chain and its SQLite store
 //! - [`ovs`]: OVSDB JSON-RPC client and the bridge reconciler
 //! - [`vectors`]: the embedder and the Qdrant sync

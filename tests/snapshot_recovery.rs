@@ -27,11 +27,15 @@ fn reconciles_every_kind_of_disagreement() {
     // The next height, taken but never recorded (crash between snapshot and insert).
     let next = format!("{:012}-{}", head.0 + 1, head.1 + 1_000_000);
     sh_ok(&format!("btrfs subvolume snapshot -r {} {}/{next} >/dev/null", src.display(), snaps.display()));
-    // Looks like ours but is no block: writable, at a height the chain already
+    // Looks like ours but is no block: read-only, at a height the chain already
     // has. (A height beyond the next one would mean another chain: recovery
     // then deletes nothing and stops, see tests/snapshot_holds.rs.)
     let stray = "000000000005-1";
-    sh_ok(&format!("btrfs subvolume snapshot {} {}/{stray} >/dev/null", src.display(), snaps.display()));
+    sh_ok(&format!("btrfs subvolume snapshot -r {} {}/{stray} >/dev/null", src.display(), snaps.display()));
+    // Named like ours but writable: the snapshotter never makes those, so it is
+    // someone's work and stays, even at the next height.
+    let writable = format!("{:012}-{}", head.0 + 1, head.1 + 2_000_000);
+    sh_ok(&format!("btrfs subvolume snapshot {} {}/{writable} >/dev/null", src.display(), snaps.display()));
     // Block 2 marked pruned but its snapshot still there (crash between commit and delete).
     conn(&db).execute("UPDATE blocks SET pruned_ns = ?1 WHERE height = 2", [head.1]).unwrap();
     // Block 3's snapshot deleted behind the snapshotter's back.
@@ -45,7 +49,8 @@ fn reconciles_every_kind_of_disagreement() {
     let log = std::fs::read_to_string(img.path("daemon.log")).unwrap();
 
     assert!(log.contains(&format!("adopted {next} as block {}", head.0 + 1)), "{log}");
-    assert!(log.contains(&format!("deleted {stray}: no block records it")), "{log}");
+    assert!(log.contains(&format!("deleted {stray}: no block records it and it is not the next block")), "{log}");
+    assert!(log.contains(&format!("{writable} alone: it is named like a snapshot but writable")), "{log}");
     assert!(log.contains(&format!("deleted {}: its block 2 is marked pruned", blocks[2].2)), "{log}");
     assert!(log.contains(&format!("block 3 claims snapshot {}", blocks[3].2)), "{log}");
     assert!(log.contains("leaving") && log.contains("manual"), "{log}");
@@ -63,5 +68,6 @@ fn reconciles_every_kind_of_disagreement() {
     assert_eq!(uuid, Some(adopted_uuid.as_str()), "{show}");
     let mut expected = unpruned(&db);
     expected.insert("manual".to_string());
+    expected.insert(writable.clone());
     assert_eq!(on_disk(&snaps), expected);
 }

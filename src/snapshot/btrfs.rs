@@ -122,7 +122,10 @@ fn errno_hint(e: Errno) -> &'static str {
         Errno::ENOSPC => " (the filesystem is full: free space or raise the quota)",
         Errno::EROFS => " (the filesystem is mounted read-only)",
         Errno::ENOENT => " (it does not exist: check the path, or create the subvolume)",
-        Errno::EPERM | Errno::EACCES => " (permission denied: the snapshotter needs CAP_SYS_ADMIN)",
+        Errno::EPERM | Errno::EACCES => {
+            " (permission denied: the snapshotter runs as root with CAP_SYS_ADMIN, and the folder must not be \
+             immutable or append-only: check `lsattr -d`)"
+        }
         Errno::ENOTTY | Errno::EINVAL => " (not a BTRFS subvolume or an unsupported kernel)",
         _ => "",
     }

@@ -138,11 +138,30 @@ pub fn reconcile(
             None => {
                 let next = head.as_ref().map(|h| h.height + 1).unwrap_or(0);
                 let info = btrfs::subvol_info_at(snap_path, &name);
-                let adoptable = height == next
-                    && matches!(&info, Ok(i) if i.read_only && i.parent_uuid == source_uuid)
-                    && head.as_ref().is_none_or(|h| h.time_ns < time_ns);
-                match (adoptable, info) {
-                    (true, Ok(info)) => {
+                // Why it cannot be the block the last tick was writing, if it cannot.
+                let refused = match &info {
+                    _ if height != next => Some(format!("it is not the next block ({next})")),
+                    Err(e) => Some(format!("its subvolume information cannot be read ({e})")),
+                    Ok(i) if !i.read_only => None,
+                    Ok(i) if i.parent_uuid != source_uuid => Some("it is not a snapshot of the source".to_string()),
+                    Ok(_) if head.as_ref().is_some_and(|h| h.time_ns >= time_ns) => {
+                        Some("its time is not after the head's".to_string())
+                    }
+                    Ok(_) => None,
+                };
+                match (refused, info) {
+                    // A writable subvolume is not something the snapshotter made
+                    // (its snapshots are read-only): someone's work, left alone.
+                    (_, Ok(i)) if !i.read_only => {
+                        crate::log!(
+                            Warning,
+                            "ghostbridge-snapshotter",
+                            "recovery: leaving {} alone: it is named like a snapshot but writable, so not one the snapshotter took; move it out of the snapshot folder",
+                            snap_path.join(&name).display()
+                        );
+                        report.foreign.push(name);
+                    }
+                    (None, Ok(info)) => {
                         let prev = head.as_ref().map(|h| h.hash).unwrap_or(GENESIS_PREV);
                         let block = Block::new(height, prev, time_ns, name.clone(), info.uuid, info.generation);
                         // Taken as long ago on the steady clock as the wall clock says.
@@ -157,12 +176,13 @@ pub fn reconcile(
                         present.insert(name, ());
                         head = Some(block);
                     }
-                    _ => {
+                    (why, _) => {
                         btrfs::destroy_snapshot(snap_dir, snap_path, &name)?;
                         crate::log!(
                             Notice,
                             "ghostbridge-snapshotter",
-                            "recovery: deleted {name}: no block records it and it is not the next block ({next})"
+                            "recovery: deleted {name}: no block records it and {}",
+                            why.unwrap_or_else(|| "it cannot be adopted".to_string())
                         );
                         report.deleted_unknown.push(name);
                     }

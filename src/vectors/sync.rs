@@ -500,6 +500,7 @@ impl Syncer {
         let mut ensured = false;
         let mut first = true;
         let mut next_tick = Instant::now();
+        let (mut woken, mut rechecks) = (false, 0);
         if let Some(every) = self.watchdog.every
             && self.cfg.request_timeout.as_duration() >= every * 2
         {
@@ -567,9 +568,19 @@ impl Syncer {
                     backoff.reset();
                     self.write_metrics();
                     notify::status(&format!("cursor {}, {} pending", report.cursor, self.stats.pending));
+                    // SQLite makes a commit visible (in the WAL index, a shared
+                    // memory map inotify does not see) just after the last write
+                    // that woke this pass: a woken pass that found nothing looks
+                    // again shortly, a few times, before waiting for the next write.
+                    if woken && report.upserted == 0 && rechecks < WAKE_RECHECKS {
+                        rechecks += 1;
+                        sleep_until(later(Instant::now(), WAKE_RECHECK_AFTER), stop, &mut self.watchdog);
+                        continue;
+                    }
+                    rechecks = 0;
                     let now = Instant::now();
                     next_tick = later(next_tick, interval).max(now);
-                    self.sleep_until_written(next_tick, stop);
+                    woken = self.sleep_until_written(next_tick, stop);
                 }
                 Err(SyncError::Qdrant(e)) if ensured && e.is_not_found() => {
                     // Deleted under our feet: create it again (and resend everything).
@@ -607,22 +618,27 @@ impl Syncer {
 
 impl Syncer {
     /// Sleeps until `deadline`, or until the chain database is written to
-    /// (a new block), whichever comes first.
-    fn sleep_until_written(&mut self, deadline: Instant, stop: &AtomicBool) {
+    /// (a new block), whichever comes first; returns whether a write woke it.
+    fn sleep_until_written(&mut self, deadline: Instant, stop: &AtomicBool) -> bool {
         let Some(wake) = &self.wake else {
-            return sleep_until(deadline, stop, &mut self.watchdog);
+            sleep_until(deadline, stop, &mut self.watchdog);
+            return false;
         };
         loop {
             self.watchdog.tick();
             if Instant::now() >= deadline || stop.load(Ordering::Relaxed) {
-                return;
+                return false;
             }
             if wake.wait(deadline, Duration::from_millis(100)) {
-                return;
+                return true;
             }
         }
     }
 }
+
+/// How often, and how long after, a pass woken by a write that found nothing looks again.
+const WAKE_RECHECKS: u32 = 5;
+const WAKE_RECHECK_AFTER: Duration = Duration::from_millis(10);
 
 /// `at + d`, or a day after `at` when that overflows (durations from the config are capped far below).
 fn later(at: Instant, d: Duration) -> Instant {
