@@ -57,6 +57,7 @@
         ghostbridge-snapshotter = "Read-only BTRFS snapshots every interval, recorded as a hash chain in SQLite, with a D-Bus API";
         ghostbridge-ovs = "Converge Open vSwitch bridges, ports, flows and uplink offloads to a declared state over OVSDB";
         ghostbridge-qdrant-sync = "Mirror every block of the GhostBridge snapshot chain into a Qdrant collection";
+        ghostbridge-doctor = "Check that a GhostBridge host runs as its spec promised: units, OVS drift, chain, Qdrant lag, disk, SSH";
       };
 
       # One derivation per binary, all from the same Cargo.lock.

@@ -12,5 +12,6 @@
     ./monitoring.nix
     ./ssh.nix
     ./nix-settings.nix
+    ./doctor.nix
   ];
 }

@@ -10,8 +10,10 @@
 //! - [`ovs`]: OVSDB JSON-RPC client and the bridge reconciler
 //! - [`vectors`]: the embedder and the Qdrant sync
 //! - [`bus`]: D-Bus interfaces
+//! - [`doctor`]: the host's health report (`ghostbridge-doctor`)
 
 pub mod bus;
+pub mod doctor;
 pub mod generate;
 pub mod nix;
 pub mod ovs;

@@ -191,6 +191,15 @@ let
         type = types.package;
         default = pkgs.openvswitch;
       };
+      # nixpkgs' services/networking/ssh/sshd.nix (ssh.nix sets enable = mkDefault true).
+      services.openssh.enable = mkOption {
+        type = types.bool;
+        default = false;
+      };
+      services.openssh.ports = mkOption {
+        type = types.listOf types.port;
+        default = [ 22 ];
+      };
       # nixpkgs: (pkgs.formats.yaml { }).type; it merges as the JSON type does.
       services.qdrant.settings = mkOption {
         type = (pkgs.formats.json { }).type;

@@ -96,6 +96,17 @@ let
   # tab and a line break.
   hostile = "/srv/op dbus/\"it's\" 100%$HOME\\<&>\n\tx.json";
 
+  # The doctor: its JSON (the file before the check) and what the host installs.
+  doctorFile = r: r.config.services.ghostbridge.doctor.configFile;
+  doctorOf = r: b.fromJSON ((doctorFile r).unchecked or (doctorFile r)).value;
+  etcOf = r: (r.result.environment or { }).etc or { };
+  onPath = r: pkg: b.elem pkg ((r.result.environment or { }).systemPackages or [ ]);
+  # The units every GhostBridge host runs, whatever else it enables.
+  hostUnits = [
+    "systemd-networkd.service"
+    "sshd.service"
+  ];
+
   snapUnit = units.ghostbridge-snapshotter;
   ovsUnit = units.ghostbridge-ovs;
   syncUnit = units.ghostbridge-qdrant-sync;
@@ -165,6 +176,98 @@ let
         inherit (reference.snapshotter.settings) source snapshot_dir database;
         metrics_dir = null;
       };
+
+    "doctor: the reference host's JSON lists its units, the three daemons' config files and the SSH port, and no bound" =
+      doctorOf ref == {
+        units = [
+          "ovsdb.service"
+          "ovs-vswitchd.service"
+          "ghostbridge-ovs.service"
+        ]
+        ++ hostUnits
+        ++ [
+          "ghostbridge-snapshotter.service"
+          "ghostbridge-qdrant-sync.service"
+          "qdrant.service"
+          "prometheus.service"
+          "prometheus-node-exporter.service"
+          "grafana.service"
+          "libvirtd.socket"
+          "ghostbridge-libvirt-networks.service"
+          "docker.service"
+          "ghostbridge-novnc.service"
+        ];
+        # The files the daemons' units run with.
+        snapshotter = "${configFileOf ref "snapshotter"}";
+        ovs = "${configFileOf ref "ovs"}";
+        qdrant_sync = "${configFileOf ref "qdrant_sync"}";
+        ssh_port = 22;
+      };
+    "doctor: a host with only services.ghostbridge.enable gets no daemon unit and no daemon key" =
+      let
+        r = eval { services.ghostbridge.enable = true; };
+      in
+      r.failedAssertions == [ ]
+      && r.config.services.ghostbridge.doctor.enable
+      && doctorOf r == {
+        units = hostUnits;
+        ssh_port = 22;
+      };
+    "doctor: on every GhostBridge host, off without services.ghostbridge.enable" =
+      ref.config.services.ghostbridge.doctor.enable
+      && !(eval { }).config.services.ghostbridge.doctor.enable
+      && !(etcOf (eval { }) ? "ghostbridge/doctor.json");
+    "doctor: /etc/ghostbridge/doctor.json is the file ghostbridge-doctor check-config validated at build time" =
+      let
+        file = (etcOf ref)."ghostbridge/doctor.json".source;
+      in
+      file == doctorFile ref
+      && has "${pkgs.ghostbridge-doctor}/bin/ghostbridge-doctor check-config ${file.unchecked}[[:space:]]" file.buildCommand
+      && has "cp ${file.unchecked} \"[$]out\"" file.buildCommand
+      && !((doctorFile (refWith { doctor.checkConfig = false; })) ? buildCommand);
+    "doctor: ghostbridge-doctor is on PATH" = onPath ref pkgs.ghostbridge-doctor;
+    "doctor: disabled, no /etc/ghostbridge/doctor.json and no ghostbridge-doctor on PATH" =
+      let
+        r = refWith { doctor.enable = false; };
+      in
+      !(etcOf r ? "ghostbridge/doctor.json") && !(onPath r pkgs.ghostbridge-doctor);
+    "doctor: the module's keys are mkDefault (a host's plain definition wins), bounds are the host's to add" =
+      (doctorOf (refWith {
+        doctor.settings = {
+          units = [ "sshd.service" ];
+          ovs = "/etc/ovs.json";
+          max_sync_lag = 100;
+        };
+      })) == {
+        units = [ "sshd.service" ];
+        ovs = "/etc/ovs.json";
+        snapshotter = "${configFileOf ref "snapshotter"}";
+        qdrant_sync = "${configFileOf ref "qdrant_sync"}";
+        ssh_port = 22;
+        max_sync_lag = 100;
+      };
+    "doctor: the SSH port is the first of services.openssh.ports; without sshd, neither unit nor port" =
+      let
+        withSsh = ssh: doctorOf (eval [
+          { services.ghostbridge.enable = true; }
+          { services.openssh = ssh; }
+        ]);
+      in
+      (withSsh { ports = [ 2222 22 ]; }).ssh_port == 2222
+      && withSsh { enable = false; } == { units = [ "systemd-networkd.service" ]; };
+    "doctor: a daemon's key only while the daemon runs" =
+      let
+        d = doctorOf (refWith {
+          qdrant_sync.enable = lib.mkForce false;
+          virtualization.libvirt.enable = lib.mkForce false;
+          virtualization.novnc.enable = lib.mkForce false;
+        });
+      in
+      !(d ? qdrant_sync)
+      && d ? snapshotter
+      && !(b.elem "ghostbridge-qdrant-sync.service" d.units)
+      && !(b.elem "qdrant.service" d.units)
+      && !(b.elem "libvirtd.socket" d.units);
 
     "OVS: on exactly when bridges are declared" =
       ref.config.services.ghostbridge.ovs.enable

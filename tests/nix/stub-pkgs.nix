@@ -55,6 +55,7 @@ let
     ghostbridge-snapshotter = stubPkg "ghostbridge-snapshotter";
     ghostbridge-ovs = stubPkg "ghostbridge-ovs";
     ghostbridge-qdrant-sync = stubPkg "ghostbridge-qdrant-sync";
+    ghostbridge-doctor = stubPkg "ghostbridge-doctor";
     ghostgen = stubPkg "ghostgen";
   };
 in

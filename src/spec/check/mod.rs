@@ -10,6 +10,7 @@ mod network;
 pub mod ports;
 mod server;
 mod services;
+pub use services::MAX_LIVE_SNAPSHOTS;
 mod ssh;
 
 use super::diagnostic::{Diagnostic, HostRef};

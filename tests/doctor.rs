@@ -1,0 +1,97 @@
+//! `ghostbridge-doctor` on a real host part: a running snapshotter on a
+//! loop-mounted BTRFS image, its chain database, a real listening socket;
+//! healthy, unhealthy (a tampered block, a unit that is not active) and
+//! not checkable (no config), with the exit codes 0, 1 and 2.
+
+mod snapshot_support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use snapshot_support::*;
+
+fn doctor(config: &Path, json: bool) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ghostbridge-doctor"));
+    cmd.arg("--config").arg(config);
+    if json {
+        cmd.arg("--json");
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+#[ignore = "needs root: a snapshotter on a loop-mounted BTRFS image"]
+fn healthy_unhealthy_and_not_checkable() {
+    require_root();
+    let img = BtrfsImage::new(300);
+    let db = img.db();
+    let snap_cfg = img.path("snapshotter.json");
+    std::fs::write(
+        &snap_cfg,
+        serde_json::json!({"source": img.source(), "snapshot_dir": img.snapshots(), "database": db,
+            "interval": "100ms", "retention": "2s", "dbus": false})
+        .to_string(),
+    )
+    .unwrap();
+    let d = Daemon::spawn(&["run", "--config", snap_cfg.to_str().unwrap()], &img.path("daemon.log"), &[]);
+    d.wait(Duration::from_secs(20), "blocks", || block_count(&db) >= 5);
+    // The Qdrant sync's cursor, as the sync keeps it, two blocks behind.
+    let sync_cfg = img.path("qdrant-sync.json");
+    std::fs::write(&sync_cfg, serde_json::json!({"database": db, "collection": "doctor"}).to_string()).unwrap();
+    let head = block_count(&db) - 1;
+    conn(&db).execute("INSERT INTO cursors (consumer, height) VALUES ('qdrant:doctor', ?1)", [head - 2]).unwrap();
+    let ssh = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = ssh.local_addr().unwrap().port();
+
+    let cfg = img.path("doctor.json");
+    let write_cfg = |units: &[&str]| {
+        std::fs::write(
+            &cfg,
+            serde_json::json!({"units": units, "snapshotter": snap_cfg, "qdrant_sync": sync_cfg, "ssh_port": port,
+                "min_free_bytes": 1, "max_sync_lag": 1000})
+            .to_string(),
+        )
+        .unwrap();
+    };
+    write_cfg(&[]);
+    let o = doctor(&cfg, true);
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(o.status.code(), Some(0), "{report:#}");
+    assert_eq!(report["healthy"], true);
+    let names: Vec<&str> = report["checks"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    for want in ["snapshot chain", "newest snapshot", "free space", "live snapshots", "qdrant sync lag"] {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+    assert!(names.contains(&format!("sshd on port {port}").as_str()), "{names:?}");
+    let table = String::from_utf8(doctor(&cfg, false).stdout).unwrap();
+    assert!(table.ends_with("healthy\n") && table.contains("blocks verify"), "{table}");
+
+    // Nothing listening, and a unit that is not active: unhealthy, each named.
+    drop(ssh);
+    write_cfg(&["ghostbridge-no-such-unit.service"]);
+    let o = doctor(&cfg, false);
+    let table = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(o.status.code(), Some(1), "{table}");
+    assert!(table.contains("FAIL  unit ghostbridge-no-such-unit.service"), "{table}");
+    assert!(table.contains(&format!("nothing listens on TCP port {port}")), "{table}");
+    assert!(table.ends_with("NOT healthy\n"), "{table}");
+
+    // A block changed after the fact: the chain check names its height.
+    d.stop();
+    write_cfg(&[]);
+    conn(&db).execute("UPDATE blocks SET generation = generation + 1 WHERE height = ?1", [head - 1]).unwrap();
+    let o = doctor(&cfg, false);
+    let table = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(o.status.code(), Some(1), "{table}");
+    assert!(table.contains(&format!("chain broken at height {}", head - 1)), "{table}");
+
+    // No config, or a config naming a file that is not there: could not check.
+    let o = doctor(&img.path("missing.json"), false);
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::write(&cfg, serde_json::json!({"snapshotter": img.path("nope.json")}).to_string()).unwrap();
+    let o = doctor(&cfg, true);
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(o.status.code(), Some(2), "{report:#}");
+    assert_eq!(report["checks"][0]["state"], "unknown");
+}
