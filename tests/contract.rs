@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 const SNAPSHOTTER: &str = env!("CARGO_BIN_EXE_ghostbridge-snapshotter");
 const OVS: &str = env!("CARGO_BIN_EXE_ghostbridge-ovs");
 const QDRANT_SYNC: &str = env!("CARGO_BIN_EXE_ghostbridge-qdrant-sync");
+const DOCTOR: &str = env!("CARGO_BIN_EXE_ghostbridge-doctor");
 
 /// The daemon sections of one generated spec, as the daemons' own JSON.
 #[derive(Debug, Clone)]
@@ -363,7 +364,9 @@ fn every_example_hosts_rendered_configs_pass_check_config() {
             let v: Value = serde_json::from_slice(&out.stdout).unwrap();
             assert_eq!(v["failedAssertions"], json!([]), "{}", host.display());
             let dir = tempfile::tempdir().unwrap();
-            for (daemon, bin) in [("snapshotter", SNAPSHOTTER), ("ovs", OVS), ("qdrant_sync", QDRANT_SYNC)] {
+            for (daemon, bin) in
+                [("snapshotter", SNAPSHOTTER), ("ovs", OVS), ("qdrant_sync", QDRANT_SYNC), ("doctor", DOCTOR)]
+            {
                 if v[daemon].is_null() {
                     continue;
                 }
@@ -373,5 +376,5 @@ fn every_example_hosts_rendered_configs_pass_check_config() {
             }
         }
     }
-    assert!(checked >= 6, "only {checked} rendered configs were checked");
+    assert!(checked >= 12, "only {checked} rendered configs were checked");
 }

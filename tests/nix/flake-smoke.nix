@@ -28,6 +28,7 @@ let
     "ghostbridge-snapshotter"
     "ghostbridge-ovs"
     "ghostbridge-qdrant-sync"
+    "ghostbridge-doctor"
   ];
   vmChecks = [
     "snapshotter"
@@ -126,7 +127,7 @@ let
   overlayAttrs = b.attrNames (outputs.overlays.default { } { });
   structure =
     {
-      "overlay: the four packages" = b.sort b.lessThan overlayAttrs == b.sort b.lessThan binaries;
+      "overlay: one package per binary" = b.sort b.lessThan overlayAttrs == b.sort b.lessThan binaries;
       "nixosModules.default: modules and overlay" =
         outputs.nixosModules.default.imports == [ ../../modules ]
         && b.length outputs.nixosModules.default.nixpkgs.overlays == 1;
@@ -141,6 +142,13 @@ let
           "kvm_intel"
           "kvm_amd"
         ];
+      # Both read the same host: ghostbridge-doctor checks, on the host, the units the VM check waits for.
+      "checks: the host check waits for exactly the units ghostbridge-doctor checks" =
+        let
+          waited = b.fromJSON (b.elemAt (b.match "(.*\n)?units = ([^\n]*)\n.*" scripts.host-ghostbridge) 1);
+          doctor = (mini { services.ghostbridge = import ./reference-host.nix; }).config.services.ghostbridge.doctor.settings.units;
+        in
+        b.sort b.lessThan waited == b.sort b.lessThan doctor;
       "checks: the host check waits for libvirtd.socket, never the idle-exiting libvirtd.service" =
         let
           script = scripts.host-ghostbridge;

@@ -1,6 +1,7 @@
-# The daemons' JSON files as the modules render them for one generated host,
-# evaluated without nixpkgs (mini-eval.nix). tests/contract.rs feeds each to
-# its daemon's `check-config`, for every example host.
+# The daemons' JSON files (and ghostbridge-doctor's) as the modules render
+# them for one generated host, evaluated without nixpkgs (mini-eval.nix).
+# tests/contract.rs feeds each to its daemon's `check-config`, for every
+# example host.
 #   nix-instantiate --eval --strict --json tests/nix/rendered-configs.nix --arg host ./hosts/web1/default.nix
 { host }:
 let
@@ -13,7 +14,13 @@ let
     pkgs.stdenv.hostPlatform.system = "x86_64-linux";
     inputs = { };
   };
-  r = eval { services.ghostbridge = generated.services.ghostbridge; };
+  # The SSH port too, which ghostbridge-doctor's file names.
+  r = eval {
+    services = {
+      inherit (generated.services) ghostbridge;
+    }
+    // (if generated.services.openssh.ports or null != null then { openssh.ports = generated.services.openssh.ports; } else { });
+  };
   gb = r.config.services.ghostbridge;
   rendered =
     daemon:
@@ -27,4 +34,5 @@ in
   snapshotter = rendered "snapshotter";
   ovs = rendered "ovs";
   qdrant_sync = rendered "qdrant_sync";
+  doctor = rendered "doctor";
 }
