@@ -110,7 +110,8 @@ in
         `ghostbridge-snapshotter.service`, `qdrant.service` with the local Qdrant,
         `sshd.service`), `snapshotter`, `ovs` and `qdrant_sync` (the
         {option}`configFile` of each daemon that is enabled; left out otherwise) and
-        `ssh_port` (the first of {option}`services.openssh.ports`). A key left out
+        `ssh_port` (the first of {option}`services.openssh.ports`) and `tcp_ports`
+        (the firewall's {option}`networking.firewall.allowedTCPPorts`). A key left out
         takes the program's default (`max_sync_lag`, `min_free_bytes`,
         `max_live_snapshots`). The program validates the file at build time
         ({option}`services.ghostbridge.doctor.checkConfig`).
@@ -131,6 +132,10 @@ in
       ovs = daemonConfig "ovs";
       qdrant_sync = daemonConfig "qdrant_sync";
       ssh_port = mkIf (ssh.enable && ssh.ports != [ ]) (mkDefault (lib.head ssh.ports));
+      # Exactly what the firewall opens on every interface.
+      tcp_ports = mkIf config.networking.firewall.enable (
+        mkDefault (lib.unique config.networking.firewall.allowedTCPPorts)
+      );
     };
 
     environment.etc."ghostbridge/doctor.json".source = doc.configFile;

@@ -95,3 +95,58 @@ fn healthy_unhealthy_and_not_checkable() {
     assert_eq!(o.status.code(), Some(2), "{report:#}");
     assert_eq!(report["checks"][0]["state"], "unknown");
 }
+
+/// Runs `ip netns exec NS CMD...`, asserting success.
+fn in_ns(ns: &str, args: &[&str]) {
+    let out = Command::new("ip").args(["netns", "exec", ns]).args(args).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+#[ignore = "needs root: iptables rules in a network namespace"]
+fn the_firewall_opens_exactly_the_declared_ports() {
+    require_root();
+    // The rules the NixOS firewall's iptables backend loads, in a namespace of
+    // the test's own: the machine's firewall is never touched.
+    let ns = format!("gbdoc-{}", std::process::id());
+    assert!(Command::new("ip").args(["netns", "add", &ns]).status().unwrap().success());
+    struct DropNs(String);
+    impl Drop for DropNs {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        }
+    }
+    let _guard = DropNs(ns.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("doctor.json");
+    std::fs::write(&cfg, serde_json::json!({"tcp_ports": [22, 443]}).to_string()).unwrap();
+    let run = || {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &ns, env!("CARGO_BIN_EXE_ghostbridge-doctor"), "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap())
+    };
+    let (code, table) = run();
+    assert_eq!(code, Some(1), "{table}");
+    assert!(table.contains("no NixOS firewall is loaded"), "{table}");
+
+    in_ns(&ns, &["iptables", "-N", "nixos-fw-accept"]);
+    in_ns(&ns, &["iptables", "-N", "nixos-fw"]);
+    in_ns(&ns, &["iptables", "-A", "nixos-fw", "-i", "lo", "-j", "nixos-fw-accept"]);
+    for port in ["22", "443"] {
+        in_ns(&ns, &["iptables", "-A", "nixos-fw", "-p", "tcp", "--dport", port, "-j", "nixos-fw-accept"]);
+    }
+    // Opened for one interface only: not "every interface", not counted.
+    in_ns(&ns, &["iptables", "-A", "nixos-fw", "-i", "eth9", "-p", "tcp", "--dport", "99", "-j", "nixos-fw-accept"]);
+    let (code, table) = run();
+    assert_eq!(code, Some(0), "{table}");
+    assert!(table.contains("opens exactly TCP 22, 443"), "{table}");
+
+    in_ns(&ns, &["iptables", "-A", "nixos-fw", "-p", "tcp", "--dport", "8000:8001", "-j", "nixos-fw-accept"]);
+    in_ns(&ns, &["iptables", "-D", "nixos-fw", "-p", "tcp", "--dport", "443", "-j", "nixos-fw-accept"]);
+    let (code, table) = run();
+    assert_eq!(code, Some(1), "{table}");
+    assert!(table.contains("open but not declared: 8000, 8001; declared but not open: 443"), "{table}");
+}

@@ -28,6 +28,9 @@ pub struct DoctorConfig {
     /// The TCP port sshd must listen on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh_port: Option<u16>,
+    /// Exactly the TCP ports the NixOS firewall must open on every interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_ports: Option<Vec<u16>>,
     /// Most blocks the Qdrant sync may be behind the chain's head.
     #[serde(default = "default_max_sync_lag")]
     pub max_sync_lag: u64,

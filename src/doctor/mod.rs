@@ -1,11 +1,12 @@
 //! `ghostbridge-doctor`: is everything the spec promised working on this host?
 //! One report of independent checks (units, Open vSwitch drift, the chain,
-//! the Qdrant sync's lag, disk space and live snapshots, sshd), each healthy,
+//! the Qdrant sync's lag, disk space and live snapshots, sshd, the firewall), each healthy,
 //! unhealthy, or not checkable, as a table or JSON. `ghostgen deploy` reads
 //! the JSON over a fresh SSH connection before it confirms a generation.
 
 pub mod checks;
 pub mod config;
+pub mod firewall;
 
 use serde::Serialize;
 
@@ -92,6 +93,9 @@ pub fn run(config: &DoctorConfig) -> Report {
     }
     if let Some(port) = config.ssh_port {
         checks.push(checks::listening("sshd", port));
+    }
+    if let Some(ports) = &config.tcp_ports {
+        checks.push(firewall::check(ports));
     }
     Report::new(checks)
 }

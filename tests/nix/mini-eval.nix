@@ -200,6 +200,15 @@ let
         type = types.listOf types.port;
         default = [ 22 ];
       };
+      # nixpkgs' services/networking/firewall.nix (base.nix enables it).
+      networking.firewall.enable = mkOption {
+        type = types.bool;
+        default = true;
+      };
+      networking.firewall.allowedTCPPorts = mkOption {
+        type = types.listOf types.port;
+        default = [ ];
+      };
       # nixpkgs: (pkgs.formats.yaml { }).type; it merges as the JSON type does.
       services.qdrant.settings = mkOption {
         type = (pkgs.formats.json { }).type;

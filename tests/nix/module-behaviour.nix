@@ -202,6 +202,7 @@ let
         ovs = "${configFileOf ref "ovs"}";
         qdrant_sync = "${configFileOf ref "qdrant_sync"}";
         ssh_port = 22;
+        tcp_ports = [ ];
       };
     "doctor: a host with only services.ghostbridge.enable gets no daemon unit and no daemon key" =
       let
@@ -212,7 +213,17 @@ let
       && doctorOf r == {
         units = hostUnits;
         ssh_port = 22;
+        tcp_ports = [ ];
       };
+    "doctor: tcp_ports is exactly what the firewall opens; none without a firewall" =
+      let
+        withFirewall = fw: doctorOf (eval [
+          { services.ghostbridge.enable = true; }
+          { networking.firewall = fw; }
+        ]);
+      in
+      (withFirewall { allowedTCPPorts = [ 22 443 22 ]; }).tcp_ports == [ 22 443 ]
+      && !((withFirewall { enable = lib.mkForce false; }) ? tcp_ports);
     "doctor: on every GhostBridge host, off without services.ghostbridge.enable" =
       ref.config.services.ghostbridge.doctor.enable
       && !(eval { }).config.services.ghostbridge.doctor.enable
@@ -244,6 +255,7 @@ let
         snapshotter = "${configFileOf ref "snapshotter"}";
         qdrant_sync = "${configFileOf ref "qdrant_sync"}";
         ssh_port = 22;
+        tcp_ports = [ ];
         max_sync_lag = 100;
       };
     "doctor: the SSH port is the first of services.openssh.ports; without sshd, neither unit nor port" =
@@ -254,7 +266,10 @@ let
         ]);
       in
       (withSsh { ports = [ 2222 22 ]; }).ssh_port == 2222
-      && withSsh { enable = false; } == { units = [ "systemd-networkd.service" ]; };
+      && withSsh { enable = false; } == {
+        units = [ "systemd-networkd.service" ];
+        tcp_ports = [ ];
+      };
     "doctor: a daemon's key only while the daemon runs" =
       let
         d = doctorOf (refWith {
