@@ -15,6 +15,7 @@
 use std::time::{Duration, Instant};
 
 use ghostbridge::snapshot::chain::{Block, GENESIS_PREV};
+use ghostbridge::snapshot::retention::Policy;
 use ghostbridge::snapshot::store::Store;
 
 const LIVE: u64 = 60;
@@ -89,7 +90,8 @@ fn main() {
             let t = Instant::now();
             let head = store.head().unwrap().expect("a head");
             assert_eq!(head.height + 1, h);
-            let marked = store.append(&b, b.time_ns, Some(b.time_ns - LIVE as i64 * SECOND)).unwrap();
+            let policy = Policy::new(Duration::from_secs(LIVE), &[]);
+            let marked = store.append(&b, b.time_ns, Some(&policy)).unwrap();
             times.push(t.elapsed().as_secs_f64() * 1e3);
             assert_eq!(marked.len(), 1, "one block leaves retention per tick");
             prev = b.hash;

@@ -675,3 +675,21 @@ fn plain_interfaces_are_addressed_like_bridges_and_stay_outside_open_vswitch() {
     let d = diagnostics(&spec_with(overlap));
     assert!(d.iter().any(|x| x.2.contains("overlaps 10.0.0.1/24, on another bridge or interface")), "{d:#?}");
 }
+
+#[test]
+fn retention_tiers_must_nest_and_count_in_the_live_bound() {
+    let snaps = "[snapshotter]\nsource = \"/srv\"\nsnapshot_dir = \"/snap\"\ndatabase = \"/var/lib/gb/c.db\"\n";
+    let ok = format!(
+        "{snaps}[[snapshotter.tiers]]\nevery = \"1m\"\nkeep = \"1h\"\n[[snapshotter.tiers]]\nevery = \"1h\"\nkeep = \"1d\"\n"
+    );
+    assert!(diagnostics(&spec_with(&ok)).is_empty(), "{:#?}", diagnostics(&spec_with(&ok)));
+    let spec = spec::load(&spec_with(&ok)).unwrap().spec;
+    // 61 for the minute of retention, 61 for the hour, 25 for the day.
+    assert_eq!(spec.hosts[0].snapshotter.as_ref().unwrap().max_live_snapshots(), 61 + 61 + 25);
+    let bad = ok.replace("every = \"1h\"", "every = \"90s\"");
+    let text = spec_with(&bad);
+    let d = diagnostics(&text);
+    assert_eq!(d.len(), 1, "{d:#?}");
+    assert_eq!(d[0].0, line_of(&text, "every = \"90s\""));
+    assert!(d[0].2.contains("every 90s is not a multiple of the tier before's 1m"), "{d:#?}");
+}

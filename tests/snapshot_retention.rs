@@ -122,3 +122,47 @@ fn wall_clock_steps_neither_empty_nor_overfill_the_snapshot_folder() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("the recorded time goes backwards at 1 block(s)"), "{out}");
 }
+
+#[test]
+#[ignore = "needs root: tiered retention on a loop-mounted BTRFS image"]
+fn tiers_keep_exactly_what_the_policy_says_whatever_the_runs() {
+    use ghostbridge::snapshot::retention::{Policy, Tier};
+    require_root();
+    let img = BtrfsImage::new(300);
+    let db = img.db();
+    let cfg = img.path("snapshotter.json");
+    let tiers = serde_json::json!([{"every": "500ms", "keep": "3s"}, {"every": "1s", "keep": "6s"}]);
+    std::fs::write(
+        &cfg,
+        serde_json::json!({"source": img.source(), "snapshot_dir": img.snapshots(), "database": db,
+            "interval": "100ms", "retention": "400ms", "dbus": false, "tiers": tiers})
+        .to_string(),
+    )
+    .unwrap();
+    // Two runs with a pause between them: what is kept must not depend on it.
+    for blocks in [40, 80] {
+        let d = Daemon::spawn(&["run", "--config", cfg.to_str().unwrap()], &img.path("daemon.log"), &[]);
+        d.wait(Duration::from_secs(30), "blocks", || block_count(&db) >= blocks);
+        d.stop();
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    let rows: Vec<(u64, i64, bool)> = conn(&db)
+        .prepare("SELECT height, steady_ns, pruned_ns IS NOT NULL FROM blocks ORDER BY height")
+        .unwrap()
+        .query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let tiers: Vec<Tier> = serde_json::from_value(tiers).unwrap();
+    let policy = Policy::new(Duration::from_millis(400), &tiers);
+    // The pure function, applied once to every block at the last tick's time.
+    let head_steady = rows.last().unwrap().1;
+    let all: Vec<(u64, i64)> = rows.iter().map(|(h, t, _)| (*h, *t)).collect();
+    let expected_gone = policy.expired(head_steady, &all);
+    let gone: Vec<u64> = rows.iter().filter(|r| r.2).map(|r| r.0).collect();
+    assert_eq!(gone, expected_gone, "the daemon pruned otherwise than the policy says");
+    let kept = rows.len() - gone.len();
+    assert!(kept > 4 + 1 && kept as u64 <= policy.max_live(100_000_000), "{kept} kept");
+    assert!(kept < rows.len() / 2, "the tiers thinned nothing: {kept} of {}", rows.len());
+    assert_eq!(on_disk(&img.snapshots()), unpruned(&db));
+}

@@ -110,8 +110,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 if let Some(s) = &h.snapshotter {
                     let live = s.max_live_snapshots();
+                    let tiers: String =
+                        s.tiers.iter().map(|t| format!(", then one every {} for {}", t.every, t.keep)).collect();
                     println!(
-                        "{}: keeps at most {live} live snapshots (one every {} for {})",
+                        "{}: keeps at most {live} live snapshots (one every {} for {}{tiers})",
                         h.name, s.interval, s.retention
                     );
                 }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::runtime::config::{self, ConfigError, DaemonConfig, Finding, PathSeg};
 use crate::runtime::duration::HumanDuration;
+use crate::snapshot::retention::{Policy, Tier};
 
 /// `[snapshotter]`: read-only BTRFS snapshots of `source` every `interval`,
 /// each recorded as a block of a SHA-256 chain in SQLite.
@@ -28,6 +29,10 @@ pub struct Config {
     /// How long a snapshot is kept; its block stays in the chain.
     #[serde(default = "default_retention")]
     pub retention: HumanDuration,
+    /// Past `retention`, one snapshot per `every` for `keep`, coarser tier after
+    /// coarser tier (e.g. every 1m for 1h, every 1h for 1d, every 1d for 30d).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tiers: Vec<Tier>,
     /// node exporter's textfile collector folder; absent = no metrics file
     /// (the NixOS module points it at the collector when monitoring is on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -62,6 +67,7 @@ impl DaemonConfig for Config {
                 ),
             ));
         }
+        out.extend(crate::snapshot::retention::validate(&self.tiers, &self.interval, &self.retention));
         for (key, value) in
             [("source", &self.source), ("snapshot_dir", &self.snapshot_dir), ("database", &self.database)]
         {
@@ -83,14 +89,22 @@ impl Config {
             database,
             interval: default_interval(),
             retention: default_retention(),
+            tiers: Vec::new(),
             metrics_dir: None,
             dbus: default_true(),
         }
     }
 
-    /// The most snapshots that exist at once: one per interval over the retention, plus the newest.
+    /// What the snapshot folder keeps: `retention`, then the tiers.
+    pub fn policy(&self) -> Policy<'_> {
+        Policy::new(self.retention.as_duration(), &self.tiers)
+    }
+
+    /// The most snapshots that exist at once: one per interval over the
+    /// retention plus the newest, and per tier one per `every` over its `keep`.
     pub fn max_live_snapshots(&self) -> u64 {
-        self.retention.as_millis() / self.interval.as_millis().max(1) + 1
+        let interval_ns = i64::try_from(self.interval.as_duration().as_nanos()).unwrap_or(i64::MAX);
+        self.policy().max_live(interval_ns)
     }
 
     /// Reads, parses and validates a config file.

@@ -16,5 +16,6 @@ pub mod config;
 pub mod daemon;
 pub mod recover;
 pub mod report;
+pub mod retention;
 pub mod schema;
 pub mod store;

@@ -20,6 +20,7 @@ use std::path::Path;
 use super::btrfs::{self, BtrfsError, SUBVOLUME_ROOT_INODE};
 use super::chain::{Block, GENESIS_PREV};
 use super::clock::Now;
+use super::retention::Policy;
 use super::store::{Store, StoreError};
 
 /// The name of the snapshot taken for `height` at `time_ns`.
@@ -92,7 +93,7 @@ pub fn reconcile(
     source_path: &Path,
     snap_dir: &File,
     snap_path: &Path,
-    retention_ns: i64,
+    policy: &Policy<'_>,
     now: Now,
 ) -> Result<Report, RecoverError> {
     let now_ns = now.wall_ns;
@@ -193,7 +194,7 @@ pub fn reconcile(
     for block in store.unpruned()? {
         if !present.contains_key(&block.snapshot) {
             store.mark_pruned(block.height, now_ns)?;
-            if block.time_ns <= now_ns - retention_ns {
+            if block.time_ns <= now_ns - policy.retention_ns {
                 crate::log!(
                     Notice,
                     "ghostbridge-snapshotter",
@@ -215,7 +216,7 @@ pub fn reconcile(
             }
         }
     }
-    for (height, name) in store.mark_expired(now.steady_ns - retention_ns, now_ns)? {
+    for (height, name) in store.mark_expired(policy, now.steady_ns, now_ns)? {
         btrfs::destroy_snapshot(snap_dir, snap_path, &name)?;
         report.pruned.push(height);
     }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::chain::{Block, Verdict, Verifier};
+use super::retention::Policy;
 use super::schema::{self, SchemaError};
 
 /// Why a store operation failed.
@@ -221,14 +222,14 @@ impl Store {
 
     /// In one transaction: inserts `block` (which must be the next height),
     /// taken at `steady_ns` on the steady clock, and marks every unpruned block
-    /// whose steady time is at or before `cutoff_ns` as pruned at
+    /// that `policy` no longer keeps at that moment as pruned at
     /// `block.time_ns`. Returns the marked blocks (height, snapshot): their
     /// snapshots are deleted after the commit.
     pub fn append(
         &mut self,
         block: &Block,
         steady_ns: i64,
-        cutoff_ns: Option<i64>,
+        policy: Option<&Policy<'_>>,
     ) -> Result<Vec<(u64, String)>, StoreError> {
         let tx = self.conn.transaction()?;
         tx.execute(
@@ -245,18 +246,24 @@ impl Store {
                 steady_ns,
             ],
         )?;
-        let marked = match cutoff_ns {
-            Some(cutoff) => mark_expired(&tx, cutoff, block.time_ns)?,
+        let marked = match policy {
+            Some(policy) => mark_expired(&tx, policy, steady_ns, block.time_ns)?,
             None => Vec::new(),
         };
         tx.commit()?;
         Ok(marked)
     }
 
-    /// Marks every unpruned block whose steady time is at or before `cutoff_ns` as pruned at `now_ns` (wall).
-    pub fn mark_expired(&mut self, cutoff_ns: i64, now_ns: i64) -> Result<Vec<(u64, String)>, StoreError> {
+    /// Marks every unpruned block that `policy` no longer keeps at steady time
+    /// `now_steady_ns` as pruned at `now_wall_ns`.
+    pub fn mark_expired(
+        &mut self,
+        policy: &Policy<'_>,
+        now_steady_ns: i64,
+        now_wall_ns: i64,
+    ) -> Result<Vec<(u64, String)>, StoreError> {
         let tx = self.conn.transaction()?;
-        let marked = mark_expired(&tx, cutoff_ns, now_ns)?;
+        let marked = mark_expired(&tx, policy, now_steady_ns, now_wall_ns)?;
         tx.commit()?;
         Ok(marked)
     }
@@ -342,21 +349,36 @@ impl Store {
 /// below asserts that none of them scans `blocks`.
 pub(crate) const TICK_QUERIES: &[&str] = &[
     "SELECT height FROM blocks WHERE height = (SELECT max(height) FROM blocks)",
-    "SELECT height, snapshot FROM blocks WHERE pruned_ns IS NULL AND coalesce(steady_ns, time_ns) <= ?1 ORDER BY height",
-    "UPDATE blocks SET pruned_ns = ?2 WHERE pruned_ns IS NULL AND coalesce(steady_ns, time_ns) <= ?1",
+    "SELECT height, snapshot, coalesce(steady_ns, time_ns) FROM blocks WHERE pruned_ns IS NULL ORDER BY height",
+    "UPDATE blocks SET pruned_ns = ?2 WHERE height = ?1 AND pruned_ns IS NULL",
 ];
 
-fn mark_expired(tx: &rusqlite::Transaction<'_>, cutoff_ns: i64, now_ns: i64) -> Result<Vec<(u64, String)>, StoreError> {
-    let mut marked = Vec::new();
+/// The live blocks (as many as the policy keeps, not the chain's length), the
+/// policy's verdict on them, and the marks, in the caller's transaction.
+fn mark_expired(
+    tx: &rusqlite::Transaction<'_>,
+    policy: &Policy<'_>,
+    now_steady_ns: i64,
+    now_wall_ns: i64,
+) -> Result<Vec<(u64, String)>, StoreError> {
+    let mut live: Vec<(u64, String, i64)> = Vec::new();
     {
         let mut st = tx.prepare_cached(TICK_QUERIES[1])?;
-        let rows = st.query_map([cutoff_ns], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?)))?;
+        let rows =
+            st.query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))?;
         for r in rows {
-            marked.push(r?);
+            live.push(r?);
         }
     }
-    if !marked.is_empty() {
-        tx.execute(TICK_QUERIES[2], params![cutoff_ns, now_ns])?;
+    let times: Vec<(u64, i64)> = live.iter().map(|(h, _, t)| (*h, *t)).collect();
+    let expired = policy.expired(now_steady_ns, &times);
+    let mut marked = Vec::new();
+    if !expired.is_empty() {
+        let mut st = tx.prepare_cached(TICK_QUERIES[2])?;
+        for (height, snapshot, _) in live.into_iter().filter(|(h, _, _)| expired.binary_search(h).is_ok()) {
+            st.execute(params![height as i64, now_wall_ns])?;
+            marked.push((height, snapshot));
+        }
     }
     Ok(marked)
 }

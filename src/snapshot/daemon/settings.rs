@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::snapshot::config::Config;
+use crate::snapshot::retention::{Policy, Tier};
 
 /// Everything `run` needs, after the config and the command-line overrides are merged.
 #[derive(Debug, Clone)]
@@ -13,6 +14,7 @@ pub struct Settings {
     pub database: PathBuf,
     pub interval: Duration,
     pub retention: Duration,
+    pub tiers: Vec<Tier>,
     pub metrics_dir: Option<PathBuf>,
     pub dbus: bool,
 }
@@ -25,8 +27,16 @@ impl From<Config> for Settings {
             database: c.database,
             interval: c.interval.as_duration(),
             retention: c.retention.as_duration(),
+            tiers: c.tiers,
             metrics_dir: c.metrics_dir,
             dbus: c.dbus,
         }
+    }
+}
+
+impl Settings {
+    /// What the snapshot folder keeps: `retention`, then the tiers.
+    pub fn policy(&self) -> Policy<'_> {
+        Policy::new(self.retention, &self.tiers)
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::fault::TickError;
 use super::metrics::Metrics;
 use super::settings::Settings;
-use super::{LATENCY_BOUNDS, METRICS_NAME, MIN_FREE_BYTES, PROGRAM, STARTUP_VERIFY_BLOCKS, ns};
+use super::{LATENCY_BOUNDS, METRICS_NAME, MIN_FREE_BYTES, PROGRAM, STARTUP_VERIFY_BLOCKS};
 use crate::bus::snapshotter::Publisher;
 use crate::runtime::metrics::{Histogram, TextfileWriter};
 use crate::snapshot::btrfs;
@@ -195,12 +195,13 @@ impl Daemon {
             return Err(low.into());
         }
         if self.needs_recovery {
-            let retention = ns(self.s.retention);
             let (src_path, dir_path) = (self.s.source.clone(), self.s.snapshot_dir.clone());
             self.store()?;
             let now = self.now();
+            let tiers = self.s.tiers.clone();
+            let policy = crate::snapshot::retention::Policy::new(self.s.retention, &tiers);
             let store = self.store()?;
-            let report = recover::reconcile(store, &source, &src_path, &dir, &dir_path, retention, now)?;
+            let report = recover::reconcile(store, &source, &src_path, &dir, &dir_path, &policy, now)?;
             let head = store.head()?;
             self.last = head.as_ref().map(|b| (b.height, b.hash));
             self.m.adopted += report.adopted.len() as u64;
@@ -231,9 +232,10 @@ impl Daemon {
     fn prune_expired(&mut self, dir: &std::fs::File) {
         let _ = self.store();
         let now = self.now();
-        let retention = ns(self.s.retention);
+        let tiers = self.s.tiers.clone();
+        let policy = crate::snapshot::retention::Policy::new(self.s.retention, &tiers);
         let dir_path = self.s.snapshot_dir.clone();
-        if let Err(e) = self.store().and_then(|s| s.mark_expired(now.steady_ns - retention, now.wall_ns)) {
+        if let Err(e) = self.store().and_then(|s| s.mark_expired(&policy, now.steady_ns, now.wall_ns)) {
             crate::log!(
                 Warning,
                 PROGRAM,
@@ -242,13 +244,12 @@ impl Daemon {
             self.store = None;
         }
         let mut foreign = Vec::new();
-        let expired: Vec<String> = recover::list_snapshots(&dir_path, &mut foreign)
-            .unwrap_or_default()
-            .into_iter()
-            // Names carry the wall time: the only clock left without the database.
-            .filter(|(_, _, t)| *t <= now.wall_ns - retention)
-            .map(|(name, _, _)| name)
-            .collect();
+        let on_disk = recover::list_snapshots(&dir_path, &mut foreign).unwrap_or_default();
+        // Names carry the wall time: the only clock left without the database.
+        let times: Vec<(u64, i64)> = on_disk.iter().map(|(_, h, t)| (*h, *t)).collect();
+        let gone = policy.expired(now.wall_ns, &times);
+        let expired: Vec<String> =
+            on_disk.into_iter().filter(|(_, h, _)| gone.binary_search(h).is_ok()).map(|(name, _, _)| name).collect();
         for name in &expired {
             match btrfs::destroy_snapshot(dir, &dir_path, name) {
                 Ok(()) => self.m.pruned += 1,
@@ -267,7 +268,8 @@ impl Daemon {
     /// One tick: snapshot, append (+ mark expired), delete expired snapshots.
     pub fn tick(&mut self) -> Result<Block, TickError> {
         let (source, dir) = self.prepare()?;
-        let retention = ns(self.s.retention);
+        let tiers = self.s.tiers.clone();
+        let policy = crate::snapshot::retention::Policy::new(self.s.retention, &tiers);
         let dir_path = self.s.snapshot_dir.clone();
         let expected = self.last;
         let store = self.checked_store()?;
@@ -300,7 +302,7 @@ impl Daemon {
         let latency = started.elapsed();
         let block = Block::new(height, prev, time_ns, name.clone(), info.uuid, info.generation);
         let store = self.store()?;
-        let marked = match store.append(&block, now.steady_ns, Some(now.steady_ns - retention)) {
+        let marked = match store.append(&block, now.steady_ns, Some(&policy)) {
             Ok(m) => m,
             Err(e) => {
                 self.discard(&dir, &name);
