@@ -84,7 +84,7 @@ pub fn check_nics(config: &Config) -> Result<()> {
 }
 
 fn is_transient(e: &OvsError) -> bool {
-    matches!(e, OvsError::Closed { .. } | OvsError::Io { .. } | OvsError::Connect { .. })
+    matches!(e, OvsError::Closed { .. } | OvsError::Io { .. } | OvsError::Connect { .. } | OvsError::NotReady { .. })
 }
 
 /// Brings OVS to the state `config` describes.
@@ -99,7 +99,7 @@ pub fn apply(addr: &DbAddr, config: &Config, opts: &Options) -> Result<Report> {
             report.reconnects += 1;
             reconnect(addr, &mut down_since, opts)?
         }
-        Err(OvsError::Io { .. } | OvsError::Closed { .. }) => {
+        Err(OvsError::Io { .. } | OvsError::Closed { .. } | OvsError::NotReady { .. }) => {
             report.reconnects += 1;
             reconnect(addr, &mut down_since, opts)?
         }

@@ -24,6 +24,11 @@ pub enum OvsError {
     )]
     Closed { addr: String },
 
+    #[error(
+        "the Open vSwitch database at {addr} is not available yet (a relay or cluster member still joining); run again once it is"
+    )]
+    NotReady { addr: String },
+
     #[error("no answer from the Open vSwitch database at {addr} within {secs}s; check that ovsdb-server is not hung")]
     Timeout { addr: String, secs: u64 },
 

@@ -180,6 +180,9 @@ impl Connection {
                     let error = msg.get("error").cloned().unwrap_or(Value::Null);
                     *slot = Some(if error.is_null() {
                         Ok(msg.get("result").cloned().unwrap_or(Value::Null))
+                    } else if error.get("error").and_then(Value::as_str) == Some("database not available") {
+                        // A relay or a clustered server still joining: it will answer soon.
+                        Err(OvsError::NotReady { addr: self.addr().to_string() })
                     } else {
                         Err(OvsError::Rpc { method: method.to_string(), error: error.to_string() })
                     });

@@ -11,7 +11,7 @@ pub const DATABASE: &str = "Open_vSwitch";
 /// Tables and the columns of each that the reconciler uses.
 pub const REQUIRED: &[(&str, &[&str])] = &[
     ("Open_vSwitch", &["bridges", "next_cfg", "cur_cfg", "ovs_version"]),
-    ("Bridge", &["name", "ports", "datapath_type", "external_ids"]),
+    ("Bridge", &["name", "ports", "datapath_type", "external_ids", "other_config", "fail_mode"]),
     ("Port", &["name", "interfaces", "external_ids"]),
     ("Interface", &["name", "type", "ofport", "error", "external_ids"]),
 ];
