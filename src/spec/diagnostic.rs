@@ -66,9 +66,10 @@ impl Diagnostic {
 
     /// `FILE:LINE:COL: error: MESSAGE`, the source line, a caret under the span, and the help.
     pub fn render(&self, file: &str, text: &str) -> String {
-        self.render_with(file, text, &LineIndex::new(text))
+        terminal_safe(&self.render_with(file, text, &LineIndex::new(text)))
     }
 
+    /// [`render`](Self::render) before control characters are replaced (the callers do that once).
     fn render_with(&self, file: &str, text: &str, lines: &LineIndex) -> String {
         let (line, col) = lines.line_col(text, self.span.start);
         let source = lines.line(text, line);
@@ -111,7 +112,7 @@ impl Diagnostic {
             let list: Vec<String> = self.hosts.iter().map(HostRef::to_string).collect();
             let _ = writeln!(out, "{:gutter$} = note: in [[hosts]] entries {}", "", list.join(", "));
         }
-        terminal_safe(&out)
+        out
     }
 }
 

@@ -500,7 +500,6 @@ impl Syncer {
         let mut ensured = false;
         let mut first = true;
         let mut next_tick = Instant::now();
-        let (mut woken, mut rechecks) = (false, 0);
         if let Some(every) = self.watchdog.every
             && self.cfg.request_timeout.as_duration() >= every * 2
         {
@@ -568,19 +567,9 @@ impl Syncer {
                     backoff.reset();
                     self.write_metrics();
                     notify::status(&format!("cursor {}, {} pending", report.cursor, self.stats.pending));
-                    // SQLite makes a commit visible (in the WAL index, a shared
-                    // memory map inotify does not see) just after the last write
-                    // that woke this pass: a woken pass that found nothing looks
-                    // again shortly, a few times, before waiting for the next write.
-                    if woken && report.upserted == 0 && rechecks < WAKE_RECHECKS {
-                        rechecks += 1;
-                        sleep_until(later(Instant::now(), WAKE_RECHECK_AFTER), stop, &mut self.watchdog);
-                        continue;
-                    }
-                    rechecks = 0;
                     let now = Instant::now();
                     next_tick = later(next_tick, interval).max(now);
-                    woken = self.sleep_until_written(next_tick, stop);
+                    self.sleep_until_new_block(next_tick, stop);
                 }
                 Err(SyncError::Qdrant(e)) if ensured && e.is_not_found() => {
                     // Deleted under our feet: create it again (and resend everything).
@@ -617,26 +606,35 @@ impl Syncer {
 }
 
 impl Syncer {
-    /// Sleeps until `deadline`, or until the chain database is written to
-    /// (a new block), whichever comes first; returns whether a write woke it.
-    fn sleep_until_written(&mut self, deadline: Instant, stop: &AtomicBool) -> bool {
+    /// Sleeps until `deadline`, or until the chain has a block past the
+    /// cursor, whichever comes first. A write to the database wakes it; the
+    /// sync's own cursor commits wake it too, so it first looks at the head
+    /// (one indexed query) and runs no pass for them. SQLite publishes a commit
+    /// in the WAL index, which inotify does not see, just after the last write
+    /// it reports: the head is looked at a few times, briefly apart.
+    fn sleep_until_new_block(&mut self, deadline: Instant, stop: &AtomicBool) {
         let Some(wake) = &self.wake else {
-            sleep_until(deadline, stop, &mut self.watchdog);
-            return false;
+            return sleep_until(deadline, stop, &mut self.watchdog);
         };
         loop {
             self.watchdog.tick();
             if Instant::now() >= deadline || stop.load(Ordering::Relaxed) {
-                return false;
+                return;
             }
-            if wake.wait(deadline, Duration::from_millis(100)) {
-                return true;
+            if !wake.wait(deadline, Duration::from_millis(100)) {
+                continue;
+            }
+            for _ in 0..WAKE_RECHECKS {
+                if self.chain.head().ok().flatten().is_some_and(|head| head > self.stats.cursor) {
+                    return;
+                }
+                std::thread::sleep(WAKE_RECHECK_AFTER);
             }
         }
     }
 }
 
-/// How often, and how long after, a pass woken by a write that found nothing looks again.
+/// How often, and how far apart, a wake looks at the chain's head.
 const WAKE_RECHECKS: u32 = 5;
 const WAKE_RECHECK_AFTER: Duration = Duration::from_millis(10);
 

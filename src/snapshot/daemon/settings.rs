@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::snapshot::config::Config;
-use crate::snapshot::retention::{Policy, Tier};
+use crate::snapshot::retention::Tier;
 
 /// Everything `run` needs, after the config and the command-line overrides are merged.
 #[derive(Debug, Clone)]
@@ -14,7 +14,8 @@ pub struct Settings {
     pub database: PathBuf,
     pub interval: Duration,
     pub retention: Duration,
-    pub tiers: Vec<Tier>,
+    /// Shared, so a tick borrows them beside the daemon's mutable state without copying.
+    pub tiers: std::sync::Arc<[Tier]>,
     pub metrics_dir: Option<PathBuf>,
     pub dbus: bool,
 }
@@ -27,16 +28,9 @@ impl From<Config> for Settings {
             database: c.database,
             interval: c.interval.as_duration(),
             retention: c.retention.as_duration(),
-            tiers: c.tiers,
+            tiers: c.tiers.into(),
             metrics_dir: c.metrics_dir,
             dbus: c.dbus,
         }
-    }
-}
-
-impl Settings {
-    /// What the snapshot folder keeps: `retention`, then the tiers.
-    pub fn policy(&self) -> Policy<'_> {
-        Policy::new(self.retention, &self.tiers)
     }
 }

@@ -198,7 +198,7 @@ impl Daemon {
             let (src_path, dir_path) = (self.s.source.clone(), self.s.snapshot_dir.clone());
             self.store()?;
             let now = self.now();
-            let tiers = self.s.tiers.clone();
+            let tiers = std::sync::Arc::clone(&self.s.tiers);
             let policy = crate::snapshot::retention::Policy::new(self.s.retention, &tiers);
             let store = self.store()?;
             let report = recover::reconcile(store, &source, &src_path, &dir, &dir_path, &policy, now)?;
@@ -232,7 +232,7 @@ impl Daemon {
     fn prune_expired(&mut self, dir: &std::fs::File) {
         let _ = self.store();
         let now = self.now();
-        let tiers = self.s.tiers.clone();
+        let tiers = std::sync::Arc::clone(&self.s.tiers);
         let policy = crate::snapshot::retention::Policy::new(self.s.retention, &tiers);
         let dir_path = self.s.snapshot_dir.clone();
         if let Err(e) = self.store().and_then(|s| s.mark_expired(&policy, now.steady_ns, now.wall_ns)) {
@@ -268,7 +268,7 @@ impl Daemon {
     /// One tick: snapshot, append (+ mark expired), delete expired snapshots.
     pub fn tick(&mut self) -> Result<Block, TickError> {
         let (source, dir) = self.prepare()?;
-        let tiers = self.s.tiers.clone();
+        let tiers = std::sync::Arc::clone(&self.s.tiers);
         let policy = crate::snapshot::retention::Policy::new(self.s.retention, &tiers);
         let dir_path = self.s.snapshot_dir.clone();
         let expected = self.last;
