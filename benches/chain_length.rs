@@ -91,7 +91,7 @@ fn main() {
             let head = store.head().unwrap().expect("a head");
             assert_eq!(head.height + 1, h);
             let policy = Policy::new(Duration::from_secs(LIVE), &[]);
-            let marked = store.append(&b, b.time_ns, Some(&policy)).unwrap();
+            let marked = store.append(&b, b.time_ns, Some(&policy), None).unwrap();
             times.push(t.elapsed().as_secs_f64() * 1e3);
             assert_eq!(marked.len(), 1, "one block leaves retention per tick");
             prev = b.hash;

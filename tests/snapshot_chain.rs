@@ -95,7 +95,7 @@ fn recipe_and_verify_agree_on_a_library_built_chain() {
         uuid[0] = h as u8;
         uuid[15] = 0xAB;
         let b = Block::new(h, prev, t, format!("{h:012}-{t}"), uuid, 100 + h);
-        store.append(&b, t, Some(&Policy::new(Duration::from_secs(5), &[]))).unwrap();
+        store.append(&b, t, Some(&Policy::new(Duration::from_secs(5), &[])), None).unwrap();
         prev = b.hash;
     }
     drop(store);

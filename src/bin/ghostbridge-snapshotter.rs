@@ -9,9 +9,12 @@ use ghostbridge::runtime::config::{self, check_config_command};
 use ghostbridge::runtime::duration::HumanDuration;
 use ghostbridge::runtime::exit::{self, UsageError};
 use ghostbridge::runtime::signals::Stop;
+use ghostbridge::snapshot::clock;
 use ghostbridge::snapshot::config::Config;
 use ghostbridge::snapshot::daemon::{self, Settings};
+use ghostbridge::snapshot::history::{self, HistoryError};
 use ghostbridge::snapshot::report;
+use ghostbridge::snapshot::store::Store;
 
 /// Read-only BTRFS snapshots of a subvolume on a fixed interval, recorded as a
 /// SHA-256 hash chain in SQLite, with old snapshots pruned and their blocks kept.
@@ -71,12 +74,71 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Every block that changed PATH or anything below it, oldest first.
+    Changes {
+        /// A path inside the snapshotted subvolume (`/etc/nginx`), or below its mount point.
+        #[arg(value_parser = clap::value_parser!(std::ffi::OsString))]
+        path: std::ffi::OsString,
+        /// Only blocks since then: "2h", "10 minutes ago", "2026-12-03T10:00:00Z" or "@<unix seconds>".
+        #[arg(long)]
+        since: Option<String>,
+        /// The SQLite chain database.
+        #[arg(long = "database", visible_alias = "db", value_name = "FILE")]
+        database: PathBuf,
+    },
+    /// What changed between two blocks, given as heights or times.
+    Diff {
+        /// A height, or a time (the newest block at or before it).
+        from: String,
+        /// A height, or a time.
+        to: String,
+        /// The SQLite chain database.
+        #[arg(long = "database", visible_alias = "db", value_name = "FILE")]
+        database: PathBuf,
+    },
+    /// The timeline: one line per block with its change count.
+    Log {
+        /// From this time on (default: the newest -n blocks).
+        #[arg(long)]
+        since: Option<String>,
+        /// How many blocks without --since.
+        #[arg(short = 'n', default_value_t = 50)]
+        n: u32,
+        /// The SQLite chain database.
+        #[arg(long = "database", visible_alias = "db", value_name = "FILE")]
+        database: PathBuf,
+    },
+    /// Copy PATH as it was at a time back into the source, or into --to.
+    Restore {
+        /// A path inside the snapshotted subvolume.
+        #[arg(value_parser = clap::value_parser!(std::ffi::OsString))]
+        path: std::ffi::OsString,
+        /// When: "10 minutes ago", "2026-12-03T10:00:00Z", "@<unix seconds>".
+        #[arg(long)]
+        at: String,
+        /// Copy into this existing folder instead of replacing the path in the source.
+        #[arg(long)]
+        to: Option<PathBuf>,
+        /// The daemon's JSON config (source, snapshot folder, database).
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Validate a config file without touching what it names; exit 0 valid,
     /// 1 unreadable, 2 invalid (the NixOS module runs it at build time).
     CheckConfig {
         /// The JSON config.
         file: PathBuf,
     },
+}
+
+/// Opens the chain database read-only, naming it in the error.
+fn open(database: &std::path::Path) -> anyhow::Result<Store> {
+    Store::open_reader(database).with_context(|| format!("cannot read {}", database.display()))
+}
+
+/// A malformed time, point or path is a usage error (exit 2).
+fn usage(e: HistoryError) -> anyhow::Error {
+    if e.is_usage() { UsageError(e.to_string()).into() } else { e.into() }
 }
 
 fn main() -> ExitCode {
@@ -150,5 +212,52 @@ fn real_main() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig { file } => Ok(check_config_command::<Config>(&file)),
+        Command::Changes { path, since, database } => {
+            let store = open(&database)?;
+            let now = clock::realtime_ns();
+            let since = since.map(|s| history::parse_when(&s, now)).transpose().map_err(usage)?;
+            let path = history::parse_path(&path, None).map_err(usage)?;
+            print!("{}", history::changes_text(&history::changes(&store, &path, since)?));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Diff { from, to, database } => {
+            let store = open(&database)?;
+            let now = clock::realtime_ns();
+            let from = history::resolve_point(&store, &from, now).map_err(usage)?;
+            let to = history::resolve_point(&store, &to, now).map_err(usage)?;
+            print!("{}", history::diff_text(&history::diff(&store, from, to)?));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Log { since, n, database } => {
+            let store = open(&database)?;
+            let since = since.map(|s| history::parse_when(&s, clock::realtime_ns())).transpose().map_err(usage)?;
+            print!("{}", history::log_text(&store, since, n)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore { path, at, to, config } => {
+            let c = Config::load(&config)?;
+            let store = open(&c.database)?;
+            let at = history::parse_when(&at, clock::realtime_ns()).map_err(usage)?;
+            let path = history::parse_path(&path, Some(&c.source)).map_err(usage)?;
+            let target = match &to {
+                Some(dir) => history::Target::Folder(dir),
+                None => history::Target::InPlace { source: &c.source },
+            };
+            let done = history::restore(&store, &c.snapshot_dir, &path, at, target)?;
+            for notice in &done.notices {
+                eprintln!("ghostbridge-snapshotter: {notice}");
+            }
+            if let Some(aside) = &done.replaced {
+                eprintln!("ghostbridge-snapshotter: what was there is kept at {}", aside.display());
+            }
+            println!(
+                "restored {} from block {} ({}) to {}",
+                history::show(&path),
+                done.from_block.height,
+                report::utc(done.from_block.time_ns),
+                done.to.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

@@ -74,6 +74,9 @@ impl HumanDuration {
     pub fn from_mins(m: u64) -> Self {
         HumanDuration { value: m, unit: Unit::M }
     }
+    pub fn from_days(d: u64) -> Self {
+        HumanDuration { value: d, unit: Unit::D }
+    }
 }
 
 impl FromStr for HumanDuration {

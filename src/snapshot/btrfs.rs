@@ -134,6 +134,8 @@ fn errno_hint(e: Errno) -> &'static str {
 /// Identity of a subvolume as the kernel reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SubvolInfo {
+    /// The subvolume's tree id (what `BTRFS_IOC_SEND` takes as its parent).
+    pub tree_id: u64,
     pub uuid: [u8; 16],
     pub parent_uuid: [u8; 16],
     pub generation: u64,
@@ -253,6 +255,7 @@ pub fn subvol_info(subvol: &File, path: &Path) -> Result<SubvolInfo, BtrfsError>
     unsafe { ioc_get_subvol_info(subvol.as_raw_fd(), &mut args) }
         .map_err(|source| BtrfsError::Info { path: path.to_path_buf(), source })?;
     Ok(SubvolInfo {
+        tree_id: args.treeid,
         uuid: args.uuid,
         parent_uuid: args.parent_uuid,
         generation: args.generation,

@@ -1,13 +1,17 @@
 //! The block format of the snapshot chain and its hash: SHA-256 over a
 //! versioned byte layout (documented byte by byte in the README), and the
-//! verification that recomputes a whole chain.
+//! verification that recomputes a whole chain. Layout 1 covers the snapshot;
+//! layout 2 adds the digest of the block's change list ([`super::changes`]).
+//! Blocks keep the layout they were written with and verify under it.
 
 use sha2::{Digest, Sha256};
 
+use super::changes::ChangeDigest;
+
 /// The first bytes of every hashed block: `"GBCHAIN"` then the layout version.
 pub const MAGIC: &[u8; 7] = b"GBCHAIN";
-/// The version of the hashed byte layout.
-pub const LAYOUT_VERSION: u8 = 1;
+/// The layout new blocks are written with.
+pub const LAYOUT_VERSION: u8 = 2;
 /// The previous hash of the genesis block (height 0).
 pub const GENESIS_PREV: [u8; 32] = [0; 32];
 
@@ -25,9 +29,11 @@ pub struct Block {
     pub hash: [u8; 32],
     /// When the snapshot was deleted by retention (not part of the hash).
     pub pruned_ns: Option<i64>,
+    /// Layout 2: what the hash covers of the change list; `None` is layout 1.
+    pub changes: Option<ChangeDigest>,
 }
 
-/// The exact bytes that are hashed for a block (layout version 1):
+/// The exact bytes that are hashed for a block. Layout version 1:
 ///
 /// | bytes | field |
 /// |-------|-------|
@@ -40,6 +46,14 @@ pub struct Block {
 /// | n | snapshot name, UTF-8 |
 /// | 16 | subvolume UUID, raw bytes |
 /// | 8 | generation, u64 big-endian |
+///
+/// Layout version 2 is the same with version byte `0x02`, followed by:
+///
+/// | bytes | field |
+/// |-------|-------|
+/// | 1 | `0x01` when the block has a change list, `0x00` when not |
+/// | 8 | number of changes, u64 big-endian |
+/// | 32 | SHA-256 of the sorted change list ([`super::changes::digest`]) |
 pub fn preimage(
     height: u64,
     prev_hash: &[u8; 32],
@@ -47,11 +61,12 @@ pub fn preimage(
     snapshot: &str,
     uuid: &[u8; 16],
     generation: u64,
+    changes: Option<&ChangeDigest>,
 ) -> Vec<u8> {
     let name = snapshot.as_bytes();
-    let mut out = Vec::with_capacity(7 + 1 + 8 + 32 + 8 + 4 + name.len() + 16 + 8);
+    let mut out = Vec::with_capacity(7 + 1 + 8 + 32 + 8 + 4 + name.len() + 16 + 8 + 41);
     out.extend_from_slice(MAGIC);
-    out.push(LAYOUT_VERSION);
+    out.push(if changes.is_some() { 2 } else { 1 });
     out.extend_from_slice(&height.to_be_bytes());
     out.extend_from_slice(prev_hash);
     out.extend_from_slice(&time_ns.to_be_bytes());
@@ -59,23 +74,16 @@ pub fn preimage(
     out.extend_from_slice(name);
     out.extend_from_slice(uuid);
     out.extend_from_slice(&generation.to_be_bytes());
+    if let Some(c) = changes {
+        out.push(u8::from(c.indexed));
+        out.extend_from_slice(&c.count.to_be_bytes());
+        out.extend_from_slice(&c.digest);
+    }
     out
 }
 
-/// SHA-256 of [`preimage`].
-pub fn block_hash(
-    height: u64,
-    prev_hash: &[u8; 32],
-    time_ns: i64,
-    snapshot: &str,
-    uuid: &[u8; 16],
-    generation: u64,
-) -> [u8; 32] {
-    Sha256::digest(preimage(height, prev_hash, time_ns, snapshot, uuid, generation)).into()
-}
-
 impl Block {
-    /// A new block on top of `prev_hash`, with its hash computed.
+    /// A new layout-1 block (no change list) on top of `prev_hash`, with its hash computed.
     pub fn new(
         height: u64,
         prev_hash: [u8; 32],
@@ -84,13 +92,49 @@ impl Block {
         subvol_uuid: [u8; 16],
         generation: u64,
     ) -> Block {
-        let hash = block_hash(height, &prev_hash, time_ns, &snapshot, &subvol_uuid, generation);
-        Block { height, time_ns, snapshot, subvol_uuid, generation, prev_hash, hash, pruned_ns: None }
+        let mut b = Block {
+            height,
+            time_ns,
+            snapshot,
+            subvol_uuid,
+            generation,
+            prev_hash,
+            hash: [0; 32],
+            pruned_ns: None,
+            changes: None,
+        };
+        b.hash = b.computed_hash();
+        b
+    }
+
+    /// The same block in layout 2, covering `changes`, with its hash recomputed.
+    pub fn with_changes(mut self, changes: ChangeDigest) -> Block {
+        self.changes = Some(changes);
+        self.hash = self.computed_hash();
+        self
+    }
+
+    /// The layout version the block is hashed with.
+    pub fn layout(&self) -> u8 {
+        if self.changes.is_some() { 2 } else { 1 }
+    }
+
+    /// The exact bytes hashed for this block.
+    pub fn preimage(&self) -> Vec<u8> {
+        preimage(
+            self.height,
+            &self.prev_hash,
+            self.time_ns,
+            &self.snapshot,
+            &self.subvol_uuid,
+            self.generation,
+            self.changes.as_ref(),
+        )
     }
 
     /// Recomputes the hash from the fields.
     pub fn computed_hash(&self) -> [u8; 32] {
-        block_hash(self.height, &self.prev_hash, self.time_ns, &self.snapshot, &self.subvol_uuid, self.generation)
+        Sha256::digest(self.preimage()).into()
     }
 }
 
@@ -219,8 +263,9 @@ impl Verifier {
         }
     }
 
-    /// Records a block that could not even be read (bad UUID text, wrong blob size).
-    pub fn unreadable(&mut self, height: u64, why: String) {
+    /// Records a block found bad outside its hash: a row that could not be read
+    /// (bad UUID text, wrong blob size), or a change list its digest does not match.
+    pub fn fail(&mut self, height: u64, why: String) {
         if self.first_bad.is_none() {
             self.first_bad = Some((height, why));
         }
@@ -265,7 +310,7 @@ mod tests {
 
     #[test]
     fn preimage_layout_is_fixed() {
-        let p = preimage(1, &[0xAA; 32], -2, "é", &[0x11; 16], 3);
+        let p = preimage(1, &[0xAA; 32], -2, "é", &[0x11; 16], 3, None);
         let mut want = b"GBCHAIN\x01".to_vec();
         want.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 1]);
         want.extend_from_slice(&[0xAA; 32]);
@@ -274,6 +319,13 @@ mod tests {
         want.extend_from_slice(&[0x11; 16]);
         want.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 3]);
         assert_eq!(p, want);
+        let c = ChangeDigest { indexed: true, count: 258, digest: [0x5A; 32] };
+        let p2 = preimage(1, &[0xAA; 32], -2, "é", &[0x11; 16], 3, Some(&c));
+        want[7] = 2;
+        want.push(1);
+        want.extend_from_slice(&[0, 0, 0, 0, 0, 0, 1, 2]);
+        want.extend_from_slice(&[0x5A; 32]);
+        assert_eq!(p2, want);
     }
 
     #[test]

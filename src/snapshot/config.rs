@@ -33,6 +33,13 @@ pub struct Config {
     /// coarser tier (e.g. every 1m for 1h, every 1h for 1d, every 1d for 30d).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tiers: Vec<Tier>,
+    /// Record in each block which paths changed since the block before
+    /// (from the kernel's send stream between the two snapshots).
+    #[serde(default = "default_true")]
+    pub index_changes: bool,
+    /// How long change rows are kept; older blocks keep only their change digest.
+    #[serde(default = "default_change_retention")]
+    pub change_retention: HumanDuration,
     /// node exporter's textfile collector folder; absent = no metrics file
     /// (the NixOS module points it at the collector when monitoring is on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -47,6 +54,9 @@ fn default_interval() -> HumanDuration {
 }
 fn default_retention() -> HumanDuration {
     HumanDuration::from_mins(1)
+}
+fn default_change_retention() -> HumanDuration {
+    HumanDuration::from_days(30)
 }
 fn default_true() -> bool {
     true
@@ -90,6 +100,8 @@ impl Config {
             interval: default_interval(),
             retention: default_retention(),
             tiers: Vec::new(),
+            index_changes: default_true(),
+            change_retention: default_change_retention(),
             metrics_dir: None,
             dbus: default_true(),
         }

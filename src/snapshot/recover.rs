@@ -19,6 +19,7 @@ use std::path::Path;
 
 use super::btrfs::{self, BtrfsError, SUBVOLUME_ROOT_INODE};
 use super::chain::{Block, GENESIS_PREV};
+use super::changes::{self, ChangeIndex};
 use super::clock::Now;
 use super::retention::Policy;
 use super::store::{Store, StoreError};
@@ -94,6 +95,7 @@ pub fn reconcile(
     snap_dir: &File,
     snap_path: &Path,
     policy: &Policy<'_>,
+    index_changes: bool,
     now: Now,
 ) -> Result<Report, RecoverError> {
     let now_ns = now.wall_ns;
@@ -164,10 +166,16 @@ pub fn reconcile(
                     }
                     (None, Ok(info)) => {
                         let prev = head.as_ref().map(|h| h.hash).unwrap_or(GENESIS_PREV);
-                        let block = Block::new(height, prev, time_ns, name.clone(), info.uuid, info.generation);
+                        let changes = if index_changes {
+                            changes::for_block(snap_path, head.as_ref(), &name)
+                        } else {
+                            ChangeIndex::Unavailable("index_changes is off".into())
+                        };
+                        let block = Block::new(height, prev, time_ns, name.clone(), info.uuid, info.generation)
+                            .with_changes(changes.summary());
                         // Taken as long ago on the steady clock as the wall clock says.
                         let steady_ns = now.steady_ns.saturating_sub(now.wall_ns.saturating_sub(time_ns).max(0));
-                        store.append(&block, steady_ns, None)?;
+                        store.append(&block, steady_ns, None, Some(&changes))?;
                         crate::log!(
                             Notice,
                             "ghostbridge-snapshotter",

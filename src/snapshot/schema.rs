@@ -6,7 +6,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Migration `i` upgrades from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -40,6 +40,31 @@ const MIGRATIONS: &[&str] = &[
         id        INTEGER PRIMARY KEY CHECK (id = 0),  -- one row
         boot_id   TEXT    NOT NULL,                    -- /proc/sys/kernel/random/boot_id of that boot
         offset_ns INTEGER NOT NULL                     -- steady = CLOCK_BOOTTIME + offset during that boot
+    );",
+    // 3 -> 4: the change index (chain layout 2). A block with `changes_indexed`
+    // NULL is layout 1; otherwise its hash covers (indexed, count, digest) and
+    // its changes are rows of `changes`, with paths interned in `paths`.
+    // `changes_note` (not hashed) says why a block has no change list.
+    "ALTER TABLE blocks ADD COLUMN changes_indexed INTEGER;
+    ALTER TABLE blocks ADD COLUMN change_count INTEGER;
+    ALTER TABLE blocks ADD COLUMN change_digest BLOB;
+    ALTER TABLE blocks ADD COLUMN changes_note TEXT;
+    CREATE TABLE paths (
+        id   INTEGER PRIMARY KEY,
+        path BLOB NOT NULL UNIQUE                      -- '/'-separated, leading '/', relative to the source
+    );
+    CREATE TABLE changes (
+        height  INTEGER NOT NULL,                      -- the block
+        path_id INTEGER NOT NULL,                      -- paths.id: the path after the change (before, for deleted)
+        kind    INTEGER NOT NULL,                      -- 1 created, 2 modified, 3 metadata, 4 renamed, 5 deleted, 6 times
+        from_id INTEGER,                               -- paths.id of the old path of a rename
+        PRIMARY KEY (height, path_id, kind)
+    ) WITHOUT ROWID;
+    CREATE INDEX changes_by_path ON changes (path_id, height);
+    CREATE INDEX changes_by_from ON changes (from_id, height) WHERE from_id IS NOT NULL;
+    CREATE TABLE change_horizon (
+        id     INTEGER PRIMARY KEY CHECK (id = 0),     -- one row
+        height INTEGER NOT NULL                        -- change rows below this height were removed by change retention
     );",
 ];
 

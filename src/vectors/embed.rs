@@ -143,6 +143,7 @@ mod tests {
             prev_hash: [1; 32],
             hash: [0xab; 32],
             pruned_ns: None,
+            changes: None,
         }
     }
 
@@ -228,7 +229,7 @@ mod tests {
         ) {
             let e = FeatureHashEmbedder::new(dimension);
             let b = Block {
-                height, time_ns, snapshot, subvol_uuid: [0; 16], generation: 1, prev_hash: [0; 32], hash, pruned_ns: pruned,
+                height, time_ns, snapshot, subvol_uuid: [0; 16], generation: 1, prev_hash: [0; 32], hash, pruned_ns: pruned, changes: None,
             };
             let v = e.embed_block(&b);
             proptest::prop_assert_eq!(v.len(), dimension);

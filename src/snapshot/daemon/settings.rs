@@ -16,6 +16,8 @@ pub struct Settings {
     pub retention: Duration,
     /// Shared, so a tick borrows them beside the daemon's mutable state without copying.
     pub tiers: std::sync::Arc<[Tier]>,
+    pub index_changes: bool,
+    pub change_retention: Duration,
     pub metrics_dir: Option<PathBuf>,
     pub dbus: bool,
 }
@@ -29,6 +31,8 @@ impl From<Config> for Settings {
             interval: c.interval.as_duration(),
             retention: c.retention.as_duration(),
             tiers: c.tiers.into(),
+            index_changes: c.index_changes,
+            change_retention: c.change_retention.as_duration(),
             metrics_dir: c.metrics_dir,
             dbus: c.dbus,
         }

@@ -14,6 +14,7 @@ use crate::bus::snapshotter::Publisher;
 use crate::runtime::metrics::{Histogram, TextfileWriter};
 use crate::snapshot::btrfs;
 use crate::snapshot::chain::{Block, GENESIS_PREV};
+use crate::snapshot::changes::{self, ChangeIndex};
 use crate::snapshot::clock::{self, Now, SteadyClock};
 use crate::snapshot::recover::{self, RecoverError, snapshot_name};
 use crate::snapshot::store::{Store, StoreError};
@@ -36,7 +37,14 @@ pub struct Daemon {
     last_now: Option<Now>,
     /// When space was last reclaimed by a commit while it was short.
     reclaimed_at: Option<Instant>,
+    /// Why the last block had no change list (logged when it changes).
+    unindexed: Option<String>,
+    /// When change retention last ran.
+    changes_expired_at: Option<Instant>,
 }
+
+/// How often change retention runs.
+const EXPIRE_CHANGES_EVERY: Duration = Duration::from_secs(60);
 
 /// How often a file system short of space is committed to count freed space.
 const RECLAIM_EVERY: Duration = Duration::from_secs(1);
@@ -78,6 +86,8 @@ impl Daemon {
             steady: None,
             last_now: None,
             reclaimed_at: None,
+            unindexed: None,
+            changes_expired_at: None,
         }
     }
 
@@ -200,8 +210,9 @@ impl Daemon {
             let now = self.now();
             let tiers = std::sync::Arc::clone(&self.s.tiers);
             let policy = crate::snapshot::retention::Policy::new(self.s.retention, &tiers);
+            let index_changes = self.s.index_changes;
             let store = self.store()?;
-            let report = recover::reconcile(store, &source, &src_path, &dir, &dir_path, &policy, now)?;
+            let report = recover::reconcile(store, &source, &src_path, &dir, &dir_path, &policy, index_changes, now)?;
             let head = store.head()?;
             self.last = head.as_ref().map(|b| (b.height, b.hash));
             self.m.adopted += report.adopted.len() as u64;
@@ -300,9 +311,16 @@ impl Daemon {
             }
         };
         let latency = started.elapsed();
-        let block = Block::new(height, prev, time_ns, name.clone(), info.uuid, info.generation);
+        let changes = if self.s.index_changes {
+            changes::for_block(&dir_path, head.as_ref(), &name)
+        } else {
+            ChangeIndex::Unavailable("index_changes is off".into())
+        };
+        self.note_index(height, &changes);
+        let block =
+            Block::new(height, prev, time_ns, name.clone(), info.uuid, info.generation).with_changes(changes.summary());
         let store = self.store()?;
-        let marked = match store.append(&block, now.steady_ns, Some(&policy)) {
+        let marked = match store.append(&block, now.steady_ns, Some(&policy), Some(&changes)) {
             Ok(m) => m,
             Err(e) => {
                 self.discard(&dir, &name);
@@ -325,7 +343,41 @@ impl Daemon {
                 }
             }
         }
+        self.expire_changes(now.wall_ns);
         Ok(block)
+    }
+
+    /// Logs when blocks stop or start having a change list.
+    fn note_index(&mut self, height: u64, changes: &ChangeIndex) {
+        let now = match changes {
+            ChangeIndex::Indexed(_) => None,
+            ChangeIndex::Unavailable(why) => Some(why.clone()),
+        };
+        if now == self.unindexed || (height == 0 && self.unindexed.is_none()) {
+            self.unindexed = now;
+            return;
+        }
+        match &now {
+            Some(why) => crate::log!(Warning, PROGRAM, "block {height} has no change list: {why}"),
+            None => crate::log!(Info, PROGRAM, "block {height}: change lists are recorded again"),
+        }
+        self.unindexed = now;
+    }
+
+    /// Change retention, once a minute: change rows older than
+    /// `change_retention` go; their blocks keep the digest.
+    fn expire_changes(&mut self, now_wall_ns: i64) {
+        if self.changes_expired_at.is_some_and(|t| t.elapsed() < EXPIRE_CHANGES_EVERY) {
+            return;
+        }
+        self.changes_expired_at = Some(Instant::now());
+        let keep = i64::try_from(self.s.change_retention.as_nanos()).unwrap_or(i64::MAX);
+        let cutoff = now_wall_ns.saturating_sub(keep);
+        match self.store().and_then(|s| s.expire_changes(cutoff)) {
+            Ok(0) => {}
+            Ok(n) => crate::log!(Info, PROGRAM, "change retention removed {n} change rows"),
+            Err(e) => crate::log!(Warning, PROGRAM, "change retention failed: {e}; will retry"),
+        }
     }
 
     /// Removes a snapshot whose block could not be written; if that fails too,

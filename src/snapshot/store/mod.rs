@@ -1,13 +1,19 @@
-//! The chain's SQLite store: append a block (and mark expired blocks pruned)
-//! in one transaction, read the head, recent blocks and the whole chain.
-//! The snapshotter is the only writer of `blocks`.
+//! The chain's SQLite store: append a block with its change list (and mark
+//! expired blocks pruned) in one transaction, read the head, recent blocks and
+//! the whole chain. The snapshotter is the only writer of `blocks`.
+//! [`changes`] holds the change index's writes and queries.
+
+mod changes;
 
 use std::path::Path;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
+pub use changes::{BlockChanges, ChangeRow, TimelineEntry};
+
 use super::chain::{Block, Verdict, Verifier};
+use super::changes::{ChangeDigest, ChangeIndex};
 use super::retention::Policy;
 use super::schema::{self, SchemaError};
 
@@ -65,7 +71,7 @@ pub struct Store {
 }
 
 /// Every column of `blocks`, in the order [`row_to_block`] reads them.
-pub(crate) const COLUMNS: &str = "height, time_ns, snapshot, subvol_uuid, generation, prev_hash, hash, pruned_ns";
+pub(crate) const COLUMNS: &str = "height, time_ns, snapshot, subvol_uuid, generation, prev_hash, hash, pruned_ns, changes_indexed, change_count, change_digest";
 
 /// One row of `blocks` (selected as [`COLUMNS`]) as a [`Block`]; a malformed
 /// row (a value of the wrong SQLite type included: the table's columns are
@@ -121,6 +127,24 @@ pub(crate) fn row_to_block(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<B
         Ok(u) => *u.as_bytes(),
         Err(_) => return Ok(Err((height, format!("subvol_uuid {uuid_text:?} is not a UUID")))),
     };
+    // Layout 2 has all three change columns, layout 1 none.
+    let changes = match (row.get::<_, Value>(8)?, row.get::<_, Value>(9)?, row.get::<_, Value>(10)?) {
+        (Value::Null, Value::Null, Value::Null) => None,
+        (Value::Integer(indexed @ (0 | 1)), Value::Integer(count), Value::Blob(digest)) if count >= 0 => {
+            match <[u8; 32]>::try_from(digest.as_slice()) {
+                Ok(digest) => Some(ChangeDigest { indexed: indexed == 1, count: count as u64, digest }),
+                Err(_) => return Ok(Err((height, "change_digest is not 32 bytes".to_string()))),
+            }
+        }
+        _ => {
+            return Ok(Err((
+                height,
+                "changes_indexed, change_count and change_digest are not all NULL (layout 1) nor 0/1, a count and a \
+                 32-byte BLOB (layout 2)"
+                    .to_string(),
+            )));
+        }
+    };
     Ok(Ok(Block {
         height,
         time_ns,
@@ -130,6 +154,7 @@ pub(crate) fn row_to_block(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<B
         prev_hash,
         hash,
         pruned_ns: row.get(7)?,
+        changes,
     }))
 }
 
@@ -221,7 +246,8 @@ impl Store {
     }
 
     /// In one transaction: inserts `block` (which must be the next height),
-    /// taken at `steady_ns` on the steady clock, and marks every unpruned block
+    /// taken at `steady_ns` on the steady clock, with its change list (for a
+    /// layout-2 block: `changes` must be what its digest covers), and marks every unpruned block
     /// that `policy` no longer keeps at that moment as pruned at
     /// `block.time_ns`. Returns the marked blocks (height, snapshot): their
     /// snapshots are deleted after the commit.
@@ -230,11 +256,18 @@ impl Store {
         block: &Block,
         steady_ns: i64,
         policy: Option<&Policy<'_>>,
+        changes: Option<&ChangeIndex>,
     ) -> Result<Vec<(u64, String)>, StoreError> {
         let tx = self.conn.transaction()?;
+        let c = block.changes.as_ref();
+        let note = match changes {
+            Some(ChangeIndex::Unavailable(why)) => Some(why.as_str()),
+            _ => None,
+        };
         tx.execute(
-            "INSERT INTO blocks (height, time_ns, snapshot, subvol_uuid, generation, prev_hash, hash, pruned_ns, steady_ns)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8)",
+            "INSERT INTO blocks (height, time_ns, snapshot, subvol_uuid, generation, prev_hash, hash, pruned_ns, steady_ns,
+                                 changes_indexed, change_count, change_digest, changes_note)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8, ?9, ?10, ?11, ?12)",
             params![
                 block.height as i64,
                 block.time_ns,
@@ -244,8 +277,15 @@ impl Store {
                 &block.prev_hash[..],
                 &block.hash[..],
                 steady_ns,
+                c.map(|c| i64::from(c.indexed)),
+                c.map(|c| c.count as i64),
+                c.map(|c| c.digest.to_vec()),
+                note,
             ],
         )?;
+        if let Some(ChangeIndex::Indexed(list)) = changes {
+            changes::insert(&tx, block.height, list)?;
+        }
         let marked = match policy {
             Some(policy) => mark_expired(&tx, policy, steady_ns, block.time_ns)?,
             None => Vec::new(),
@@ -322,7 +362,13 @@ impl Store {
         };
         let mut st = self.conn.prepare(&format!("SELECT {COLUMNS} FROM blocks WHERE height >= ?1 ORDER BY height"))?;
         let mut rows = st.query([from as i64])?;
+        // Change rows are checked against their block's digest, except below
+        // the horizon of change retention, where only the digests remain.
+        let horizon = changes::horizon(&self.conn)?;
+        let mut list_st = changes::ListCheck::statement(&self.conn)?;
+        let mut lists = changes::ListCheck::new(&mut list_st, from.max(horizon))?;
         let mut v: Option<Verifier> = None;
+        let mut whole = true;
         while let Some(row) = rows.next()? {
             let block = row_to_block(row)?;
             let verifier = v.get_or_insert_with(|| match (&block, from) {
@@ -332,14 +378,26 @@ impl Store {
             match block {
                 Ok(b) => {
                     if !verifier.push(&b) {
+                        whole = false;
+                        break;
+                    }
+                    if b.height >= horizon
+                        && let Some((h, why)) = lists.check(&b)?
+                    {
+                        verifier.fail(h, why);
+                        whole = false;
                         break;
                     }
                 }
                 Err((h, why)) => {
-                    verifier.unreadable(h, why);
+                    verifier.fail(h, why);
+                    whole = false;
                     break;
                 }
             }
+        }
+        if whole && let Some((h, why)) = lists.leftover()? {
+            v.get_or_insert_with(Verifier::new).fail(h, why);
         }
         Ok(v.unwrap_or_default().finish())
     }
