@@ -92,7 +92,7 @@ fn metric(metrics: &Path, name: &str) -> u64 {
         as u64
 }
 
-fn daemon_run(img: &BtrfsImage, tag: &str, interval_ms: u64, retention: &str, secs: u64) -> Run {
+fn daemon_run(img: &BtrfsImage, tag: &str, interval_ms: u64, retention: &str, secs: u64, extra: &[&str]) -> Run {
     let db = img.path(&format!("{tag}.db"));
     let metrics = img.path(&format!("{tag}-metrics"));
     std::fs::create_dir_all(&metrics).unwrap();
@@ -129,6 +129,7 @@ fn daemon_run(img: &BtrfsImage, tag: &str, interval_ms: u64, retention: &str, se
             metrics.to_str().unwrap(),
             "--no-dbus",
         ])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .env_remove("NOTIFY_SOCKET")
@@ -244,10 +245,37 @@ fn main() {
             hogs.0.push(Command::new("sh").args(["-c", "while :; do :; done"]).stdout(Stdio::null()).spawn().unwrap());
         }
     }
-    let ours = daemon_run(&img, "daemon-1hz", 1000, "1m", secs);
+    let ours = daemon_run(&img, "daemon-1hz", 1000, "1m", secs, &[]);
+    // The change index's own cost: the same without it, and with it while
+    // files change (ten appends and a new file per second).
+    let unindexed = daemon_run(&img, "unindexed-1hz", 1000, "1m", secs, &["--no-index-changes"]);
+    let active = {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (stop, src) = (std::sync::Arc::clone(&stop), img.source());
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let mut i = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let name = src.join(format!("file-{}", i % 200));
+                    let mut f = std::fs::OpenOptions::new().append(true).open(name).unwrap();
+                    f.write_all(b"more\n").unwrap();
+                    if i % 10 == 0 {
+                        std::fs::write(src.join(format!("new-{i}")), b"new").unwrap();
+                    }
+                    i += 1;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })
+        };
+        let r = daemon_run(&img, "active-1hz", 1000, "1m", secs, &[]);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        writer.join().unwrap();
+        r
+    };
     // The production configuration: metrics on and a retention shorter than the
     // run, so that after 5 s every tick also prunes a snapshot.
-    let production = daemon_run(&img, "production-1hz", 1000, "5s", secs);
+    let production = daemon_run(&img, "production-1hz", 1000, "5s", secs, &[]);
     let base = baseline_run(&img, secs);
     drop(hogs);
 
@@ -257,7 +285,9 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|---|---|");
     for (name, r) in [
-        ("ghostbridge-snapshotter", &ours),
+        ("ghostbridge-snapshotter (change index, nothing changing)", &ours),
+        ("ghostbridge-snapshotter --no-index-changes", &unindexed),
+        ("ghostbridge-snapshotter (change index, ~20 changes per second)", &active),
         ("ghostbridge-snapshotter, pruning every tick (retention 5 s), metrics", &production),
         ("shell baseline (btrfs + sha256sum + sqlite3 + sleep 1)", &base),
     ] {
@@ -283,7 +313,7 @@ fn main() {
     println!("|---|---|---|---|---|---|");
     let mut best = 0.0;
     for interval_ms in [50u64, 40, 25, 20, 10, 5, 2] {
-        let r = daemon_run(&img, &format!("rate-{interval_ms}"), interval_ms, "1s", rate_secs);
+        let r = daemon_run(&img, &format!("rate-{interval_ms}"), interval_ms, "1s", rate_secs, &[]);
         let target = 1000.0 / interval_ms as f64;
         let deadlines = r.snapshots as u64 + r.missed;
         println!(

@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use ghostbridge::snapshot::chain::{Block, GENESIS_PREV};
+use ghostbridge::snapshot::changes::{Change, ChangeIndex, ChangeKind};
 use ghostbridge::snapshot::retention::Policy;
 use ghostbridge::snapshot::store::Store;
 use snapshot_support::*;
@@ -52,6 +53,9 @@ fn check_tamper_detection(db: &Path, dir: &Path) {
         ("deleted.db", "DELETE FROM blocks WHERE height = 7", 7, "missing"),
         ("relinked.db", "UPDATE blocks SET prev_hash = zeroblob(32) WHERE height = 4", 4, "previous hash"),
         ("hash.db", "UPDATE blocks SET hash = randomblob(32) WHERE height = 2", 2, "hash"),
+        // Layout 2: the change summary is hashed.
+        ("count.db", "UPDATE blocks SET change_count = change_count + 1 WHERE height = 8", 8, "hash"),
+        ("digest.db", "UPDATE blocks SET change_digest = zeroblob(32) WHERE height = 9", 9, "hash"),
         // Same bytes, another SQLite type: the hash would still match, the row is malformed.
         ("blob.db", "UPDATE blocks SET snapshot = CAST(snapshot AS BLOB) WHERE height = 6", 6, "stored as a BLOB"),
     ];
@@ -94,12 +98,48 @@ fn recipe_and_verify_agree_on_a_library_built_chain() {
         let mut uuid = [0u8; 16];
         uuid[0] = h as u8;
         uuid[15] = 0xAB;
-        let b = Block::new(h, prev, t, format!("{h:012}-{t}"), uuid, 100 + h);
-        store.append(&b, t, Some(&Policy::new(Duration::from_secs(5), &[])), None).unwrap();
+        // Layout 1 up to height 5 (a chain from before the change index), layout 2 after.
+        let changes = match h {
+            0..=5 => None,
+            6 => Some(ChangeIndex::Unavailable("index_changes is off".into())),
+            _ => Some(ChangeIndex::Indexed(vec![
+                Change::new(format!("/etc/f{h}").as_bytes(), ChangeKind::Created),
+                Change { path: b"/b".to_vec(), kind: ChangeKind::Renamed, from: Some(b"/a".to_vec()) },
+            ])),
+        };
+        let mut b = Block::new(h, prev, t, format!("{h:012}-{t}"), uuid, 100 + h);
+        if let Some(c) = &changes {
+            b = b.with_changes(c.summary());
+        }
+        store.append(&b, t, Some(&Policy::new(Duration::from_secs(5), &[])), changes.as_ref()).unwrap();
         prev = b.hash;
     }
     drop(store);
     check_tamper_detection(&db, dir.path());
+    // Change rows are checked by `verify` against the digest (the recipe checks block hashes only).
+    for (name, sql, height, why) in [
+        (
+            "kind.db",
+            "UPDATE changes SET kind = 2 WHERE height = 9 AND kind = 1",
+            9,
+            "do not match the block's change digest",
+        ),
+        ("gone.db", "DELETE FROM changes WHERE height = 10 AND kind = 4", 10, "1 change rows, but the block records 2"),
+        (
+            "path.db",
+            "UPDATE paths SET path = CAST('/etc/evil' AS BLOB) WHERE path = CAST('/etc/f7' AS BLOB)",
+            7,
+            "digest",
+        ),
+        ("extra.db", "INSERT INTO changes (height, path_id, kind) VALUES (3, 1, 1)", 3, "without a change list"),
+        ("orphan.db", "INSERT INTO changes (height, path_id, kind) VALUES (40, 1, 1)", 40, "not in the chain"),
+        ("badkind.db", "UPDATE changes SET kind = 9 WHERE height = 11 AND kind = 1", 11, "kind 9"),
+    ] {
+        let p = tampered(&db, dir.path(), name, sql);
+        let (code, text) = verify(&p);
+        assert_eq!(code, 1, "{name}: {text}");
+        assert!(text.contains(&format!("height {height}:")) && text.contains(why), "{name}: {text}");
+    }
 }
 
 #[test]

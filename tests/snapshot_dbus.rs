@@ -159,6 +159,66 @@ fn external_clients_read_properties_call_methods_and_see_signals() {
     // gdbus annotates types on the first tuple only: count the snapshot names.
     assert_eq!(text.matches(", '00000000").count(), 3, "three blocks: {text}");
 
+    // The change index's queries agree with the command line.
+    std::fs::create_dir(img.source().join("etc")).unwrap();
+    std::fs::write(img.source().join("etc/app.conf"), "a = 1\n").unwrap();
+    std::fs::rename(img.source().join("data"), img.source().join("etc/data")).unwrap();
+    let now = block_count(&db);
+    d.wait(Duration::from_secs(10), "two more blocks", || block_count(&db) >= now + 2);
+    let call = |method: &str, signature: &str, args: &[&str]| -> serde_json::Value {
+        let (ok, text) = run(Command::new("busctl")
+            .args([
+                &format!("--address={}", bus.address),
+                "--json=short",
+                "call",
+                "org.ghostbridge.Snapshotter",
+                "/org/ghostbridge/Snapshotter",
+                "org.ghostbridge.Snapshotter1",
+                method,
+                signature,
+            ])
+            .args(args));
+        assert!(ok, "{method}: {text}");
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()["data"][0].clone()
+    };
+    let changes = call("Changes", "sx", &["/etc", "0"]);
+    let kinds: Vec<(String, String, String)> = changes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r[2].as_str().unwrap().into(), r[3].as_str().unwrap().into(), r[4].as_str().unwrap().into()))
+        .collect();
+    for want in [("created", "/etc", ""), ("created", "/etc/app.conf", ""), ("renamed", "/etc/data", "/data")] {
+        assert!(kinds.contains(&(want.0.into(), want.1.into(), want.2.into())), "{want:?} in {kinds:?}");
+    }
+    let cli = std::process::Command::new(bin())
+        .args(["changes", "/etc", "--database", db.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&cli.stdout).lines().count(), kinds.len());
+    let head = block_count(&db) as u64 - 1;
+    let diff = call("Diff", "tt", &["0", &head.to_string()]);
+    let (ok, text) = run(Command::new("busctl").args([
+        &format!("--address={}", bus.address),
+        "call",
+        "org.ghostbridge.Snapshotter",
+        "/org/ghostbridge/Snapshotter",
+        "org.ghostbridge.Snapshotter1",
+        "Diff",
+        "tt",
+        "1",
+        &head.to_string(),
+    ]));
+    assert!(ok, "{text}");
+    assert_eq!(diff.as_array().unwrap().len(), 3, "{diff}");
+    let log = call("Log", "xu", &["0", "5"]);
+    assert_eq!(log.as_array().unwrap().len(), 5, "{log}");
+    let counted: i64 =
+        call("Log", "xu", &["0", "10000"]).as_array().unwrap().iter().map(|r| r[3].as_i64().unwrap().max(0)).sum();
+    assert_eq!(counted as usize, kinds.len());
+    let (ok, text) = gdbus(&bus.address, "org.ghostbridge.Snapshotter1.Changes", &["../x", "0"]);
+    assert!(!ok && text.contains("InvalidArgs"), "{text}");
+
     // busctl, as the VM check uses it.
     let (ok, text) = run(Command::new("busctl").args([
         &format!("--address={}", bus.address),

@@ -53,6 +53,9 @@ enum Command {
         /// Do not serve D-Bus, whatever the config says.
         #[arg(long)]
         no_dbus: bool,
+        /// Do not record what each block changed, whatever the config says.
+        #[arg(long)]
+        no_index_changes: bool,
     },
     /// Recompute the whole chain; exit 0 when valid, 1 with the first bad height.
     Verify {
@@ -150,7 +153,17 @@ fn main() -> ExitCode {
 
 fn real_main() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
-        Command::Run { config, source, snapshot_dir, database, interval, retention, metrics_dir, no_dbus } => {
+        Command::Run {
+            config,
+            source,
+            snapshot_dir,
+            database,
+            interval,
+            retention,
+            metrics_dir,
+            no_dbus,
+            no_index_changes,
+        } => {
             let mut c = match &config {
                 Some(path) => config::load_unvalidated::<Config>(path)?,
                 None => {
@@ -185,6 +198,9 @@ fn real_main() -> anyhow::Result<ExitCode> {
             }
             if no_dbus {
                 c.dbus = false;
+            }
+            if no_index_changes {
+                c.index_changes = false;
             }
             let origin = config.unwrap_or_else(|| PathBuf::from("(command line)"));
             config::check(&c, &origin)?;
@@ -231,7 +247,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
         Command::Log { since, n, database } => {
             let store = open(&database)?;
             let since = since.map(|s| history::parse_when(&s, clock::realtime_ns())).transpose().map_err(usage)?;
-            print!("{}", history::log_text(&store, since, n)?);
+            print!("{}", history::log_text(&history::timeline(&store, since, n)?));
             Ok(ExitCode::SUCCESS)
         }
         Command::Restore { path, at, to, config } => {

@@ -1,7 +1,9 @@
 //! `org.ghostbridge.Snapshotter1`: the snapshot chain on D-Bus. Properties
 //! `Height` (t), `HeadHash` (s, hex), `LastSnapshotNs` (x); methods
 //! `Verify() -> (b ok, t checked, s message)` and
-//! `Recent(u n) -> a(tsxs)` (height, snapshot, time ns, hash hex);
+//! `Recent(u n) -> a(tsxs)` (height, snapshot, time ns, hash hex), and the
+//! change index's queries `Changes(s path, x since_ns) -> a(txsss)`,
+//! `Diff(t from, t to) -> a(sss)` and `Log(x since_ns, u n) -> a(txbxs)`;
 //! signal `BlockAdded(t height, s hash)`.
 //!
 //! The system bus is used, or the bus named by `DBUS_SYSTEM_BUS_ADDRESS`.
@@ -19,13 +21,36 @@ use zbus::interface;
 use zbus::object_server::SignalEmitter;
 use zbus::zvariant::Value;
 
-use crate::snapshot::store::Store;
+use crate::snapshot::changes::Change;
+use crate::snapshot::history;
+use crate::snapshot::store::{BlockChanges, Store};
 
 pub const BUS_NAME: &str = "org.ghostbridge.Snapshotter";
 pub const OBJECT_PATH: &str = "/org/ghostbridge/Snapshotter";
 pub const INTERFACE: &str = "org.ghostbridge.Snapshotter1";
-/// `Recent(n)` returns at most this many blocks.
+/// `Recent(n)` returns at most this many blocks; `Changes`, `Diff` and `Log`
+/// refuse to answer with more rows than this.
 pub const RECENT_MAX: u32 = 10_000;
+
+fn failed(e: impl std::fmt::Display) -> zbus::fdo::Error {
+    zbus::fdo::Error::Failed(e.to_string())
+}
+
+fn bounded<T>(rows: Vec<T>, narrow: &str) -> zbus::fdo::Result<Vec<T>> {
+    if rows.len() > RECENT_MAX as usize {
+        return Err(zbus::fdo::Error::LimitsExceeded(format!(
+            "{} rows match, more than {RECENT_MAX}: {narrow}",
+            rows.len()
+        )));
+    }
+    Ok(rows)
+}
+
+/// `(kind, path, old path or "")` of a change, paths as lossy UTF-8.
+fn change_tuple(c: &Change) -> (String, String, String) {
+    let text = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
+    (c.kind.name().to_string(), text(&c.path), c.from.as_deref().map(text).unwrap_or_default())
+}
 
 /// The head as last published.
 #[derive(Debug, Clone, Default)]
@@ -80,6 +105,51 @@ impl SnapshotterObject {
         let store = Store::open_reader(&self.database).map_err(|e| zbus::fdo::Error::Failed(e.to_string()))?;
         let blocks = store.recent(n.min(RECENT_MAX)).map_err(|e| zbus::fdo::Error::Failed(e.to_string()))?;
         Ok(blocks.into_iter().map(|b| (b.height, b.snapshot, b.time_ns, hex::encode(b.hash))).collect())
+    }
+
+    /// Every change to `path` or below it since `since_ns` (0: all), oldest
+    /// first: (height, time ns, kind, path, old path of a rename or "").
+    fn changes(&self, path: &str, since_ns: i64) -> zbus::fdo::Result<Vec<(u64, i64, String, String, String)>> {
+        let path = history::parse_path(std::ffi::OsStr::new(path), None)
+            .map_err(|e| zbus::fdo::Error::InvalidArgs(e.to_string()))?;
+        let store = Store::open_reader(&self.database).map_err(failed)?;
+        let since = (since_ns != 0).then_some(since_ns);
+        let rows = history::changes(&store, &path, since).map_err(failed)?;
+        let rows = bounded(rows, "narrow the path or give a later since_ns")?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let (kind, path, from) = change_tuple(&r.change);
+                (r.height, r.time_ns, kind, path, from)
+            })
+            .collect())
+    }
+
+    /// The net change from block `from` to block `to`: (kind, path, old path or "").
+    fn diff(&self, from: u64, to: u64) -> zbus::fdo::Result<Vec<(String, String, String)>> {
+        let store = Store::open_reader(&self.database).map_err(failed)?;
+        let list = history::diff(&store, from, to).map_err(failed)?;
+        Ok(bounded(list, "ask for a shorter span")?.iter().map(change_tuple).collect())
+    }
+
+    /// Blocks since `since_ns` (the newest `n` when 0): (height, time ns,
+    /// pruned, change count or -1 without a list, why there is none or "").
+    fn log(&self, since_ns: i64, n: u32) -> zbus::fdo::Result<Vec<(u64, i64, bool, i64, String)>> {
+        let store = Store::open_reader(&self.database).map_err(failed)?;
+        let since = (since_ns != 0).then_some(since_ns);
+        let entries = history::timeline(&store, since, n.min(RECENT_MAX)).map_err(failed)?;
+        let entries = bounded(entries, "give a later since_ns")?;
+        Ok(entries
+            .into_iter()
+            .map(|(b, state)| {
+                let (count, note) = match state {
+                    BlockChanges::Indexed(n) => (n as i64, String::new()),
+                    BlockChanges::Expired(n) => (n as i64, "rows removed by change retention".to_string()),
+                    BlockChanges::Unavailable(why) => (-1, why),
+                };
+                (b.height, b.time_ns, b.pruned_ns.is_some(), count, note)
+            })
+            .collect())
     }
 
     /// Emitted after each block is committed: (height, hash hex).

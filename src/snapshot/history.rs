@@ -200,25 +200,35 @@ pub fn diff_text(list: &[Change]) -> String {
     list.iter().map(|c| describe(c) + "\n").collect()
 }
 
-/// The timeline: one line per block since `since_ns` (the newest `n` when
-/// `None`), with its change count or why it has none.
-pub fn log_text(store: &Store, since_ns: Option<i64>, n: u32) -> Result<String, HistoryError> {
-    let Some(head) = store.head()? else { return Ok(String::new()) };
+/// The timeline: every block since `since_ns` (the newest `n` when `None`),
+/// with what the index holds for it.
+pub fn timeline(store: &Store, since_ns: Option<i64>, n: u32) -> Result<Vec<(Block, BlockChanges)>, HistoryError> {
+    let Some(head) = store.head()? else { return Ok(Vec::new()) };
     let from = match since_ns {
         Some(t) => store.first_at_or_after(t)?,
         None => (head.height + 1).saturating_sub(u64::from(n)),
     };
-    let mut out = String::new();
+    let mut out = Vec::new();
     for block in store.range(from, head.height)? {
-        let state = if block.pruned_ns.is_some() { "pruned" } else { "kept" };
-        let changes = match store.index_state(&block)? {
-            BlockChanges::Indexed(n) => format!("{n} changes"),
-            BlockChanges::Expired(n) => format!("{n} changes (rows removed by change retention)"),
-            BlockChanges::Unavailable(why) => format!("no change list: {}", terminal_safe(&why)),
-        };
-        let _ = writeln!(out, "{:>8}  {}  {:<6}  {changes}", block.height, utc(block.time_ns), state);
+        let state = store.index_state(&block)?;
+        out.push((block, state));
     }
     Ok(out)
+}
+
+/// `log` as text: one line per block with its change count or why it has none.
+pub fn log_text(entries: &[(Block, BlockChanges)]) -> String {
+    let mut out = String::new();
+    for (block, state) in entries {
+        let kept = if block.pruned_ns.is_some() { "pruned" } else { "kept" };
+        let changes = match state {
+            BlockChanges::Indexed(n) => format!("{n} changes"),
+            BlockChanges::Expired(n) => format!("{n} changes (rows removed by change retention)"),
+            BlockChanges::Unavailable(why) => format!("no change list: {}", terminal_safe(why)),
+        };
+        let _ = writeln!(out, "{:>8}  {}  {:<6}  {changes}", block.height, utc(block.time_ns), kept);
+    }
+    out
 }
 
 /// Where `restore` puts the copy.

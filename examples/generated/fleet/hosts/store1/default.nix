@@ -44,8 +44,10 @@
     snapshotter = {
       enable = true;
       settings = {
+        change_retention = "30d";
         database = "/var/lib/chain/chain.db";
         dbus = true;
+        index_changes = true;
         interval = "5s";
         retention = "10m";
         snapshot_dir = "/var/lib/chain/snapshots";

@@ -90,8 +90,10 @@
     snapshotter = {
       enable = true;
       settings = {
+        change_retention = "30d";
         database = "/var/lib/blockchain-timing/chain.db";
         dbus = true;
+        index_changes = true;
         interval = "1s";
         retention = "1m";
         snapshot_dir = "/var/lib/blockchain-timing/snapshots";
