@@ -28,17 +28,18 @@ fn children_cpu() -> f64 {
     tv(r.ru_utime) + tv(r.ru_stime)
 }
 
-/// CPU seconds (user + system) the process `pid` has used so far, from /proc.
+/// CPU seconds the process `pid` has run so far, to the nanosecond: the sum
+/// over its threads of the first field of `/proc/PID/task/TID/schedstat`
+/// (`utime`/`stime` in `/proc/PID/stat` count in 10 ms clock ticks, too
+/// coarse for a millisecond per tick).
 fn process_cpu(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The fields after the command name (which is in parentheses and may hold spaces).
-    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (ticks(11) + ticks(12)) / hz
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0.0 };
+    let mut ns = 0u64;
+    for task in tasks.flatten() {
+        let text = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+        ns += text.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    }
+    ns as f64 / 1e9
 }
 
 fn term_and_wait(child: &mut Child) {
@@ -260,7 +261,7 @@ fn main() {
                     let name = src.join(format!("file-{}", i % 200));
                     let mut f = std::fs::OpenOptions::new().append(true).open(name).unwrap();
                     f.write_all(b"more\n").unwrap();
-                    if i % 10 == 0 {
+                    if i.is_multiple_of(10) {
                         std::fs::write(src.join(format!("new-{i}")), b"new").unwrap();
                     }
                     i += 1;

@@ -387,3 +387,76 @@ fn run_pings_the_watchdog_during_a_long_catch_up() {
     assert!(pings >= upserts / 2, "{pings} pings during {upserts} slow batches: {messages:?}");
     assert!(double.invalid().is_empty(), "{:#?}", double.invalid());
 }
+
+/// `ghostbridge-snapshotter verify --against-qdrant`: the mirror sees what
+/// the chain alone cannot, its newest blocks deleted and a rewritten chain.
+#[test]
+fn verify_against_the_mirror_finds_deleted_newest_blocks_and_a_rewrite() {
+    use ghostbridge::snapshot::changes::{Change, ChangeKind};
+    const SNAPSHOTTER: &str = env!("CARGO_BIN_EXE_ghostbridge-snapshotter");
+    let double = QdrantDouble::start();
+    let mut probe = Probe::new(&double);
+    let mut chain = Chain::new();
+    let list = |h: u64| Some(vec![Change::new(format!("/srv/f{h}").as_bytes(), ChangeKind::Created)]);
+    chain.append_with_changes(&(0..20).map(list).collect::<Vec<_>>());
+    let collection = unique_collection("witness");
+    probe.owns(&collection);
+    let config = write_config(&chain, &double, &collection, "");
+    let out = Command::new(BIN).args(["once", "--config"]).arg(&config).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let db = chain.path.clone();
+    let verify = || {
+        let out = Command::new(SNAPSHOTTER)
+            .args(["verify", "--database"])
+            .arg(&db)
+            .arg("--against-qdrant")
+            .arg(&config)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (code, text) = verify();
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("chain valid: 20 blocks") && text.contains("the mirror agrees: 20 mirrored blocks"),
+        "{text}"
+    );
+
+    // The newest three blocks deleted: the chain alone still verifies.
+    let conn = rusqlite::Connection::open(&chain.path).unwrap();
+    conn.execute("DELETE FROM changes WHERE height >= 17", []).unwrap();
+    conn.execute("DELETE FROM blocks WHERE height >= 17", []).unwrap();
+    let (code, text) = verify();
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("chain valid: 17 blocks"), "{text}");
+    assert!(
+        text.contains("the mirror disagrees at height 17: the mirror holds block 17, beyond the local head (16)"),
+        "{text}"
+    );
+
+    // Rewritten from height 10 on, with valid hashes: only the mirror can tell.
+    conn.execute("DELETE FROM changes WHERE height >= 10", []).unwrap();
+    conn.execute("DELETE FROM blocks WHERE height >= 10", []).unwrap();
+    let forged = |h: u64| Some(vec![Change::new(format!("/srv/forged{h}").as_bytes(), ChangeKind::Created)]);
+    chain.append_with_changes(&(10..20).map(forged).collect::<Vec<_>>());
+    let (code, text) = verify();
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("chain valid: 20 blocks"), "{text}");
+    assert!(text.contains("the mirror disagrees at height 10: the local block's hash"), "{text}");
+
+    // A missing collection is an error, not a verdict.
+    let other = write_config(&chain, &double, &unique_collection("witness-none"), "");
+    let out = Command::new(SNAPSHOTTER)
+        .args(["verify", "--database"])
+        .arg(&chain.path)
+        .arg("--against-qdrant")
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not exist"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

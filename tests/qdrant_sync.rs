@@ -549,3 +549,80 @@ fn search_selects_pruned_blocks_on_the_payload_not_the_vector() {
     assert_eq!(before, after);
     assert_clean(&double);
 }
+
+#[test]
+fn changed_paths_are_in_the_payload_found_by_search_and_filtered_by_folder() {
+    use ghostbridge::snapshot::changes::{Change, ChangeKind};
+    let double = QdrantDouble::start();
+    let mut probe = Probe::new(&double);
+    let mut chain = Chain::new();
+    let nginx = [7i64, 12, 19, 26];
+    let lists: Vec<Option<Vec<Change>>> = (0..30)
+        .map(|h| match h {
+            0 => None,
+            12 => Some(vec![Change {
+                path: b"/etc/nginx/sites/b".to_vec(),
+                kind: ChangeKind::Renamed,
+                from: Some(b"/etc/nginx/sites/a".to_vec()),
+            }]),
+            h if nginx.contains(&h) => Some(vec![Change::new(b"/etc/nginx/nginx.conf", ChangeKind::Modified)]),
+            h => Some(vec![
+                Change::new(format!("/var/log/app-{h}.log").as_bytes(), ChangeKind::Created),
+                Change::new(b"/home/ada/notes.txt", ChangeKind::Modified),
+            ]),
+        })
+        .collect();
+    chain.append_with_changes(&lists);
+    let cfg = config(&chain, &double, "changes");
+    probe.owns(&cfg.collection);
+    syncer(&cfg).once().unwrap();
+
+    let payloads = probe.payloads(&cfg.collection);
+    let p7 = &payloads[&7].1;
+    assert_eq!(p7["change_count"], 1);
+    assert_eq!(p7["changes"], serde_json::json!(["modified /etc/nginx/nginx.conf"]));
+    assert_eq!(p7["paths"], serde_json::json!(["/etc", "/etc/nginx", "/etc/nginx/nginx.conf"]));
+    assert_eq!(payloads[&12].1["paths"].as_array().unwrap().len(), 5, "{}", payloads[&12].1);
+    assert!(payloads[&0].1["change_count"].is_null());
+
+    let client = QdrantClient::new(&cfg.url, None, cfg.request_timeout.as_duration());
+    let embedder = FeatureHashEmbedder::new(cfg.dimension);
+    let heights = |text: &str, limit| -> Vec<i64> {
+        let hits = search(&client, &embedder, &cfg.collection, text, limit).unwrap().unwrap();
+        hits.iter().map(|h| h.payload["height"].as_i64().unwrap()).collect()
+    };
+    // The blocks that changed nginx's configuration, newest first.
+    assert_eq!(heights("nginx config", 4), [26, 19, 12, 7]);
+    assert_eq!(heights("under:/etc/nginx", 30), [26, 19, 12, 7]);
+    assert_eq!(heights("under:/etc/nginx/sites/", 30), [12]);
+    assert_eq!(heights("under:/etc/nginx pruned:true", 30), Vec::<i64>::new());
+    assert_clean(&double);
+}
+
+#[test]
+fn a_collection_of_an_older_embedding_is_re_embedded_from_the_start_resumably() {
+    let double = QdrantDouble::start();
+    let mut probe = Probe::new(&double);
+    let mut chain = Chain::new();
+    chain.append(40);
+    let cfg = config(&chain, &double, "reembed");
+    probe.owns(&cfg.collection);
+    syncer(&cfg).once().unwrap();
+    let c = consumer_names(&cfg.collection);
+    assert_eq!(chain.cursor(&c.embedding), Some(FeatureHashEmbedder::VERSION));
+    let upserts: usize = double.acknowledged_upserts().iter().map(Vec::len).sum();
+    // As an older version left it: no version row.
+    chain.delete_cursor(&c.embedding);
+    let mut s = syncer(&cfg);
+    assert_eq!(chain.cursor(&c.blocks), Some(-1), "the re-embedding starts at height 0");
+    assert_eq!(chain.cursor(&c.embedding), Some(FeatureHashEmbedder::VERSION));
+    s.once().unwrap();
+    let now: usize = double.acknowledged_upserts().iter().map(Vec::len).sum();
+    assert_eq!(now - upserts, 40, "every point written again");
+    assert_all_blocks(&probe, &chain, &cfg.collection, 40);
+    // Already current: nothing is sent again.
+    syncer(&cfg).once().unwrap();
+    let again: usize = double.acknowledged_upserts().iter().map(Vec::len).sum();
+    assert_eq!(again, now);
+    assert_clean(&double);
+}

@@ -251,16 +251,16 @@ fn recorded_changes_equal_the_snapshots_difference_block_by_block() {
     let snap = |i: usize| img.snapshots().join(&blocks[i].snapshot);
     let mut nonempty = 0;
     let mut kinds = BTreeSet::new();
-    for i in 1..blocks.len() {
-        let recorded = store.block_changes(&blocks[i]).unwrap().unwrap_or_else(|why| {
-            panic!("block {} has no change list: {why:?}", blocks[i].height);
+    for (i, block) in blocks.iter().enumerate().skip(1) {
+        let recorded = store.block_changes(block).unwrap().unwrap_or_else(|why| {
+            panic!("block {} has no change list: {why:?}", block.height);
         });
         let expected = truth(&snap(i - 1), &snap(i));
         assert_eq!(
             diff_lines(&recorded),
             diff_lines(&expected),
             "block {}: recorded (left) and the snapshots' difference (right)",
-            blocks[i].height
+            block.height
         );
         nonempty += usize::from(!recorded.is_empty());
         kinds.extend(recorded.iter().map(|c| c.kind));
@@ -287,10 +287,10 @@ fn recorded_changes_equal_the_snapshots_difference_block_by_block() {
     // changes: exactly the blocks whose truth touches the folder (new or old path).
     let under = |p: &[u8]| p == b"/r1/etc/nginx" || p.starts_with(b"/r1/etc/nginx/");
     let mut want = String::new();
-    for i in 1..blocks.len() {
+    for (i, block) in blocks.iter().enumerate().skip(1) {
         for c in truth(&snap(i - 1), &snap(i)) {
             if under(&c.path) || c.from.as_deref().is_some_and(under) {
-                want.push_str(&format!("{:>8}  {}", blocks[i].height, diff_lines(std::slice::from_ref(&c))));
+                want.push_str(&format!("{:>8}  {}", block.height, diff_lines(std::slice::from_ref(&c))));
             }
         }
     }

@@ -15,6 +15,7 @@ use ghostbridge::snapshot::daemon::{self, Settings};
 use ghostbridge::snapshot::history::{self, HistoryError};
 use ghostbridge::snapshot::report;
 use ghostbridge::snapshot::store::Store;
+use ghostbridge::vectors::{QdrantClient, SyncConfig, witness};
 
 /// Read-only BTRFS snapshots of a subvolume on a fixed interval, recorded as a
 /// SHA-256 hash chain in SQLite, with old snapshots pruned and their blocks kept.
@@ -62,6 +63,10 @@ enum Command {
         /// The SQLite chain database.
         #[arg(long = "database", visible_alias = "db", value_name = "FILE")]
         database: PathBuf,
+        /// Also compare with the Qdrant mirror named by this Qdrant sync
+        /// config: finds deleted newest blocks and a rewritten chain.
+        #[arg(long, value_name = "QDRANT_SYNC_CONFIG")]
+        against_qdrant: Option<PathBuf>,
     },
     /// Show recent blocks: height, time, snapshot, kept or pruned, hash.
     List {
@@ -208,15 +213,19 @@ fn real_main() -> anyhow::Result<ExitCode> {
             daemon::run(Settings::from(c), &stop)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { database: db } => {
+        Command::Verify { database: db, against_qdrant } => {
             let v = report::verify(&db).with_context(|| format!("cannot verify {}", db.display()))?;
-            if v.ok() {
-                println!("{}", v.message());
-                Ok(ExitCode::SUCCESS)
-            } else {
-                println!("{}", v.message());
-                Ok(ExitCode::from(1))
+            println!("{}", v.message());
+            let mut ok = v.ok();
+            if let Some(file) = against_qdrant {
+                let cfg = SyncConfig::load(&file)?;
+                let client = QdrantClient::new(&cfg.url, cfg.api_key()?, cfg.request_timeout.as_duration());
+                let store = open(&db)?;
+                let t = witness::compare(&store, &client, &cfg.collection)?;
+                println!("{}", t.message());
+                ok &= t.ok();
             }
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::List { database: db, n } => {
             print!("{}", report::list(&db, n)?);

@@ -32,6 +32,11 @@ pub const INTERFACE: &str = "org.ghostbridge.Snapshotter1";
 /// refuse to answer with more rows than this.
 pub const RECENT_MAX: u32 = 10_000;
 
+/// `Changes` rows: (height, time ns, kind, path, old path or "").
+type ChangeRowTuple = (u64, i64, String, String, String);
+/// `Log` rows: (height, time ns, pruned, change count or -1, note).
+type LogRowTuple = (u64, i64, bool, i64, String);
+
 fn failed(e: impl std::fmt::Display) -> zbus::fdo::Error {
     zbus::fdo::Error::Failed(e.to_string())
 }
@@ -109,7 +114,7 @@ impl SnapshotterObject {
 
     /// Every change to `path` or below it since `since_ns` (0: all), oldest
     /// first: (height, time ns, kind, path, old path of a rename or "").
-    fn changes(&self, path: &str, since_ns: i64) -> zbus::fdo::Result<Vec<(u64, i64, String, String, String)>> {
+    fn changes(&self, path: &str, since_ns: i64) -> zbus::fdo::Result<Vec<ChangeRowTuple>> {
         let path = history::parse_path(std::ffi::OsStr::new(path), None)
             .map_err(|e| zbus::fdo::Error::InvalidArgs(e.to_string()))?;
         let store = Store::open_reader(&self.database).map_err(failed)?;
@@ -134,7 +139,7 @@ impl SnapshotterObject {
 
     /// Blocks since `since_ns` (the newest `n` when 0): (height, time ns,
     /// pruned, change count or -1 without a list, why there is none or "").
-    fn log(&self, since_ns: i64, n: u32) -> zbus::fdo::Result<Vec<(u64, i64, bool, i64, String)>> {
+    fn log(&self, since_ns: i64, n: u32) -> zbus::fdo::Result<Vec<LogRowTuple>> {
         let store = Store::open_reader(&self.database).map_err(failed)?;
         let since = (since_ns != 0).then_some(since_ns);
         let entries = history::timeline(&store, since, n.min(RECENT_MAX)).map_err(failed)?;

@@ -548,14 +548,14 @@ mod tests {
 
     #[test]
     fn composing_blocks_gives_the_net_change() {
-        let b1 = vec![c("/new", ChangeKind::Created), c("/gone", ChangeKind::Deleted), renamed("/b", "/a")];
-        let b2 = vec![
+        let b1 = [c("/new", ChangeKind::Created), c("/gone", ChangeKind::Deleted), renamed("/b", "/a")];
+        let b2 = [
             c("/new", ChangeKind::Modified),
             renamed("/c", "/b"),
             c("/tmp", ChangeKind::Created),
             c("/keep", ChangeKind::Metadata),
         ];
-        let b3 = vec![c("/tmp", ChangeKind::Deleted), renamed("/x", "/y"), renamed("/y", "/x")];
+        let b3 = [c("/tmp", ChangeKind::Deleted), renamed("/x", "/y"), renamed("/y", "/x")];
         assert_eq!(
             compose([&b1[..], &b2[..], &b3[..]]),
             vec![

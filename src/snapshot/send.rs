@@ -223,8 +223,11 @@ impl<'a> Attrs<'a> {
 pub(crate) mod tests {
     use super::*;
 
-    /// Builds a version-1 stream from (command, [(attribute, value)]).
-    pub(crate) fn stream(cmds: &[(u16, Vec<(u16, &[u8])>)]) -> Vec<u8> {
+    /// A command and its (attribute, value) pairs.
+    type Command<'a> = (u16, Vec<(u16, &'a [u8])>);
+
+    /// Builds a version-1 stream from commands.
+    pub(crate) fn stream(cmds: &[Command<'_>]) -> Vec<u8> {
         let mut out = STREAM_MAGIC.to_vec();
         out.extend_from_slice(&1u32.to_le_bytes());
         for (cmd, attrs) in cmds.iter().cloned().chain([(CMD_END, vec![])]) {

@@ -10,8 +10,9 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 pub use crate::snapshot::chain::Block;
+use crate::snapshot::changes::Change;
 use crate::snapshot::schema;
-use crate::snapshot::store::{COLUMNS, row_to_block};
+use crate::snapshot::store::{COLUMNS, StoreError, lists_in, row_to_block};
 
 /// Where a block stands in the order of pruning: when it was pruned, then its height.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -48,6 +49,8 @@ pub enum ChainError {
     BadHash { height: i64, column: &'static str, len: usize },
     #[error("chain database: block {height}: {why}; run `ghostbridge-snapshotter verify`")]
     BadRow { height: u64, why: String },
+    #[error(transparent)]
+    ChangeIndex(#[from] StoreError),
 }
 
 /// How long a statement waits for the snapshotter's write lock.
@@ -142,6 +145,14 @@ impl ChainDb {
             out.push(row?.map_err(|(height, why)| ChainError::BadRow { height, why })?);
         }
         Ok(out)
+    }
+
+    /// The change list of each of `blocks` (consecutive, in order), empty for
+    /// a block without one or whose rows change retention removed.
+    pub fn changes_of(&self, blocks: &[Block]) -> Result<Vec<Vec<Change>>, ChainError> {
+        let (Some(first), Some(last)) = (blocks.first(), blocks.last()) else { return Ok(Vec::new()) };
+        let mut lists = lists_in(&self.conn, first.height, last.height)?;
+        Ok(blocks.iter().map(|b| lists.remove(&b.height).unwrap_or_default()).collect())
     }
 
     /// Removes a consumer's cursor (e.g. one of an older layout).

@@ -12,6 +12,7 @@ pub mod stats;
 pub mod status;
 pub mod sync;
 pub mod wake;
+pub mod witness;
 
 pub use config::{Distance, SyncConfig};
 pub use embed::{Embedder, FeatureHashEmbedder};

@@ -270,6 +270,32 @@ impl QdrantClient {
             .ok_or_else(|| QdrantError::BadAnswer { method: "POST", path, reason: "no result.count".into() })
     }
 
+    /// `POST /collections/{name}/points/scroll`: one page of up to `limit`
+    /// points from `offset` (the first page when `None`), with the payload keys
+    /// `keys` only; returns the points' payloads and the next page's offset.
+    pub fn scroll(
+        &self,
+        name: &str,
+        offset: Option<Value>,
+        limit: usize,
+        keys: &[&str],
+        observe: Observe<'_>,
+    ) -> Result<(Vec<Value>, Option<Value>), QdrantError> {
+        let path = format!("/collections/{name}/points/scroll");
+        let mut body = json!({ "limit": limit.max(1), "with_payload": keys, "with_vector": false });
+        if let Some(offset) = offset {
+            body["offset"] = offset;
+        }
+        let v = self.request("POST", &path, Some(&body), false, observe)?;
+        let result = v.as_ref().and_then(|v| v.get("result"));
+        let points = result.and_then(|r| r.get("points")).and_then(Value::as_array).ok_or_else(|| {
+            QdrantError::BadAnswer { method: "POST", path: path.clone(), reason: "no result.points".into() }
+        })?;
+        let payloads = points.iter().map(|p| p.get("payload").cloned().unwrap_or(Value::Null)).collect();
+        let next = result.and_then(|r| r.get("next_page_offset")).filter(|o| !o.is_null()).cloned();
+        Ok((payloads, next))
+    }
+
     /// `POST /collections/{name}/points/query`: the `limit` nearest points, with
     /// payload, among those that pass `filter` (a Qdrant filter object) if given.
     pub fn query(

@@ -109,18 +109,27 @@ impl fmt::Display for Status {
 /// Splits a search text into the text to embed and a payload filter: the
 /// terms `pruned:true` and `pruned:false` (any case) select on the payload's
 /// `pruned` flag, which changes after a block is sent and so is not part of
-/// its vector.
+/// its vector; `under:/PATH` keeps the blocks that changed PATH or anything
+/// below it (the payload's `paths`), and its path is embedded too.
 pub fn search_filter(text: &str) -> (String, Option<serde_json::Value>) {
     let mut rest = Vec::new();
-    let mut pruned = None;
+    let mut must = Vec::new();
     for term in text.split_whitespace() {
-        match term.to_ascii_lowercase().as_str() {
-            "pruned:true" => pruned = Some(true),
-            "pruned:false" => pruned = Some(false),
-            _ => rest.push(term),
+        let lower = term.to_ascii_lowercase();
+        match lower.as_str() {
+            "pruned:true" => must.push(serde_json::json!({ "key": "pruned", "match": { "value": true } })),
+            "pruned:false" => must.push(serde_json::json!({ "key": "pruned", "match": { "value": false } })),
+            _ => match term.strip_prefix("under:").filter(|p| p.starts_with('/')) {
+                Some(path) => {
+                    let path = if path.len() > 1 { path.trim_end_matches('/') } else { path };
+                    must.push(serde_json::json!({ "key": "paths", "match": { "value": path } }));
+                    rest.push(path);
+                }
+                None => rest.push(term),
+            },
         }
     }
-    let filter = pruned.map(|p| serde_json::json!({ "must": [ { "key": "pruned", "match": { "value": p } } ] }));
+    let filter = (!must.is_empty()).then(|| serde_json::json!({ "must": must }));
     (rest.join(" "), filter)
 }
 
@@ -135,9 +144,10 @@ pub enum SearchError {
     Qdrant(#[from] QdrantError),
 }
 
-/// Embeds `text` and returns the `limit` nearest blocks (only pruned, or only
-/// unpruned ones with `pruned:true`/`pruned:false`); `None` when the text has
-/// nothing to embed.
+/// Embeds `text` and returns the `limit` nearest blocks, newest first (only
+/// pruned, or only unpruned ones with `pruned:true`/`pruned:false`; only
+/// those that changed a path or below it with `under:/PATH`); `None` when the
+/// text has nothing to embed.
 pub fn search(
     client: &QdrantClient,
     embedder: &dyn Embedder,
@@ -148,7 +158,11 @@ pub fn search(
     let (text, filter) = search_filter(text);
     let Some(vector) = embedder.embed_text(&text) else { return Ok(None) };
     match client.query(collection, &vector, limit, filter, &mut |_| {}) {
-        Ok(hits) => Ok(Some(hits)),
+        Ok(mut hits) => {
+            // The nearest `limit`, newest first.
+            hits.sort_by_key(|h| std::cmp::Reverse(h.payload.get("height").and_then(|v| v.as_i64())));
+            Ok(Some(hits))
+        }
         Err(e) if e.is_not_found() => {
             Err(SearchError::NoCollection { collection: collection.to_string(), url: client.url().to_string() })
         }

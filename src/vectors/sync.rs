@@ -33,10 +33,11 @@ const PROGRAM: &str = "ghostbridge-qdrant-sync";
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 use super::chain::{Block, ChainDb, ChainError, PrunedKey};
 use super::config::SyncConfig;
-use super::embed::Embedder;
+use super::embed::{CHANGE_TOKENS_MAX, Embedder};
 use super::qdrant::{CollectionShape, Point, PointId, QdrantClient, QdrantError};
 use super::stats::SyncStats;
 use crate::runtime::notify;
+use crate::snapshot::changes::Change;
 
 /// The namespace of block point IDs: UUIDv5(URL namespace, "urn:ghostbridge:chain-block").
 pub fn point_namespace() -> uuid::Uuid {
@@ -53,9 +54,30 @@ pub fn hash_point_id(hash: &[u8; 32]) -> PointId {
     PointId::Uuid(uuid::Uuid::new_v5(&point_namespace(), hash))
 }
 
-/// A block's payload.
-pub fn payload(block: &Block) -> Map<String, Value> {
+/// A block's payload. With a change list (and only then): `change_count` (all of them),
+/// `changes` (the first [`CHANGE_TOKENS_MAX`] as `"<kind> <path>"`) and
+/// `paths` (those changes' paths, old paths of renames, and every folder
+/// above them: a filter on `paths` finds the blocks that touched a folder).
+pub fn payload(block: &Block, changes: &[Change]) -> Map<String, Value> {
     let mut m = Map::new();
+    if let Some(c) = block.changes.filter(|c| c.indexed) {
+        m.insert("change_count".into(), json!(c.count));
+        let shown = &changes[..changes.len().min(CHANGE_TOKENS_MAX)];
+        let text = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
+        let lines: Vec<String> = shown.iter().map(|c| format!("{} {}", c.kind.name(), text(&c.path))).collect();
+        let mut paths = std::collections::BTreeSet::new();
+        for p in shown.iter().flat_map(|c| std::iter::once(&c.path).chain(c.from.as_ref())) {
+            let p = text(p);
+            let mut at = 0;
+            while let Some(i) = p[at + 1..].find('/') {
+                at += i + 1;
+                paths.insert(p[..at].to_string());
+            }
+            paths.insert(p);
+        }
+        m.insert("changes".into(), json!(lines));
+        m.insert("paths".into(), json!(paths));
+    }
     m.insert("height".into(), json!(block.height));
     m.insert("time_ns".into(), json!(block.time_ns));
     m.insert("snapshot".into(), json!(block.snapshot));
@@ -168,6 +190,9 @@ pub struct Consumers {
     /// `qdrant:<collection>:pruned_ns` and `..:pruned_height`: the pruned-flag cursor.
     pub pruned_ns: String,
     pub pruned_height: String,
+    /// `qdrant:<collection>:embedding`: the embedder version of the points
+    /// (kept in the `height` column).
+    pub embedding: String,
 }
 
 /// The cursor names of a collection.
@@ -176,6 +201,7 @@ pub fn consumer_names(collection: &str) -> Consumers {
         blocks: format!("qdrant:{collection}"),
         pruned_ns: format!("qdrant:{collection}:pruned_ns"),
         pruned_height: format!("qdrant:{collection}:pruned_height"),
+        embedding: format!("qdrant:{collection}:embedding"),
     }
 }
 
@@ -196,7 +222,7 @@ impl Syncer {
         chain.delete_cursor(&format!("qdrant:{}:pruned", cfg.collection))?;
         let stats = SyncStats { cursor: chain.cursor(&consumers.blocks)?, ..SyncStats::default() };
         let batch = cfg.batch;
-        Ok(Syncer {
+        let mut syncer = Syncer {
             cfg,
             chain,
             client,
@@ -208,7 +234,42 @@ impl Syncer {
             batch,
             progress: Progress::new(),
             wake: None,
-        })
+        };
+        syncer.reembed_if_needed()?;
+        Ok(syncer)
+    }
+
+    /// Points written with another embedder version are re-embedded: the
+    /// cursors go back to the start (in the same transaction as the new
+    /// version), so the ordinary sync rewrites every point in place, resumably.
+    fn reembed_if_needed(&mut self) -> Result<(), ChainError> {
+        let version = self.embedder.version();
+        let stored = self.chain.cursor(&self.consumers.embedding)?;
+        if stored == version {
+            return Ok(());
+        }
+        let c = &self.consumers;
+        if self.stats.cursor >= 0 {
+            crate::log!(
+                Notice,
+                PROGRAM,
+                "collection {:?} holds vectors of embedding version {}; re-embedding every block with version {version} \
+                 from height 0 (resumable: the sync cursor is the progress)",
+                self.cfg.collection,
+                if stored < 0 { "2 or earlier".to_string() } else { stored.to_string() }
+            );
+            let none = PrunedKey::NONE;
+            self.chain.set_cursors(&[
+                (&c.blocks, -1),
+                (&c.pruned_ns, none.pruned_ns),
+                (&c.pruned_height, none.height),
+                (&c.embedding, version),
+            ])?;
+            self.stats.cursor = -1;
+        } else {
+            self.chain.set_cursors(&[(&c.embedding, version)])?;
+        }
+        Ok(())
     }
 
     pub fn set_ack_hook(&mut self, hook: AckHook) {
@@ -361,9 +422,15 @@ impl Syncer {
             let cursor = self.chain.cursor(&self.consumers.blocks)?;
             let blocks = self.chain.blocks_after(cursor, self.batch)?;
             let Some(last) = blocks.last().map(|b| b.height as i64) else { return Ok(()) };
+            let changes = self.chain.changes_of(&blocks)?;
             let points: Vec<Point> = blocks
                 .iter()
-                .map(|b| Point { id: point_id(b), vector: self.embedder.embed_block(b), payload: payload(b) })
+                .zip(&changes)
+                .map(|(b, c)| Point {
+                    id: point_id(b),
+                    vector: self.embedder.embed_block(b, c),
+                    payload: payload(b, c),
+                })
                 .collect();
             let (client, name) = (&self.client, self.cfg.collection.as_str());
             match Self::call(&mut self.stats, &mut self.watchdog, |o| client.upsert(name, &points, o)) {

@@ -73,6 +73,28 @@ impl Chain {
         tx.commit().unwrap();
     }
 
+    /// Appends one block per list through the snapshotter's own store, each
+    /// with that change list (`None`: a block without one), one second apart.
+    pub fn append_with_changes(&mut self, lists: &[Option<Vec<ghostbridge::snapshot::changes::Change>>]) {
+        use ghostbridge::snapshot::changes::ChangeIndex;
+        let mut store =
+            ghostbridge::snapshot::store::Store::open_writer(&self.path, std::time::Duration::from_secs(5)).unwrap();
+        for list in lists {
+            let head = store.head().unwrap();
+            let h = head.as_ref().map(|b| b.height + 1).unwrap_or(0);
+            let prev = head.as_ref().map(|b| b.hash).unwrap_or([0; 32]);
+            let t = GENESIS_NS + h as i64 * 1_000_000_000;
+            let index = match list {
+                Some(l) => ChangeIndex::Indexed(l.clone()),
+                None => ChangeIndex::Unavailable("the first block has no earlier snapshot to compare with".into()),
+            };
+            let name = format!("overlay-{}-{h:08}", t / 1_000_000_000);
+            let b = ghostbridge::snapshot::chain::Block::new(h, prev, t, name, [h as u8; 16], 4_000 + h)
+                .with_changes(index.summary());
+            store.append(&b, t, None, Some(&index)).unwrap();
+        }
+    }
+
     /// Marks blocks `..= height` pruned, as the snapshotter does after the retention.
     pub fn prune_through(&self, height: i64) {
         self.conn
@@ -101,6 +123,10 @@ impl Chain {
 
     pub fn cursor(&self, consumer: &str) -> Option<i64> {
         self.conn.query_row("SELECT height FROM cursors WHERE consumer = ?1", [consumer], |r| r.get(0)).ok()
+    }
+
+    pub fn delete_cursor(&self, consumer: &str) {
+        self.conn.execute("DELETE FROM cursors WHERE consumer = ?1", [consumer]).unwrap();
     }
 
     pub fn delete_cursors(&self) {

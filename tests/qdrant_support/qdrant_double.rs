@@ -466,8 +466,14 @@ fn apply(st: &mut State, method: &str, path: &str, body: Option<Value>, wait: bo
             let must = body.pointer("/filter/must").and_then(Value::as_array).cloned().unwrap_or_default();
             let passes = |payload: &Map<String, Value>| {
                 must.iter().all(|m| {
+                    // Qdrant's match: equal, or, for an array, one element equal.
                     let key = m["key"].as_str().unwrap_or("");
-                    payload.get(key) == Some(&m["match"]["value"])
+                    let want = &m["match"]["value"];
+                    match payload.get(key) {
+                        Some(Value::Array(items)) => items.contains(want),
+                        Some(v) => v == want,
+                        None => false,
+                    }
                 })
             };
             let mut scored: Vec<(f64, &Value, &Map<String, Value>)> = c

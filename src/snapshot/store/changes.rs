@@ -75,6 +75,27 @@ fn to_change(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<(u64, Change), 
     Ok(Ok((height, Change { path, kind, from })))
 }
 
+/// The change lists of blocks `from..=to` that have rows, by height, each sorted.
+pub(crate) fn lists_in(
+    conn: &Connection,
+    from: u64,
+    to: u64,
+) -> Result<std::collections::BTreeMap<u64, Vec<Change>>, StoreError> {
+    let mut st = conn.prepare_cached(&format!("{LIST_ROWS} WHERE c.height BETWEEN ?1 AND ?2"))?;
+    let mut rows = st.query([from as i64, to as i64])?;
+    let mut out: std::collections::BTreeMap<u64, Vec<Change>> = std::collections::BTreeMap::new();
+    while let Some(row) = rows.next()? {
+        match to_change(row)? {
+            Ok((height, c)) => out.entry(height).or_default().push(c),
+            Err((height, why)) => return Err(StoreError::Corrupt { height, why }),
+        }
+    }
+    for list in out.values_mut() {
+        list.sort();
+    }
+    Ok(out)
+}
+
 /// Walks the change rows alongside the blocks during verification.
 pub(super) struct ListCheck<'s> {
     rows: rusqlite::Rows<'s>,
@@ -170,8 +191,7 @@ impl Store {
     /// rename) in blocks at `from_height` or later, oldest first.
     pub fn changes_under(&self, path: &[u8], from_height: u64) -> Result<Vec<ChangeRow>, StoreError> {
         let (exact, lo, hi) = below(path);
-        let sql = format!(
-            "SELECT height, kind, path, from_path, time_ns FROM (
+        let sql = "SELECT height, kind, path, from_path, time_ns FROM (
                  SELECT c.height, c.kind, p.path, f.path AS from_path FROM paths p JOIN changes c ON c.path_id = p.id
                    LEFT JOIN paths f ON f.id = c.from_id
                    WHERE (p.path = ?1 OR (p.path >= ?2 AND p.path < ?3)) AND c.height >= ?4
@@ -179,9 +199,8 @@ impl Store {
                  SELECT c.height, c.kind, p.path, f.path FROM paths f JOIN changes c ON c.from_id = f.id
                    JOIN paths p ON p.id = c.path_id
                    WHERE (f.path = ?1 OR (f.path >= ?2 AND f.path < ?3)) AND c.height >= ?4
-             ) JOIN blocks USING (height) ORDER BY height, path, kind"
-        );
-        let mut st = self.conn.prepare(&sql)?;
+             ) JOIN blocks USING (height) ORDER BY height, path, kind";
+        let mut st = self.conn.prepare(sql)?;
         let mut rows = st.query(params![exact, lo, hi, from_height as i64])?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
+pub(crate) use changes::lists_in;
 pub use changes::{BlockChanges, ChangeRow, TimelineEntry};
 
 use super::chain::{Block, Verdict, Verifier};
