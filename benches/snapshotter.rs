@@ -250,10 +250,11 @@ fn main() {
     // The change index's own cost: the same without it, and with it while
     // files change (ten appends and a new file per second).
     let unindexed = daemon_run(&img, "unindexed-1hz", 1000, "1m", secs, &["--no-index-changes"]);
-    let active = {
+    // Ten appends and a new file per second in the source, during one run.
+    let with_writer = |tag: &str, extra: &[&str]| {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let writer = {
-            let (stop, src) = (std::sync::Arc::clone(&stop), img.source());
+            let (stop, src, tag) = (std::sync::Arc::clone(&stop), img.source(), tag.to_string());
             std::thread::spawn(move || {
                 use std::io::Write;
                 let mut i = 0u64;
@@ -262,18 +263,20 @@ fn main() {
                     let mut f = std::fs::OpenOptions::new().append(true).open(name).unwrap();
                     f.write_all(b"more\n").unwrap();
                     if i.is_multiple_of(10) {
-                        std::fs::write(src.join(format!("new-{i}")), b"new").unwrap();
+                        std::fs::write(src.join(format!("new-{tag}-{i}")), b"new").unwrap();
                     }
                     i += 1;
                     std::thread::sleep(Duration::from_millis(100));
                 }
             })
         };
-        let r = daemon_run(&img, "active-1hz", 1000, "1m", secs, &[]);
+        let r = daemon_run(&img, tag, 1000, "1m", secs, extra);
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         writer.join().unwrap();
         r
     };
+    let active = with_writer("active-1hz", &[]);
+    let active_unindexed = with_writer("active-unindexed-1hz", &["--no-index-changes"]);
     // The production configuration: metrics on and a retention shorter than the
     // run, so that after 5 s every tick also prunes a snapshot.
     let production = daemon_run(&img, "production-1hz", 1000, "5s", secs, &[]);
@@ -288,7 +291,8 @@ fn main() {
     for (name, r) in [
         ("ghostbridge-snapshotter (change index, nothing changing)", &ours),
         ("ghostbridge-snapshotter --no-index-changes", &unindexed),
-        ("ghostbridge-snapshotter (change index, ~20 changes per second)", &active),
+        ("ghostbridge-snapshotter (change index, 11 changes per second)", &active),
+        ("ghostbridge-snapshotter --no-index-changes (11 changes per second)", &active_unindexed),
         ("ghostbridge-snapshotter, pruning every tick (retention 5 s), metrics", &production),
         ("shell baseline (btrfs + sha256sum + sqlite3 + sleep 1)", &base),
     ] {

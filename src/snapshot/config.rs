@@ -112,11 +112,18 @@ impl Config {
         Policy::new(self.retention.as_duration(), &self.tiers)
     }
 
-    /// The most snapshots that exist at once: one per interval over the
-    /// retention plus the newest, and per tier one per `every` over its `keep`.
+    /// The most snapshots that exist at once ([`Policy::max_live`]).
     pub fn max_live_snapshots(&self) -> u64 {
-        let interval_ns = i64::try_from(self.interval.as_duration().as_nanos()).unwrap_or(i64::MAX);
-        self.policy().max_live(interval_ns)
+        self.policy().max_live(self.interval_ns())
+    }
+
+    /// The most kept at once by the retention, then by each tier.
+    pub fn max_live_per_tier(&self) -> Vec<u64> {
+        self.policy().max_live_per_tier(self.interval_ns())
+    }
+
+    fn interval_ns(&self) -> i64 {
+        i64::try_from(self.interval.as_duration().as_nanos()).unwrap_or(i64::MAX)
     }
 
     /// Reads, parses and validates a config file.

@@ -66,14 +66,28 @@ impl<'a> Policy<'a> {
         out
     }
 
-    /// The most snapshots the policy keeps at once, with one every `interval`.
+    /// The most snapshots the policy keeps at once, with one every
+    /// `interval`: the sum of [`Policy::max_live_per_tier`].
     pub fn max_live(&self, interval_ns: i64) -> u64 {
+        self.max_live_per_tier(interval_ns).into_iter().fold(0, u64::saturating_add)
+    }
+
+    /// The most snapshots kept at once by the retention, then by each tier:
+    /// a tier holds those older than the keep before it (the retention's
+    /// for the first), at most one per bucket, plus one for the bucket a
+    /// tick's jitter can split. Coarser tiers keep first-of-bucket snapshots
+    /// that are also the finer tiers' (the nesting `validate` requires), so
+    /// no snapshot is counted twice.
+    pub fn max_live_per_tier(&self, interval_ns: i64) -> Vec<u64> {
         let interval = interval_ns.max(1);
-        let mut live = (self.retention_ns / interval) as u64 + 1;
+        let mut out = vec![(self.retention_ns / interval) as u64 + 1];
+        let mut before = self.retention_ns;
         for tier in self.tiers {
-            live = live.saturating_add((ns(&tier.keep) / ns(&tier.every).max(interval)) as u64 + 1);
+            let span = ns(&tier.keep).saturating_sub(before).max(0);
+            out.push((span / ns(&tier.every).max(interval)) as u64 + 1);
+            before = before.max(ns(&tier.keep));
         }
-        live
+        out
     }
 }
 
@@ -140,7 +154,8 @@ mod tests {
         let kept: Vec<u64> = (0..100).filter(|h| !gone.contains(h)).collect();
         // Younger than 5 s: 96..99; older but younger than 1 m: the first of each 10 s bucket.
         assert_eq!(kept, vec![50, 60, 70, 80, 90, 96, 97, 98, 99]);
-        assert_eq!(p.max_live(S), 5 + 1 + 6 + 1);
+        assert_eq!(p.max_live_per_tier(S), [5 + 1, 5 + 1]);
+        assert_eq!(p.max_live(S), 12);
         // Without tiers it is the single retention: age >= retention goes.
         let single = Policy { retention_ns: 5 * S, tiers: &[] };
         assert_eq!(single.expired(100 * S, &live).len(), 96);
@@ -156,6 +171,29 @@ mod tests {
         assert!(f.iter().any(|f| f.message.contains("not longer than the tier before")), "{f:?}");
         let f = validate(&[tier("1m", "30s")], &i, &r);
         assert!(f.iter().any(|f| f.message.contains("not longer than retention")), "{f:?}");
+    }
+
+    /// What `ghostgen check` prints (`max_live`) against a simulated day of the
+    /// daemon: a snapshot a second, pruned at every tick as the daemon does.
+    /// The bound is never exceeded and is tight: each tier (and the retention)
+    /// counts at most one boundary snapshot more than is ever live.
+    #[test]
+    fn the_preview_bounds_a_simulated_day_tightly() {
+        let tiers = [tier("1m", "1h"), tier("1h", "1d")];
+        let p = Policy { retention_ns: 60 * S, tiers: &tiers };
+        let bound = p.max_live(S);
+        assert_eq!(p.max_live_per_tier(S), [61, 60, 24]);
+        let mut live: Vec<(u64, i64)> = Vec::new();
+        let mut most = 0;
+        for h in 0..86_400u64 + 3_600 {
+            let now = h as i64 * S;
+            live.push((h, now));
+            let gone = p.expired(now, &live);
+            live.retain(|(x, _)| gone.binary_search(x).is_err());
+            most = most.max(live.len() as u64);
+        }
+        assert!(most <= bound, "{most} live at once, more than the preview's {bound}");
+        assert!(bound - most <= tiers.len() as u64 + 1, "{most} live at most: the preview's {bound} is loose");
     }
 
     proptest! {

@@ -84,6 +84,16 @@ pkgs.testers.runNixOSTest {
         machine.wait_for_unit("ghostbridge-snapshotter.service")
         machine.sleep(snap["wait_seconds"])
         machine.succeed("ghostbridge-snapshotter verify --database " + q(snap["database"]))
+        if snap["index_changes"]:
+            # The change index works under the unit's sandbox (BTRFS_IOC_SEND, memfd):
+            # a file written into the source is listed as created.
+            machine.succeed("echo vm-check > " + q(snap["source"].rstrip("/") + "/.ghostbridge-vm-check"))
+            machine.wait_until_succeeds(
+                "ghostbridge-snapshotter changes /.ghostbridge-vm-check --database "
+                + q(snap["database"])
+                + " | grep -F created",
+                timeout=30,
+            )
 
     if spec["qdrant_sync"]:
         machine.wait_for_unit("ghostbridge-qdrant-sync.service")

@@ -22,7 +22,7 @@ pkgs.testers.runNixOSTest {
   };
   testScript = ''
     import json
-    spec = json.loads("{\"bridges\":[],\"docker\":false,\"libvirt\":false,\"monitoring\":{\"grafana\":false,\"prometheus_port\":9090},\"name\":\"store1\",\"qdrant_sync\":false,\"snapshotter\":{\"database\":\"/var/lib/chain/chain.db\",\"subvolumes\":[{\"mount\":\"/srv/data\",\"name\":\"@data\"},{\"mount\":\"/var/lib/chain\",\"name\":\"@chain\"}],\"wait_seconds\":20}}")
+    spec = json.loads("{\"bridges\":[],\"docker\":false,\"libvirt\":false,\"monitoring\":{\"grafana\":false,\"prometheus_port\":9090},\"name\":\"store1\",\"qdrant_sync\":false,\"snapshotter\":{\"database\":\"/var/lib/chain/chain.db\",\"index_changes\":true,\"source\":\"/srv/data\",\"subvolumes\":[{\"mount\":\"/srv/data\",\"name\":\"@data\"},{\"mount\":\"/var/lib/chain\",\"name\":\"@chain\"}],\"wait_seconds\":20}}")
     # The test script of a generated VM check. Fixed text: what it checks comes
     # from `spec` (JSON, defined just above this line by ghostgen); every value
     # that reaches a shell command goes through shlex.quote.
@@ -65,6 +65,16 @@ pkgs.testers.runNixOSTest {
         machine.wait_for_unit("ghostbridge-snapshotter.service")
         machine.sleep(snap["wait_seconds"])
         machine.succeed("ghostbridge-snapshotter verify --database " + q(snap["database"]))
+        if snap["index_changes"]:
+            # The change index works under the unit's sandbox (BTRFS_IOC_SEND, memfd):
+            # a file written into the source is listed as created.
+            machine.succeed("echo vm-check > " + q(snap["source"].rstrip("/") + "/.ghostbridge-vm-check"))
+            machine.wait_until_succeeds(
+                "ghostbridge-snapshotter changes /.ghostbridge-vm-check --database "
+                + q(snap["database"])
+                + " | grep -F created",
+                timeout=30,
+            )
 
     if spec["qdrant_sync"]:
         machine.wait_for_unit("ghostbridge-qdrant-sync.service")

@@ -52,7 +52,7 @@ pkgs.testers.runNixOSTest {
   };
   testScript = ''
     import json
-    spec = json.loads("{\"bridges\":[{\"drops_uplink_broadcast\":true,\"name\":\"ovsbr0\"},{\"drops_uplink_broadcast\":false,\"name\":\"ovsbr1\"}],\"docker\":true,\"libvirt\":true,\"monitoring\":{\"grafana\":true,\"prometheus_port\":9090},\"name\":\"ghostbridge\",\"qdrant_sync\":true,\"snapshotter\":{\"database\":\"/var/lib/blockchain-timing/chain.db\",\"subvolumes\":[{\"mount\":\"/home\",\"name\":\"@home\"},{\"mount\":\"/var/lib/overlay\",\"name\":\"@overlay\"},{\"mount\":\"/var/lib/blockchain-timing\",\"name\":\"@blockchain-timing\"},{\"mount\":\"/var/lib/blockchain-vectors\",\"name\":\"@blockchain-vectors\"},{\"mount\":\"/work\",\"name\":\"@work\"}],\"wait_seconds\":4}}")
+    spec = json.loads("{\"bridges\":[{\"drops_uplink_broadcast\":true,\"name\":\"ovsbr0\"},{\"drops_uplink_broadcast\":false,\"name\":\"ovsbr1\"}],\"docker\":true,\"libvirt\":true,\"monitoring\":{\"grafana\":true,\"prometheus_port\":9090},\"name\":\"ghostbridge\",\"qdrant_sync\":true,\"snapshotter\":{\"database\":\"/var/lib/blockchain-timing/chain.db\",\"index_changes\":true,\"source\":\"/var/lib/overlay\",\"subvolumes\":[{\"mount\":\"/home\",\"name\":\"@home\"},{\"mount\":\"/var/lib/overlay\",\"name\":\"@overlay\"},{\"mount\":\"/var/lib/blockchain-timing\",\"name\":\"@blockchain-timing\"},{\"mount\":\"/var/lib/blockchain-vectors\",\"name\":\"@blockchain-vectors\"},{\"mount\":\"/work\",\"name\":\"@work\"}],\"wait_seconds\":4}}")
     # The test script of a generated VM check. Fixed text: what it checks comes
     # from `spec` (JSON, defined just above this line by ghostgen); every value
     # that reaches a shell command goes through shlex.quote.
@@ -95,6 +95,16 @@ pkgs.testers.runNixOSTest {
         machine.wait_for_unit("ghostbridge-snapshotter.service")
         machine.sleep(snap["wait_seconds"])
         machine.succeed("ghostbridge-snapshotter verify --database " + q(snap["database"]))
+        if snap["index_changes"]:
+            # The change index works under the unit's sandbox (BTRFS_IOC_SEND, memfd):
+            # a file written into the source is listed as created.
+            machine.succeed("echo vm-check > " + q(snap["source"].rstrip("/") + "/.ghostbridge-vm-check"))
+            machine.wait_until_succeeds(
+                "ghostbridge-snapshotter changes /.ghostbridge-vm-check --database "
+                + q(snap["database"])
+                + " | grep -F created",
+                timeout=30,
+            )
 
     if spec["qdrant_sync"]:
         machine.wait_for_unit("ghostbridge-qdrant-sync.service")
