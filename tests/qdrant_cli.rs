@@ -237,7 +237,7 @@ fn once_status_and_search_with_flag_overrides() {
         assert!(text.contains(needle), "{needle:?} missing:\n{text}");
     }
 
-    // The first block's own snapshot name finds it first.
+    // The first block's own snapshot name ranks it first; hits print newest first.
     let name = probe.payloads(&collection)[&0].1["snapshot"].as_str().unwrap().to_string();
     let out = Command::new(BIN).args(["search", "-n", "3"]).args(flags).arg(&name).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -245,8 +245,13 @@ fn once_status_and_search_with_flag_overrides() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
-    assert!(lines[0].contains("height 0 ") && lines[0].contains(&name), "{text}");
-    assert!(lines[0].contains("2026-11-24T00:00:00.000Z"), "{text}");
+    let score = |l: &str| l.split_whitespace().next().unwrap().parse::<f64>().unwrap();
+    let best = lines.iter().copied().max_by(|a, b| score(a).total_cmp(&score(b))).unwrap();
+    assert!(best.contains("height 0 ") && best.contains(&name), "{text}");
+    assert!(best.contains("2026-11-24T00:00:00.000Z"), "{text}");
+    let heights: Vec<u64> =
+        lines.iter().map(|l| l.split("height ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap()).collect();
+    assert!(heights.windows(2).all(|w| w[0] > w[1]), "newest first: {text}");
 
     // Another dimension: status says so and exits 1.
     let config = write_config(&chain, &double, &collection, "");

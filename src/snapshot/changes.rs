@@ -141,9 +141,11 @@ pub fn digest(changes: &[Change]) -> [u8; 32] {
 }
 
 /// The change list of the new snapshot `dir/name` against the block before
-/// it: unavailable for the first block, or when that block's snapshot is gone.
-pub fn for_block(dir: &Path, previous: Option<&super::chain::Block>, name: &str) -> ChangeIndex {
+/// it: unavailable when the index is off (`enabled`, the `index_changes`
+/// setting), for the first block, or when that block's snapshot is gone.
+pub fn for_block(enabled: bool, dir: &Path, previous: Option<&super::chain::Block>, name: &str) -> ChangeIndex {
     match previous {
+        _ if !enabled => ChangeIndex::Unavailable("index_changes is off".into()),
         None => ChangeIndex::Unavailable("the first block has no earlier snapshot to compare with".into()),
         Some(p) if p.pruned_ns.is_some() => ChangeIndex::Unavailable(format!(
             "the previous block's snapshot {} was pruned before this one was taken",

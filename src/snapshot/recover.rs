@@ -19,7 +19,7 @@ use std::path::Path;
 
 use super::btrfs::{self, BtrfsError, SUBVOLUME_ROOT_INODE};
 use super::chain::{Block, GENESIS_PREV};
-use super::changes::{self, ChangeIndex};
+use super::changes;
 use super::clock::Now;
 use super::retention::Policy;
 use super::store::{Store, StoreError};
@@ -166,11 +166,7 @@ pub fn reconcile(
                     }
                     (None, Ok(info)) => {
                         let prev = head.as_ref().map(|h| h.hash).unwrap_or(GENESIS_PREV);
-                        let changes = if index_changes {
-                            changes::for_block(snap_path, head.as_ref(), &name)
-                        } else {
-                            ChangeIndex::Unavailable("index_changes is off".into())
-                        };
+                        let changes = changes::for_block(index_changes, snap_path, head.as_ref(), &name);
                         let block = Block::new(height, prev, time_ns, name.clone(), info.uuid, info.generation)
                             .with_changes(changes.summary());
                         // Taken as long ago on the steady clock as the wall clock says.

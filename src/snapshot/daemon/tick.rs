@@ -311,11 +311,7 @@ impl Daemon {
             }
         };
         let latency = started.elapsed();
-        let changes = if self.s.index_changes {
-            changes::for_block(&dir_path, head.as_ref(), &name)
-        } else {
-            ChangeIndex::Unavailable("index_changes is off".into())
-        };
+        let changes = changes::for_block(self.s.index_changes, &dir_path, head.as_ref(), &name);
         self.note_index(height, &changes);
         let block =
             Block::new(height, prev, time_ns, name.clone(), info.uuid, info.generation).with_changes(changes.summary());
