@@ -34,6 +34,8 @@ let
   );
   hardening = import ./lib/hardening.nix;
   escape = import ./lib/escape.nix { inherit lib; };
+  # Where systemd hands the chain's key to the service (LoadCredential).
+  hmacKeyCredential = "/run/credentials/ghostbridge-snapshotter.service/chain-hmac-key";
 
   # An ExecStartPre= line creating a folder owned by root: "+" (a prefix of the
   # quoted program) runs it outside the sandbox; after "--" no path reads as an
@@ -80,6 +82,19 @@ in
             its cursor in the same database.
           '';
           metrics_dir = import ./lib/metrics-dir.nix { inherit lib config; } "the snapshotter";
+
+          hmac_key_file = mkOption {
+            type = types.nullOr (types.strMatching "/.+");
+            default = null;
+            example = "/run/keys/chain-hmac-key";
+            description = ''
+              File on the host holding the key that seals every block (HMAC-SHA256 of its
+              hash), so that a chain rewritten without the key fails
+              `ghostbridge-snapshotter verify --hmac-key`. Never in the Nix store. systemd
+              hands it to the service with `LoadCredential`, so it may be readable by root
+              only; the rendered file names the credential (`${hmacKeyCredential}`).
+            '';
+          };
         };
       };
       default = { };
@@ -108,6 +123,10 @@ in
         path = "services.ghostbridge.snapshotter";
         cfg = snap;
         verb = "run";
+        settings = settings // {
+          hmac_key_file = if settings.hmac_key_file == null then null else hmacKeyCredential;
+        };
+        settingsChange = "with `hmac_key_file` naming the systemd credential";
       })
       checkConfig
       configFile
@@ -154,6 +173,9 @@ in
         RestrictRealtime = false;
         Restart = "always";
         RestartSec = "1s";
+        LoadCredential = lib.optionals (settings.hmac_key_file != null) [
+          "chain-hmac-key:${escape.unitCredentialPath settings.hmac_key_file}"
+        ];
         # Root (BTRFS snapshot create/delete ioctls), but only with the capabilities they need.
         User = "root";
         Group = "ghostbridge";

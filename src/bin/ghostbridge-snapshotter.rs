@@ -67,6 +67,10 @@ enum Command {
         /// config: finds deleted newest blocks and a rewritten chain.
         #[arg(long, value_name = "QDRANT_SYNC_CONFIG")]
         against_qdrant: Option<PathBuf>,
+        /// Also check every block's MAC under the key in this file (the
+        /// daemon's `hmac_key_file`): a chain rewritten without it fails.
+        #[arg(long, value_name = "FILE")]
+        hmac_key: Option<PathBuf>,
     },
     /// Show recent blocks: height, time, snapshot, kept or pruned, hash.
     List {
@@ -144,6 +148,15 @@ fn open(database: &std::path::Path) -> anyhow::Result<Store> {
     Store::open_reader(database).with_context(|| format!("cannot read {}", database.display()))
 }
 
+/// The bytes of a key file (all of them: a key may be binary); an empty one is refused.
+fn read_key(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    let key = std::fs::read(path).with_context(|| format!("cannot read the key file {}", path.display()))?;
+    if key.is_empty() {
+        anyhow::bail!("the key file {} is empty: write a key into it (e.g. 32 bytes of /dev/urandom)", path.display());
+    }
+    Ok(key)
+}
+
 /// A malformed time, point or path is a usage error (exit 2).
 fn usage(e: HistoryError) -> anyhow::Error {
     if e.is_usage() { UsageError(e.to_string()).into() } else { e.into() }
@@ -209,12 +222,16 @@ fn real_main() -> anyhow::Result<ExitCode> {
             }
             let origin = config.unwrap_or_else(|| PathBuf::from("(command line)"));
             config::check(&c, &origin)?;
+            let key = c.hmac_key_file.as_deref().map(read_key).transpose()?;
             let stop = Stop::install().context("cannot install the SIGTERM/SIGINT handlers")?;
-            daemon::run(Settings::from(c), &stop)?;
+            let mut settings = Settings::from(c);
+            settings.hmac_key = key.map(Into::into);
+            daemon::run(settings, &stop)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { database: db, against_qdrant } => {
-            let v = report::verify(&db).with_context(|| format!("cannot verify {}", db.display()))?;
+        Command::Verify { database: db, against_qdrant, hmac_key } => {
+            let key = hmac_key.as_deref().map(read_key).transpose()?;
+            let v = report::verify(&db, key.as_deref()).with_context(|| format!("cannot verify {}", db.display()))?;
             println!("{}", v.message());
             let mut ok = v.ok();
             if let Some(file) = against_qdrant {

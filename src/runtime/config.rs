@@ -166,6 +166,20 @@ pub fn check_config_command<T: DaemonConfig>(path: &Path) -> std::process::ExitC
 }
 
 /// Findings for keys that must hold absolute paths (`key` is the top-level key).
+/// A file holding a secret: an absolute path outside the Nix store, which
+/// every user can read.
+pub fn secret_file(key: &str, value: &Path) -> Option<Finding> {
+    absolute(key, value).or_else(|| {
+        value.starts_with("/nix/store").then(|| {
+            Finding::new(
+                vec![PathSeg::from(key)],
+                format!("{key} {:?} is in the Nix store, which every user can read", value.display().to_string()),
+                "keep the secret in a root-only file such as \"/run/keys/NAME\" and name that file",
+            )
+        })
+    })
+}
+
 pub fn absolute(key: &str, value: &Path) -> Option<Finding> {
     value.is_relative().then(|| {
         Finding::new(

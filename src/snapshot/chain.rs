@@ -31,6 +31,26 @@ pub struct Block {
     pub pruned_ns: Option<i64>,
     /// Layout 2: what the hash covers of the change list; `None` is layout 1.
     pub changes: Option<ChangeDigest>,
+    /// HMAC-SHA256 of `hash` under the operator's key ([`seal`]); not hashed.
+    pub mac: Option<[u8; 32]>,
+}
+
+/// HMAC-SHA256 of a block's hash under `key`: what a block carries when the
+/// snapshotter has a key, so that the chain cannot be rewritten without it.
+pub fn seal(key: &[u8], hash: &[u8; 32]) -> [u8; 32] {
+    use hmac::{KeyInit, Mac};
+    let mut mac =
+        hmac::Hmac::<Sha256>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    mac.update(hash);
+    mac.finalize().into_bytes().into()
+}
+
+/// Whether `mac` is [`seal`] of `hash` under `key`, compared in constant time.
+pub fn sealed_by(key: &[u8], hash: &[u8; 32], mac: &[u8; 32]) -> bool {
+    use hmac::{KeyInit, Mac};
+    let Ok(mut m) = hmac::Hmac::<Sha256>::new_from_slice(key) else { return false };
+    m.update(hash);
+    m.verify_slice(mac).is_ok()
 }
 
 /// The exact bytes that are hashed for a block. Layout version 1:
@@ -102,15 +122,23 @@ impl Block {
             hash: [0; 32],
             pruned_ns: None,
             changes: None,
+            mac: None,
         };
         b.hash = b.computed_hash();
         b
+    }
+
+    /// The same block sealed with `key` (nothing changes without one).
+    pub fn sealed(mut self, key: Option<&[u8]>) -> Block {
+        self.mac = key.map(|k| seal(k, &self.hash));
+        self
     }
 
     /// The same block in layout 2, covering `changes`, with its hash recomputed.
     pub fn with_changes(mut self, changes: ChangeDigest) -> Block {
         self.changes = Some(changes);
         self.hash = self.computed_hash();
+        self.mac = None;
         self
     }
 
@@ -149,6 +177,9 @@ pub struct Verdict {
     /// wall clock was stepped back while snapshots were taken. Not damage
     /// (each hash still covers its time), but a reader of the times must know.
     pub time_backwards: Option<TimeBackwards>,
+    /// With a key: blocks before the first sealed one (written before the key
+    /// was set), and that first sealed height.
+    pub unsealed_before: Option<(u64, u64)>,
 }
 
 /// Where the recorded time goes backwards along the chain.
@@ -170,6 +201,11 @@ impl Verdict {
             None => format!("chain valid: {} blocks", self.checked),
             Some((h, why)) => format!("chain broken at height {h}: {why}"),
         };
+        if let Some((n, first)) = self.unsealed_before.filter(|(n, _)| *n > 0) {
+            out.push_str(&format!(
+                "; {n} block(s) before height {first} carry no MAC (written before the key was set)"
+            ));
+        }
         if let Some(t) = &self.time_backwards {
             out.push_str(&format!(
                 "; the recorded time goes backwards at {} block(s), first at height {} ({:.3} s before its predecessor): the wall clock was stepped back",
@@ -191,11 +227,25 @@ pub struct Verifier {
     first_bad: Option<(u64, String)>,
     prev_time_ns: Option<i64>,
     time_backwards: Option<TimeBackwards>,
+    /// The key blocks must be sealed with, from the first sealed one on.
+    key: Option<Vec<u8>>,
+    /// Blocks checked before the first sealed one, and its height.
+    unsealed: u64,
+    first_sealed: Option<u64>,
+    /// Height of the newest block checked, and whether it was sealed.
+    last: Option<(u64, bool)>,
 }
 
 impl Verifier {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Also checks each block's MAC under `key`: from the first sealed block
+    /// on, every block must be sealed with it, and so must the newest.
+    pub fn with_key(mut self, key: Option<&[u8]>) -> Self {
+        self.key = key.map(<[u8]>::to_vec);
+        self
     }
 
     /// A verifier for a tail of the chain: `height` is expected first, linked to `prev_hash`.
@@ -235,7 +285,7 @@ impl Verifier {
                 ),
             ))
         } else {
-            None
+            self.check_seal(b).map(|why| (b.height, why))
         };
         match why {
             Some(bad) => {
@@ -263,6 +313,27 @@ impl Verifier {
         }
     }
 
+    /// Why `b`'s MAC is wrong under the key, if there is a key and it is.
+    fn check_seal(&mut self, b: &Block) -> Option<String> {
+        let key = self.key.as_deref()?;
+        self.last = Some((b.height, b.mac.is_some()));
+        match (&b.mac, self.first_sealed) {
+            (Some(mac), _) if !sealed_by(key, &b.hash, mac) => {
+                Some("its MAC does not match its hash under the key (rewritten without the key, or another key)".into())
+            }
+            (Some(_), None) => {
+                self.first_sealed = Some(b.height);
+                None
+            }
+            (Some(_), Some(_)) => None,
+            (None, Some(first)) => Some(format!("it carries no MAC, but blocks from height {first} on are sealed")),
+            (None, None) => {
+                self.unsealed += 1;
+                None
+            }
+        }
+    }
+
     /// Records a block found bad outside its hash: a row that could not be read
     /// (bad UUID text, wrong blob size), or a change list its digest does not match.
     pub fn fail(&mut self, height: u64, why: String) {
@@ -271,8 +342,26 @@ impl Verifier {
         }
     }
 
-    pub fn finish(self) -> Verdict {
-        Verdict { checked: self.checked, first_bad: self.first_bad, time_backwards: self.time_backwards }
+    pub fn finish(mut self) -> Verdict {
+        if self.key.is_some()
+            && self.first_bad.is_none()
+            && let Some((height, false)) = self.last
+        {
+            self.first_bad = Some((
+                height,
+                "the newest block carries no MAC: the key was never used, or the sealed blocks were removed".into(),
+            ));
+        }
+        let unsealed_before = match (self.key.is_some(), self.first_sealed) {
+            (true, Some(first)) => Some((self.unsealed, first)),
+            _ => None,
+        };
+        Verdict {
+            checked: self.checked,
+            first_bad: self.first_bad,
+            time_backwards: self.time_backwards,
+            unsealed_before,
+        }
     }
 }
 
@@ -329,6 +418,41 @@ mod tests {
     }
 
     #[test]
+    fn sealed_blocks_verify_only_under_their_key() {
+        let key = b"operator key".as_slice();
+        let mut blocks = chain(6);
+        // Sealed from height 2 on (the key was set then).
+        for b in &mut blocks[2..] {
+            b.mac = Some(seal(key, &b.hash));
+        }
+        let run = |blocks: &[Block], key: Option<&[u8]>| {
+            let mut v = Verifier::new().with_key(key);
+            for b in blocks {
+                if !v.push(b) {
+                    break;
+                }
+            }
+            v.finish()
+        };
+        let ok = run(&blocks, Some(key));
+        assert!(ok.ok(), "{}", ok.message());
+        assert_eq!(ok.unsealed_before, Some((2, 2)));
+        assert!(ok.message().contains("2 block(s) before height 2 carry no MAC"), "{}", ok.message());
+        assert!(run(&blocks, None).ok(), "without the key only the hashes count");
+        assert_eq!(run(&blocks, Some(b"another key")).first_bad.unwrap().0, 2);
+        // Rewritten from height 4 with valid hashes but no key: no MAC, or a made-up one.
+        let mut rewritten = blocks.clone();
+        rewritten[4].mac = None;
+        assert!(run(&rewritten, Some(key)).first_bad.unwrap().1.contains("carries no MAC"));
+        rewritten[4].mac = Some([7; 32]);
+        assert!(run(&rewritten, Some(key)).first_bad.unwrap().1.contains("does not match"));
+        // The sealed tail removed: the newest block is unsealed.
+        let v = run(&blocks[..2], Some(key));
+        assert_eq!(v.first_bad.as_ref().unwrap().0, 1, "{}", v.message());
+        assert!(v.message().contains("the newest block carries no MAC"), "{}", v.message());
+    }
+
+    #[test]
     fn time_going_backwards_is_reported_not_failed() {
         let mut prev = GENESIS_PREV;
         let times = [10_000_000_000i64, 11_000_000_000, 7_000_000_000, 8_000_000_000, 5_000_000_000];
@@ -354,7 +478,7 @@ mod tests {
     #[test]
     fn valid_chain_and_each_kind_of_damage() {
         let good = chain(5);
-        assert_eq!(verify(&good), Verdict { checked: 5, first_bad: None, time_backwards: None });
+        assert_eq!(verify(&good), Verdict { checked: 5, first_bad: None, time_backwards: None, unsealed_before: None });
 
         let mut tampered = good.clone();
         tampered[2].generation += 1;
@@ -378,7 +502,7 @@ mod tests {
         // A tail check trusts the link into its first block only.
         let mut tail = Verifier::starting_at(2, good[2].prev_hash);
         assert!(good[2..].iter().all(|b| tail.push(b)));
-        assert_eq!(tail.finish(), Verdict { checked: 3, first_bad: None, time_backwards: None });
+        assert_eq!(tail.finish(), Verdict { checked: 3, first_bad: None, time_backwards: None, unsealed_before: None });
         let mut tail = Verifier::starting_at(2, good[2].prev_hash);
         assert!(!tail.push(&tampered[2]));
         assert_eq!(tail.finish().first_bad.unwrap().0, 2);

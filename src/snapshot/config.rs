@@ -40,6 +40,12 @@ pub struct Config {
     /// How long change rows are kept; older blocks keep only their change digest.
     #[serde(default = "default_change_retention")]
     pub change_retention: HumanDuration,
+    /// A root-only file holding a key: every block then carries an
+    /// HMAC-SHA256 of its hash, so a chain rewritten without the key does not
+    /// verify (`verify --hmac-key`). The NixOS module hands it over as a
+    /// systemd credential.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hmac_key_file: Option<PathBuf>,
     /// node exporter's textfile collector folder; absent = no metrics file
     /// (the NixOS module points it at the collector when monitoring is on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -86,6 +92,9 @@ impl DaemonConfig for Config {
         if let Some(dir) = &self.metrics_dir {
             out.extend(config::absolute("metrics_dir", dir));
         }
+        if let Some(file) = &self.hmac_key_file {
+            out.extend(config::secret_file("hmac_key_file", file));
+        }
         out
     }
 }
@@ -102,6 +111,7 @@ impl Config {
             tiers: Vec::new(),
             index_changes: default_true(),
             change_retention: default_change_retention(),
+            hmac_key_file: None,
             metrics_dir: None,
             dbus: default_true(),
         }

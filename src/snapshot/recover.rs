@@ -86,6 +86,15 @@ pub fn list_snapshots(dir: &Path, foreign: &mut Vec<String>) -> Result<Vec<(Stri
     Ok(out)
 }
 
+/// How an adopted block is written, as the daemon writes its own blocks.
+#[derive(Debug, Clone, Copy)]
+pub struct Seal<'a> {
+    /// Record the block's change list (`index_changes`).
+    pub index_changes: bool,
+    /// The key blocks are sealed with, if any.
+    pub key: Option<&'a [u8]>,
+}
+
 /// Brings the snapshot directory and the chain into agreement (see the module doc).
 #[allow(clippy::too_many_arguments)]
 pub fn reconcile(
@@ -95,7 +104,7 @@ pub fn reconcile(
     snap_dir: &File,
     snap_path: &Path,
     policy: &Policy<'_>,
-    index_changes: bool,
+    seal: Seal<'_>,
     now: Now,
 ) -> Result<Report, RecoverError> {
     let now_ns = now.wall_ns;
@@ -166,9 +175,10 @@ pub fn reconcile(
                     }
                     (None, Ok(info)) => {
                         let prev = head.as_ref().map(|h| h.hash).unwrap_or(GENESIS_PREV);
-                        let changes = changes::for_block(index_changes, snap_path, head.as_ref(), &name);
+                        let changes = changes::for_block(seal.index_changes, snap_path, head.as_ref(), &name);
                         let block = Block::new(height, prev, time_ns, name.clone(), info.uuid, info.generation)
-                            .with_changes(changes.summary());
+                            .with_changes(changes.summary())
+                            .sealed(seal.key);
                         // Taken as long ago on the steady clock as the wall clock says.
                         let steady_ns = now.steady_ns.saturating_sub(now.wall_ns.saturating_sub(time_ns).max(0));
                         store.append(&block, steady_ns, None, Some(&changes))?;

@@ -11,9 +11,13 @@ use super::daemon::METRICS_NAME;
 use super::recover::list_snapshots;
 use super::store::{Store, StoreError};
 
-/// Recomputes the chain in `db`.
-pub fn verify(db: &Path) -> Result<Verdict, StoreError> {
-    Store::open_reader(db)?.verify()
+/// Recomputes the chain in `db`, with each block's MAC when `key` is given.
+pub fn verify(db: &Path, key: Option<&[u8]>) -> Result<Verdict, StoreError> {
+    let store = Store::open_reader(db)?;
+    match key {
+        Some(key) => store.verify_sealed(key),
+        None => store.verify(),
+    }
 }
 
 /// Formats a CLOCK_REALTIME ns value as UTC `YYYY-MM-DDTHH:MM:SS.mmmZ`.

@@ -44,11 +44,13 @@ const MIGRATIONS: &[&str] = &[
     // 3 -> 4: the change index (chain layout 2). A block with `changes_indexed`
     // NULL is layout 1; otherwise its hash covers (indexed, count, digest) and
     // its changes are rows of `changes`, with paths interned in `paths`.
-    // `changes_note` (not hashed) says why a block has no change list.
+    // `changes_note` (not hashed) says why a block has no change list; `mac`
+    // authenticates the hash with the operator's key, when one is set.
     "ALTER TABLE blocks ADD COLUMN changes_indexed INTEGER;
     ALTER TABLE blocks ADD COLUMN change_count INTEGER;
     ALTER TABLE blocks ADD COLUMN change_digest BLOB;
     ALTER TABLE blocks ADD COLUMN changes_note TEXT;
+    ALTER TABLE blocks ADD COLUMN mac BLOB;              -- HMAC-SHA256(key, hash) when a key is set; not hashed
     CREATE TABLE paths (
         id   INTEGER PRIMARY KEY,
         path BLOB NOT NULL UNIQUE                      -- '/'-separated, leading '/', relative to the source

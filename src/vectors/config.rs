@@ -233,14 +233,13 @@ impl DaemonConfig for SyncConfig {
                 "pick a lower port, e.g. 6333",
             ));
         }
-        for (key, value) in [
-            ("database", Some(&self.database)),
-            ("api_key_file", self.api_key_file.as_ref()),
-            ("metrics_dir", self.metrics_dir.as_ref()),
-        ] {
+        for (key, value) in [("database", Some(&self.database)), ("metrics_dir", self.metrics_dir.as_ref())] {
             if let Some(value) = value {
                 out.extend(config::absolute(key, value));
             }
+        }
+        if let Some(file) = &self.api_key_file {
+            out.extend(config::secret_file("api_key_file", file));
         }
         out
     }

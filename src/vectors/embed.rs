@@ -175,6 +175,7 @@ mod tests {
             hash: [0xab; 32],
             pruned_ns: None,
             changes: None,
+            mac: None,
         }
     }
 
@@ -293,7 +294,7 @@ mod tests {
         ) {
             let e = FeatureHashEmbedder::new(dimension);
             let b = Block {
-                height, time_ns, snapshot, subvol_uuid: [0; 16], generation: 1, prev_hash: [0; 32], hash, pruned_ns: pruned, changes: None,
+                height, time_ns, snapshot, subvol_uuid: [0; 16], generation: 1, prev_hash: [0; 32], hash, pruned_ns: pruned, changes: None, mac: None,
             };
             let v = e.embed_block(&b, &[]);
             proptest::prop_assert_eq!(v.len(), dimension);

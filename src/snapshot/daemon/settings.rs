@@ -18,6 +18,9 @@ pub struct Settings {
     pub tiers: std::sync::Arc<[Tier]>,
     pub index_changes: bool,
     pub change_retention: Duration,
+    /// The key that seals each block: the bytes of `hmac_key_file`, read by
+    /// the caller before `run` (`None` here until then).
+    pub hmac_key: Option<std::sync::Arc<[u8]>>,
     pub metrics_dir: Option<PathBuf>,
     pub dbus: bool,
 }
@@ -33,6 +36,7 @@ impl From<Config> for Settings {
             tiers: c.tiers.into(),
             index_changes: c.index_changes,
             change_retention: c.change_retention.as_duration(),
+            hmac_key: None,
             metrics_dir: c.metrics_dir,
             dbus: c.dbus,
         }

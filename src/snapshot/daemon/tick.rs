@@ -211,8 +211,10 @@ impl Daemon {
             let tiers = std::sync::Arc::clone(&self.s.tiers);
             let policy = crate::snapshot::retention::Policy::new(self.s.retention, &tiers);
             let index_changes = self.s.index_changes;
+            let key = self.s.hmac_key.clone();
             let store = self.store()?;
-            let report = recover::reconcile(store, &source, &src_path, &dir, &dir_path, &policy, index_changes, now)?;
+            let seal = recover::Seal { index_changes, key: key.as_deref() };
+            let report = recover::reconcile(store, &source, &src_path, &dir, &dir_path, &policy, seal, now)?;
             let head = store.head()?;
             self.last = head.as_ref().map(|b| (b.height, b.hash));
             self.m.adopted += report.adopted.len() as u64;
@@ -313,8 +315,9 @@ impl Daemon {
         let latency = started.elapsed();
         let changes = changes::for_block(self.s.index_changes, &dir_path, head.as_ref(), &name);
         self.note_index(height, &changes);
-        let block =
-            Block::new(height, prev, time_ns, name.clone(), info.uuid, info.generation).with_changes(changes.summary());
+        let block = Block::new(height, prev, time_ns, name.clone(), info.uuid, info.generation)
+            .with_changes(changes.summary())
+            .sealed(self.s.hmac_key.as_deref());
         let store = self.store()?;
         let marked = match store.append(&block, now.steady_ns, Some(&policy), Some(&changes)) {
             Ok(m) => m,

@@ -72,7 +72,7 @@ pub struct Store {
 }
 
 /// Every column of `blocks`, in the order [`row_to_block`] reads them.
-pub(crate) const COLUMNS: &str = "height, time_ns, snapshot, subvol_uuid, generation, prev_hash, hash, pruned_ns, changes_indexed, change_count, change_digest";
+pub(crate) const COLUMNS: &str = "height, time_ns, snapshot, subvol_uuid, generation, prev_hash, hash, pruned_ns, changes_indexed, change_count, change_digest, mac";
 
 /// One row of `blocks` (selected as [`COLUMNS`]) as a [`Block`]; a malformed
 /// row (a value of the wrong SQLite type included: the table's columns are
@@ -146,6 +146,14 @@ pub(crate) fn row_to_block(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<B
             )));
         }
     };
+    let mac = match row.get::<_, Value>(11)? {
+        Value::Null => None,
+        Value::Blob(b) => match <[u8; 32]>::try_from(b.as_slice()) {
+            Ok(m) => Some(m),
+            Err(_) => return Ok(Err((height, "mac is not 32 bytes".to_string()))),
+        },
+        v => return Ok(Err(wrong("mac", "a 32-byte BLOB", &v))),
+    };
     Ok(Ok(Block {
         height,
         time_ns,
@@ -156,6 +164,7 @@ pub(crate) fn row_to_block(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<B
         hash,
         pruned_ns: row.get(7)?,
         changes,
+        mac,
     }))
 }
 
@@ -267,8 +276,8 @@ impl Store {
         };
         tx.execute(
             "INSERT INTO blocks (height, time_ns, snapshot, subvol_uuid, generation, prev_hash, hash, pruned_ns, steady_ns,
-                                 changes_indexed, change_count, change_digest, changes_note)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8, ?9, ?10, ?11, ?12)",
+                                 changes_indexed, change_count, change_digest, changes_note, mac)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8, ?9, ?10, ?11, ?12, ?13)",
             params![
                 block.height as i64,
                 block.time_ns,
@@ -282,6 +291,7 @@ impl Store {
                 c.map(|c| c.count as i64),
                 c.map(|c| c.digest.to_vec()),
                 note,
+                block.mac.map(|m| m.to_vec()),
             ],
         )?;
         if let Some(ChangeIndex::Indexed(list)) = changes {
@@ -353,10 +363,19 @@ impl Store {
         self.verify_tail(None)
     }
 
+    /// [`Store::verify`], also checking each block's MAC under `key`.
+    pub fn verify_sealed(&self, key: &[u8]) -> Result<Verdict, StoreError> {
+        self.verify_range(None, Some(key))
+    }
+
     /// Recomputes the newest `last` blocks (all when `None`), trusting the link
     /// into the first of them. The daemon checks the tail at start-up; `verify`
     /// checks everything.
     pub fn verify_tail(&self, last: Option<u64>) -> Result<Verdict, StoreError> {
+        self.verify_range(last, None)
+    }
+
+    fn verify_range(&self, last: Option<u64>, key: Option<&[u8]>) -> Result<Verdict, StoreError> {
         let from = match (last, self.head()?) {
             (Some(n), Some(head)) => (head.height + 1).saturating_sub(n),
             _ => 0,
@@ -372,9 +391,12 @@ impl Store {
         let mut whole = true;
         while let Some(row) = rows.next()? {
             let block = row_to_block(row)?;
-            let verifier = v.get_or_insert_with(|| match (&block, from) {
-                (Ok(b), f) if f > 0 => Verifier::starting_at(f, b.prev_hash),
-                _ => Verifier::new(),
+            let verifier = v.get_or_insert_with(|| {
+                match (&block, from) {
+                    (Ok(b), f) if f > 0 => Verifier::starting_at(f, b.prev_hash),
+                    _ => Verifier::new(),
+                }
+                .with_key(key)
             });
             match block {
                 Ok(b) => {

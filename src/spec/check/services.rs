@@ -124,6 +124,9 @@ pub fn check(host: &HostSpec, ctx: &mut Ctx) {
         if let Some(dir) = &s.metrics_dir {
             plain_unit_path(ctx, "snapshotter", "metrics_dir", dir);
         }
+        if let Some(file) = &s.hmac_key_file {
+            plain_unit_path(ctx, "snapshotter", "hmac_key_file", file);
+        }
         if ok {
             let text = |p: &std::path::Path| p.to_string_lossy().into_owned();
             let (source_text, db_text, dir_text) = (text(&s.source), text(&s.database), text(&s.snapshot_dir));
