@@ -123,9 +123,10 @@ in
         path = "services.ghostbridge.snapshotter";
         cfg = snap;
         verb = "run";
-        settings = settings // {
-          hmac_key_file = if settings.hmac_key_file == null then null else hmacKeyCredential;
-        };
+        # A key file left out is not rendered (the daemon's default: no key).
+        settings =
+          builtins.removeAttrs settings [ "hmac_key_file" ]
+          // lib.optionalAttrs (settings.hmac_key_file != null) { hmac_key_file = hmacKeyCredential; };
         settingsChange = "with `hmac_key_file` naming the systemd credential";
       })
       checkConfig

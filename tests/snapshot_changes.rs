@@ -413,3 +413,56 @@ fn recorded_changes_equal_the_snapshots_difference_block_by_block() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("chain broken at height 0: change rows exist for a block without a change list"), "{out}");
 }
+
+/// A change larger than `max_changes_per_block` gives a block marked "too
+/// many to index" (the parse stops early), and the next block is indexed again.
+#[test]
+#[ignore = "needs root: the change index's bound on a loop-mounted BTRFS image"]
+fn a_change_over_the_bound_is_marked_and_the_next_block_is_indexed_again() {
+    require_root();
+    let img = BtrfsImage::new(400);
+    let db = img.db();
+    let config = img.path("snapshotter.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({
+            "source": img.source(), "snapshot_dir": img.snapshots(), "database": db,
+            "interval": "200ms", "retention": "1h", "dbus": false, "max_changes_per_block": 50
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let d = Daemon::spawn(&["run", "--config", config.to_str().unwrap()], &img.path("daemon.log"), &[]);
+    d.wait(Duration::from_secs(20), "2 blocks", || block_count(&db) >= 2);
+    // 400 files in a burst (a block may see part of them, still over the
+    // bound), then one more file.
+    let staging = img.source().join(".staging");
+    std::fs::create_dir(&staging).unwrap();
+    for i in 0..400 {
+        std::fs::write(staging.join(format!("f{i}")), b"x").unwrap();
+    }
+    let before = block_count(&db);
+    d.wait(Duration::from_secs(20), "a block with the 400 files", || block_count(&db) >= before + 2);
+    std::fs::write(img.source().join("after"), b"y").unwrap();
+    let now = block_count(&db);
+    d.wait(Duration::from_secs(20), "two more blocks", || block_count(&db) >= now + 2);
+    let log = d.log_text();
+    d.stop();
+    assert!(log.contains("too many to index") && log.contains("max_changes_per_block"), "{log}");
+    assert!(log.contains("change lists are recorded again"), "{log}");
+    let store = Store::open_reader(&db).unwrap();
+    let head = store.head().unwrap().unwrap();
+    let timeline = ghostbridge::snapshot::history::timeline(&store, None, 1000).unwrap();
+    let too_many = timeline
+        .iter()
+        .filter(
+            |(_, s)| matches!(s, ghostbridge::snapshot::store::BlockChanges::Unavailable(w) if w.contains("too many")),
+        )
+        .count();
+    assert!((1..=2).contains(&too_many), "{}", ghostbridge::snapshot::history::log_text(&timeline));
+    let rows = run_cli(&["changes", "/after", "--database", db.to_str().unwrap()]).1;
+    assert!(rows.contains("created   /after"), "{rows}");
+    assert!(store.block_changes(&head).unwrap().is_ok());
+    let (code, out, _) = run_cli(&["verify", "--database", db.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+}

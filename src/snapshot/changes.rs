@@ -140,24 +140,31 @@ pub fn digest(changes: &[Change]) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// How many stream operations a change may take at most (a new file is a
+/// create, a rename, an owner, a mode, times and its extents).
+const OPS_PER_CHANGE: usize = 8;
+
 /// The change list of the new snapshot `dir/name` against the block before
-/// it: unavailable when the index is off (`enabled`, the `index_changes`
-/// setting), for the first block, or when that block's snapshot is gone.
-pub fn for_block(enabled: bool, dir: &Path, previous: Option<&super::chain::Block>, name: &str) -> ChangeIndex {
+/// it, of at most `limit` changes (`None`: the index is off): unavailable
+/// when off, for the first block, when that block's snapshot is gone, and
+/// when the change is larger than the limit (a tick stays short and its
+/// memory bounded whatever happened in the source).
+pub fn for_block(limit: Option<usize>, dir: &Path, previous: Option<&super::chain::Block>, name: &str) -> ChangeIndex {
+    let Some(limit) = limit else { return ChangeIndex::Unavailable("index_changes is off".into()) };
     match previous {
-        _ if !enabled => ChangeIndex::Unavailable("index_changes is off".into()),
         None => ChangeIndex::Unavailable("the first block has no earlier snapshot to compare with".into()),
         Some(p) if p.pruned_ns.is_some() => ChangeIndex::Unavailable(format!(
             "the previous block's snapshot {} was pruned before this one was taken",
             p.snapshot
         )),
-        Some(p) => index(dir, &p.snapshot, name),
+        Some(p) => index(dir, &p.snapshot, name, limit),
     }
 }
 
-/// The change list of the snapshot `dir/name` against the snapshot `dir/parent`.
-pub fn index(dir: &Path, parent: &str, name: &str) -> ChangeIndex {
-    match send::changed_ops(dir, parent, name) {
+/// The change list of the snapshot `dir/name` against the snapshot
+/// `dir/parent`, if it has at most `limit` changes.
+pub fn index(dir: &Path, parent: &str, name: &str, limit: usize) -> ChangeIndex {
+    match send::changed_ops(dir, parent, name, limit.saturating_mul(OPS_PER_CHANGE)) {
         Ok(ops) => {
             use std::os::unix::ffi::OsStrExt;
             use std::os::unix::fs::MetadataExt;
@@ -174,7 +181,14 @@ pub fn index(dir: &Path, parent: &str, name: &str) -> ChangeIndex {
                 }
                 _ => true,
             };
-            ChangeIndex::Indexed(from_ops(&ops, &times_changed))
+            let list = from_ops(&ops, &times_changed);
+            if list.len() > limit {
+                return ChangeIndex::Unavailable(format!(
+                    "{} changes between the two snapshots, more than max_changes_per_block ({limit}): too many to index",
+                    list.len()
+                ));
+            }
+            ChangeIndex::Indexed(list)
         }
         Err(e) => ChangeIndex::Unavailable(e.to_string()),
     }

@@ -37,6 +37,11 @@ pub struct Config {
     /// (from the kernel's send stream between the two snapshots).
     #[serde(default = "default_true")]
     pub index_changes: bool,
+    /// The most changes one block records; a larger change (an unpacked
+    /// archive, a removed tree) gives a block marked "too many to index", so
+    /// that a tick stays short and its memory bounded.
+    #[serde(default = "default_max_changes_per_block")]
+    pub max_changes_per_block: u32,
     /// How long change rows are kept; older blocks keep only their change digest.
     #[serde(default = "default_change_retention")]
     pub change_retention: HumanDuration,
@@ -60,6 +65,9 @@ fn default_interval() -> HumanDuration {
 }
 fn default_retention() -> HumanDuration {
     HumanDuration::from_mins(1)
+}
+fn default_max_changes_per_block() -> u32 {
+    100_000
 }
 fn default_change_retention() -> HumanDuration {
     HumanDuration::from_days(30)
@@ -95,6 +103,13 @@ impl DaemonConfig for Config {
         if let Some(file) = &self.hmac_key_file {
             out.extend(config::secret_file("hmac_key_file", file));
         }
+        if self.max_changes_per_block == 0 {
+            out.push(Finding::new(
+                vec![PathSeg::from("max_changes_per_block")],
+                "max_changes_per_block is 0: no block could record a change",
+                "give a bound such as 100000, or set index_changes = false to record none",
+            ));
+        }
         out
     }
 }
@@ -110,11 +125,17 @@ impl Config {
             retention: default_retention(),
             tiers: Vec::new(),
             index_changes: default_true(),
+            max_changes_per_block: default_max_changes_per_block(),
             change_retention: default_change_retention(),
             hmac_key_file: None,
             metrics_dir: None,
             dbus: default_true(),
         }
+    }
+
+    /// The change index's bound per block, `None` when it is off.
+    pub fn change_limit(&self) -> Option<usize> {
+        self.index_changes.then_some(self.max_changes_per_block as usize)
     }
 
     /// What the snapshot folder keeps: `retention`, then the tiers.

@@ -89,8 +89,8 @@ pub fn list_snapshots(dir: &Path, foreign: &mut Vec<String>) -> Result<Vec<(Stri
 /// How an adopted block is written, as the daemon writes its own blocks.
 #[derive(Debug, Clone, Copy)]
 pub struct Seal<'a> {
-    /// Record the block's change list (`index_changes`).
-    pub index_changes: bool,
+    /// The change index's bound per block, `None` when it is off.
+    pub change_limit: Option<usize>,
     /// The key blocks are sealed with, if any.
     pub key: Option<&'a [u8]>,
 }
@@ -175,7 +175,7 @@ pub fn reconcile(
                     }
                     (None, Ok(info)) => {
                         let prev = head.as_ref().map(|h| h.hash).unwrap_or(GENESIS_PREV);
-                        let changes = changes::for_block(seal.index_changes, snap_path, head.as_ref(), &name);
+                        let changes = changes::for_block(seal.change_limit, snap_path, head.as_ref(), &name);
                         let block = Block::new(height, prev, time_ns, name.clone(), info.uuid, info.generation)
                             .with_changes(changes.summary())
                             .sealed(seal.key);

@@ -3,12 +3,15 @@
 //! older one, with `BTRFS_SEND_FLAG_NO_FILE_DATA`, so the stream carries the
 //! path operations and extent ranges but no file contents. The kernel computes
 //! it by comparing the two trees, so its cost follows the amount of change, not
-//! the size of the subvolume. The stream is written to a memory file and parsed
-//! here into [`Op`]s. Format: btrfs-progs `Documentation/dev/dev-send-stream.rst`
-//! and the kernel's `fs/btrfs/send.h` (version 1).
+//! the size of the subvolume. The kernel writes the stream into a pipe from a
+//! helper thread while this one parses it into [`Op`]s as it arrives, so
+//! memory stays bounded; past a limit of operations the pipe is closed, which
+//! ends the kernel's work at once (`EPIPE`). Format: btrfs-progs
+//! `Documentation/dev/dev-send-stream.rst` and the kernel's `fs/btrfs/send.h`
+//! (version 1).
 
 use std::fs::File;
-use std::io::{Read, Seek};
+use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
@@ -61,8 +64,12 @@ pub enum Op {
 pub enum SendError {
     #[error(transparent)]
     Btrfs(#[from] BtrfsError),
-    #[error("cannot create the memory file for the send stream: {0}")]
-    Memfd(Errno),
+    #[error("cannot create the pipe for the send stream: {0}")]
+    Pipe(Errno),
+    #[error(
+        "more than {limit} path operations between the two snapshots (max_changes_per_block × 8): too many to index"
+    )]
+    TooMany { limit: usize },
     #[error("the kernel refused to send {path} relative to its parent: {source}{hint}", hint = send_hint(*.source))]
     Send { path: String, source: Errno },
     #[error("reading the send stream back: {0}")]
@@ -80,31 +87,50 @@ fn send_hint(e: Errno) -> &'static str {
 }
 
 /// The stream of the read-only snapshot `dir/name` relative to the read-only
-/// snapshot `dir/parent`, parsed.
-pub fn changed_ops(dir: &Path, parent: &str, name: &str) -> Result<Vec<Op>, SendError> {
-    let parent_info = btrfs::subvol_info_at(dir, parent)?;
+/// snapshot `dir/parent`, parsed; at most `max_ops` operations, or
+/// [`SendError::TooMany`] without reading (or the kernel writing) the rest.
+pub fn changed_ops(dir: &Path, parent: &str, name: &str, max_ops: usize) -> Result<Vec<Op>, SendError> {
+    let parent_root = btrfs::subvol_info_at(dir, parent)?.tree_id;
     let path = dir.join(name);
     let snapshot = btrfs::open_dir(&path)?;
-    let memfd = nix::sys::memfd::memfd_create(c"ghostbridge-send", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
-        .map_err(SendError::Memfd)?;
-    let mut stream = File::from(memfd);
-    let args = SendArgs {
-        send_fd: stream.as_raw_fd() as i64,
-        clone_sources_count: 0,
-        clone_sources: std::ptr::null_mut(),
-        parent_root: parent_info.tree_id,
-        flags: SEND_FLAG_NO_FILE_DATA,
-        version: 0,
-        reserved: [0; 28],
+    let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(SendError::Pipe)?;
+    let sender = std::thread::spawn(move || {
+        let args = SendArgs {
+            send_fd: write_end.as_raw_fd() as i64,
+            clone_sources_count: 0,
+            clone_sources: std::ptr::null_mut(),
+            parent_root,
+            flags: SEND_FLAG_NO_FILE_DATA,
+            version: 0,
+            reserved: [0; 28],
+        };
+        // SAFETY: `args` is a correctly laid out btrfs_ioctl_send_args with no
+        // clone sources; `send_fd` and `snapshot` stay open for the call.
+        let result = unsafe { ioc_send(snapshot.as_raw_fd(), &args) };
+        drop(write_end);
+        result
+    });
+    let mut parser = StreamParser::new(max_ops);
+    let mut stream = File::from(read_end);
+    let mut chunk = vec![0u8; 64 * 1024];
+    let read = loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => break Ok(()),
+            Ok(n) => {
+                if let Err(e) = parser.feed(&chunk[..n]) {
+                    break Err(e);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(SendError::Read(e)),
+        }
     };
-    // SAFETY: `args` is a correctly laid out btrfs_ioctl_send_args with no clone
-    // sources; `send_fd` stays open for the duration of the call.
-    unsafe { ioc_send(snapshot.as_raw_fd(), &args) }
-        .map_err(|source| SendError::Send { path: path.display().to_string(), source })?;
-    let mut bytes = Vec::new();
-    stream.rewind().map_err(SendError::Read)?;
-    stream.read_to_end(&mut bytes).map_err(SendError::Read)?;
-    parse(&bytes)
+    // Closing the reading end makes a kernel still writing stop (EPIPE).
+    drop(stream);
+    let sent = sender.join().unwrap_or(Err(Errno::EIO));
+    read?;
+    sent.map_err(|source| SendError::Send { path: path.display().to_string(), source })?;
+    parser.finish()
 }
 
 // Command numbers (`enum btrfs_send_cmd`).
@@ -140,36 +166,102 @@ const ATTR_PATH: u16 = 15;
 const ATTR_PATH_TO: u16 = 16;
 const ATTR_PATH_LINK: u16 = 17;
 
-/// Parses a version-1 send stream into its path operations.
+/// Parses a whole version-1 send stream into its path operations.
 pub fn parse(bytes: &[u8]) -> Result<Vec<Op>, SendError> {
-    let bad = |offset: usize, why: &str| SendError::Malformed { offset, why: why.to_string() };
-    if bytes.len() < 17 || &bytes[..13] != STREAM_MAGIC {
-        return Err(bad(0, "no btrfs-stream header"));
+    let mut p = StreamParser::new(usize::MAX);
+    p.feed(bytes)?;
+    p.finish()
+}
+
+/// The longest command accepted (the kernel's are at most 64 KiB in version 1).
+const MAX_COMMAND_BYTES: usize = 1 << 20;
+
+/// A version-1 stream parsed as it arrives, in chunks of any size.
+struct StreamParser {
+    /// Bytes received and not yet parsed.
+    pending: Vec<u8>,
+    /// Bytes of the stream before `pending`.
+    consumed: usize,
+    header_read: bool,
+    ended: bool,
+    ops: Vec<Op>,
+    max_ops: usize,
+}
+
+impl StreamParser {
+    fn new(max_ops: usize) -> Self {
+        StreamParser { pending: Vec::new(), consumed: 0, header_read: false, ended: false, ops: Vec::new(), max_ops }
     }
-    let version = u32::from_le_bytes([bytes[13], bytes[14], bytes[15], bytes[16]]);
-    if version != 1 {
-        return Err(bad(13, &format!("stream version {version}, expected 1")));
+
+    fn bad(&self, at: usize, why: &str) -> SendError {
+        SendError::Malformed { offset: self.consumed + at, why: why.to_string() }
     }
-    let mut ops = Vec::new();
-    let mut at = 17;
-    loop {
-        let Some(header) = bytes.get(at..at + 10) else {
-            return Err(bad(at, "the stream ends without an END command"));
-        };
-        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-        let cmd = u16::from_le_bytes([header[4], header[5]]);
-        let body_at = at + 10;
-        let Some(body) = bytes.get(body_at..body_at.saturating_add(len)) else {
-            return Err(bad(at, "a command runs past the end of the stream"));
-        };
-        if cmd == CMD_END {
-            return Ok(ops);
+
+    /// Parses every complete command in what has arrived.
+    fn feed(&mut self, data: &[u8]) -> Result<(), SendError> {
+        if self.ended {
+            return Ok(());
         }
-        let attrs = Attrs::parse(body, body_at)?;
+        self.pending.extend_from_slice(data);
+        let bytes = std::mem::take(&mut self.pending);
+        let mut at = 0;
+        let result = self.commands(&bytes, &mut at);
+        self.pending = bytes[at..].to_vec();
+        self.consumed += at;
+        result
+    }
+
+    fn commands(&mut self, bytes: &[u8], at: &mut usize) -> Result<(), SendError> {
+        if !self.header_read {
+            if bytes.len() < 17 {
+                if !STREAM_MAGIC.starts_with(&bytes[..bytes.len().min(13)]) {
+                    return Err(self.bad(0, "no btrfs-stream header"));
+                }
+                return Ok(());
+            }
+            if &bytes[..13] != STREAM_MAGIC {
+                return Err(self.bad(0, "no btrfs-stream header"));
+            }
+            let version = u32::from_le_bytes([bytes[13], bytes[14], bytes[15], bytes[16]]);
+            if version != 1 {
+                return Err(self.bad(13, &format!("stream version {version}, expected 1")));
+            }
+            self.header_read = true;
+            *at = 17;
+        }
+        while let Some(header) = bytes.get(*at..*at + 10) {
+            let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+            let cmd = u16::from_le_bytes([header[4], header[5]]);
+            if len > MAX_COMMAND_BYTES {
+                return Err(self.bad(*at, &format!("a command of {len} bytes")));
+            }
+            let body_at = *at + 10;
+            let Some(body) = bytes.get(body_at..body_at + len) else { return Ok(()) };
+            if cmd == CMD_END {
+                self.ended = true;
+                *at = body_at + len;
+                return Ok(());
+            }
+            if let Some(op) = self.command(cmd, body, *at, self.consumed + body_at)? {
+                if self.ops.len() >= self.max_ops {
+                    return Err(SendError::TooMany { limit: self.max_ops });
+                }
+                self.ops.push(op);
+            }
+            *at = body_at + len;
+        }
+        Ok(())
+    }
+
+    fn command(&self, cmd: u16, body: &[u8], at: usize, body_offset: usize) -> Result<Option<Op>, SendError> {
+        let attrs = Attrs::parse(body, body_offset)?;
         let path = |attr: u16, name: &str| {
-            attrs.get(attr).map(<[u8]>::to_vec).ok_or_else(|| bad(at, &format!("command {cmd} without its {name}")))
+            attrs
+                .get(attr)
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| self.bad(at, &format!("command {cmd} without its {name}")))
         };
-        let op = match cmd {
+        Ok(match cmd {
             CMD_SUBVOL | CMD_SNAPSHOT => None,
             CMD_MKFILE | CMD_MKNOD | CMD_MKFIFO | CMD_MKSOCK | CMD_SYMLINK => {
                 Some(Op::Create { path: path(ATTR_PATH, "path")?, dir: false })
@@ -185,10 +277,16 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Op>, SendError> {
                 Some(Op::Meta { path: path(ATTR_PATH, "path")? })
             }
             CMD_UTIMES => Some(Op::Times { path: path(ATTR_PATH, "path")? }),
-            other => return Err(bad(at, &format!("unknown command {other}"))),
-        };
-        ops.extend(op);
-        at = body_at + len;
+            other => return Err(self.bad(at, &format!("unknown command {other}"))),
+        })
+    }
+
+    /// The operations, once the stream's END command has arrived.
+    fn finish(self) -> Result<Vec<Op>, SendError> {
+        if !self.ended {
+            return Err(self.bad(self.pending.len(), "the stream ends without an END command"));
+        }
+        Ok(self.ops)
     }
 }
 
@@ -272,6 +370,25 @@ pub(crate) mod tests {
                 Op::Remove { path: b"old".to_vec() },
             ]
         );
+    }
+
+    #[test]
+    fn chunks_of_any_size_parse_alike_and_the_limit_stops_early() {
+        let s = stream(&[
+            (CMD_MKFILE, vec![(ATTR_PATH, b"a")]),
+            (CMD_RENAME, vec![(ATTR_PATH, b"a"), (ATTR_PATH_TO, b"b")]),
+            (CMD_UTIMES, vec![(ATTR_PATH, b"b")]),
+        ]);
+        let whole = parse(&s).unwrap();
+        for size in [1, 2, 7, 16, 17, 18, 64] {
+            let mut p = StreamParser::new(usize::MAX);
+            for chunk in s.chunks(size) {
+                p.feed(chunk).unwrap();
+            }
+            assert_eq!(p.finish().unwrap(), whole, "chunks of {size}");
+        }
+        let mut p = StreamParser::new(2);
+        assert!(matches!(p.feed(&s), Err(SendError::TooMany { limit: 2 })));
     }
 
     #[test]

@@ -403,6 +403,18 @@ let
       in
       unit.serviceConfig.LoadCredential == [ "qdrant-api-key:/run/secrets/qdrant" ]
       && (configOf r "qdrant_sync").api_key_file == "/run/credentials/ghostbridge-qdrant-sync.service/qdrant-api-key";
+    "snapshotter: the chain's key goes through LoadCredential, and no key renders nothing" =
+      let
+        r = refWith {
+          snapshotter.settings.hmac_key_file = "/run/keys/chain key";
+        };
+        unit = r.result.systemd.services.ghostbridge-snapshotter;
+      in
+      unit.serviceConfig.LoadCredential == [ "chain-hmac-key:/run/keys/chain key" ]
+      && (configOf r "snapshotter").hmac_key_file
+        == "/run/credentials/ghostbridge-snapshotter.service/chain-hmac-key"
+      && !((configOf ref "snapshotter") ? hmac_key_file)
+      && ref.result.systemd.services.ghostbridge-snapshotter.serviceConfig.LoadCredential == [ ];
     "Qdrant: storage and snapshots stay nixpkgs' (/var/lib/qdrant) without localQdrantDataDir" =
       ref.config.services.qdrant.settings.storage == {
         storage_path = "/var/lib/qdrant/storage";

@@ -16,7 +16,8 @@ pub struct Settings {
     pub retention: Duration,
     /// Shared, so a tick borrows them beside the daemon's mutable state without copying.
     pub tiers: std::sync::Arc<[Tier]>,
-    pub index_changes: bool,
+    /// The change index's bound per block, `None` when it is off.
+    pub change_limit: Option<usize>,
     pub change_retention: Duration,
     /// The key that seals each block: the bytes of `hmac_key_file`, read by
     /// the caller before `run` (`None` here until then).
@@ -27,6 +28,7 @@ pub struct Settings {
 
 impl From<Config> for Settings {
     fn from(c: Config) -> Self {
+        let change_limit = c.change_limit();
         Settings {
             source: c.source,
             snapshot_dir: c.snapshot_dir,
@@ -34,7 +36,7 @@ impl From<Config> for Settings {
             interval: c.interval.as_duration(),
             retention: c.retention.as_duration(),
             tiers: c.tiers.into(),
-            index_changes: c.index_changes,
+            change_limit,
             change_retention: c.change_retention.as_duration(),
             hmac_key: None,
             metrics_dir: c.metrics_dir,

@@ -210,10 +210,10 @@ impl Daemon {
             let now = self.now();
             let tiers = std::sync::Arc::clone(&self.s.tiers);
             let policy = crate::snapshot::retention::Policy::new(self.s.retention, &tiers);
-            let index_changes = self.s.index_changes;
+            let change_limit = self.s.change_limit;
             let key = self.s.hmac_key.clone();
             let store = self.store()?;
-            let seal = recover::Seal { index_changes, key: key.as_deref() };
+            let seal = recover::Seal { change_limit, key: key.as_deref() };
             let report = recover::reconcile(store, &source, &src_path, &dir, &dir_path, &policy, seal, now)?;
             let head = store.head()?;
             self.last = head.as_ref().map(|b| (b.height, b.hash));
@@ -313,7 +313,7 @@ impl Daemon {
             }
         };
         let latency = started.elapsed();
-        let changes = changes::for_block(self.s.index_changes, &dir_path, head.as_ref(), &name);
+        let changes = changes::for_block(self.s.change_limit, &dir_path, head.as_ref(), &name);
         self.note_index(height, &changes);
         let block = Block::new(height, prev, time_ns, name.clone(), info.uuid, info.generation)
             .with_changes(changes.summary())
@@ -352,8 +352,11 @@ impl Daemon {
             ChangeIndex::Indexed(_) => None,
             ChangeIndex::Unavailable(why) => Some(why.clone()),
         };
-        if now == self.unindexed || (height == 0 && self.unindexed.is_none()) {
-            self.unindexed = now;
+        // The first block never has a list: nothing to say about it, or after it.
+        if height == 0 {
+            return;
+        }
+        if now == self.unindexed {
             return;
         }
         match &now {
