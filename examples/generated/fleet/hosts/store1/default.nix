@@ -49,6 +49,7 @@
         dbus = true;
         index_changes = true;
         interval = "5s";
+        max_changes_per_block = 100000;
         retention = "10m";
         snapshot_dir = "/var/lib/chain/snapshots";
         source = "/srv/data";

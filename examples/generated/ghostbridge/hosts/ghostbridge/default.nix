@@ -95,6 +95,7 @@
         dbus = true;
         index_changes = true;
         interval = "1s";
+        max_changes_per_block = 100000;
         retention = "1m";
         snapshot_dir = "/var/lib/blockchain-timing/snapshots";
         source = "/var/lib/overlay";
