@@ -11,8 +11,10 @@
 //! - [`vectors`]: the embedder and the Qdrant sync
 //! - [`bus`]: D-Bus interfaces
 //! - [`doctor`]: the host's health report (`ghostbridge-doctor`)
+//! - [`deploy`]: safe deployments with a health gate and rollback (`ghostgen deploy`)
 
 pub mod bus;
+pub mod deploy;
 pub mod doctor;
 pub mod generate;
 pub mod nix;

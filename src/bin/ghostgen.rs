@@ -9,9 +9,14 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use ghostbridge::deploy::build as system_build;
+use ghostbridge::deploy::fleet;
+use ghostbridge::deploy::host::Settings;
+use ghostbridge::deploy::target::{self, Target};
 use ghostbridge::generate::{self, write};
+use ghostbridge::runtime::duration::HumanDuration;
 use ghostbridge::runtime::exit;
-use ghostbridge::spec::{self, render_all};
+use ghostbridge::spec::{self, BuildOn, render_all};
 
 /// The reference server's spec, written by `ghostgen init`.
 const REFERENCE_SPEC: &str = include_str!("../../examples/ghostbridge.toml");
@@ -47,6 +52,35 @@ enum Command {
     },
     /// Print the JSON Schema of the spec (for editor completion, e.g. taplo).
     Schema,
+    /// Build, copy and activate each host's new generation; make it the boot
+    /// default only if the host's doctor reports healthy over a new SSH
+    /// connection. Otherwise the host switches back by itself.
+    Deploy {
+        spec: PathBuf,
+        /// Hosts to deploy (default: every host of the spec).
+        hosts: Vec<String>,
+        /// Only hosts whose `[deploy] tags` hold this tag (repeatable: all must match).
+        #[arg(long)]
+        tag: Vec<String>,
+        /// The generated flake's folder (default: the spec's folder).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Hosts deployed at the same time.
+        #[arg(long, default_value_t = 1)]
+        parallel: usize,
+        /// The first K hosts are deployed alone first; the rest only if they all succeed.
+        #[arg(long, default_value_t = 0)]
+        canary: usize,
+        /// A host not confirmed within this long switches back by itself.
+        #[arg(long, default_value = "60s")]
+        confirm_timeout: HumanDuration,
+        /// Where to build, for every host (default: each host's `[deploy] build_on`).
+        #[arg(long, value_enum)]
+        build_on: Option<BuildOn>,
+        /// Print what would be done, and touch nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// A failure with the exit code it deserves.
@@ -125,6 +159,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Build { spec, output, check, force } => build(&spec, output, check, force),
+        Command::Deploy { spec, hosts, tag, output, parallel, canary, confirm_timeout, build_on, dry_run } => {
+            let rollout = fleet::Rollout { parallel, canary };
+            deploy(&spec, output, &hosts, &tag, rollout, confirm_timeout.as_duration(), build_on, dry_run)
+        }
         Command::Schema => {
             let schema = serde_json::to_string_pretty(&spec::schema::file_schema())?;
             println!("{schema}");
@@ -182,16 +220,21 @@ fn load(path: &Path) -> anyhow::Result<(spec::Loaded, String, String)> {
     }
 }
 
-fn build(spec_path: &Path, output: Option<PathBuf>, check: bool, force: bool) -> anyhow::Result<()> {
-    let (loaded, name, text) = load(spec_path)?;
-    let explicit_output = output.is_some();
-    let out = output.unwrap_or_else(|| {
+/// Where the flake is written: `-o`, or the spec's folder.
+fn output_dir(spec_path: &Path, output: Option<PathBuf>) -> PathBuf {
+    output.unwrap_or_else(|| {
         spec_path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."))
-    });
+    })
+}
+
+fn build(spec_path: &Path, output: Option<PathBuf>, check: bool, force: bool) -> anyhow::Result<()> {
+    let (loaded, name, text) = load(spec_path)?;
+    let explicit_output = output.is_some();
+    let out = output_dir(spec_path, output);
     let files = generate::plan(&loaded.spec, &name).context("cannot generate the flake")?;
     if check {
         let s = write::staleness(&out, &files)?;
@@ -233,4 +276,71 @@ fn build(spec_path: &Path, output: Option<PathBuf>, check: bool, force: bool) ->
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// `ghostgen deploy`: every selected host through the safe deployment.
+#[allow(clippy::too_many_arguments)]
+fn deploy(
+    spec_path: &Path,
+    output: Option<PathBuf>,
+    names: &[String],
+    tags: &[String],
+    rollout: fleet::Rollout,
+    confirm_timeout: std::time::Duration,
+    build_on: Option<BuildOn>,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    if rollout.parallel == 0 {
+        return Err(exit::UsageError("--parallel must be at least 1".into()).into());
+    }
+    let (loaded, name, _) = load(spec_path)?;
+    let out = output_dir(spec_path, output);
+    // The flake on disk must be what the spec generates: deploy what was reviewed.
+    let files = generate::plan(&loaded.spec, &name).context("cannot generate the flake")?;
+    if !write::staleness(&out, &files)?.is_fresh() {
+        eprintln!(
+            "ghostgen: {} is not what {} generates; run `ghostgen build` (and review the change) first",
+            out.display(),
+            spec_path.display()
+        );
+        return Err(Exit(1).into());
+    }
+    let hosts = fleet::select(&loaded.spec.hosts, names, tags).map_err(exit::UsageError)?;
+    let dir = std::fs::canonicalize(&out).with_context(|| format!("cannot resolve {}", out.display()))?;
+    let mut jobs = Vec::new();
+    for h in hosts {
+        let attr = system_build::toplevel(&dir, &h.name).map_err(exit::UsageError)?;
+        jobs.push(fleet::Job { target: Target::of(h), attr });
+    }
+    if dry_run {
+        for job in &jobs {
+            let t = &job.target;
+            let jump = t.jump.as_ref().map(|j| format!(" via {j}")).unwrap_or_default();
+            let on = match build_on.unwrap_or(t.build_on) {
+                BuildOn::Local => "here, then copied",
+                BuildOn::Remote => "on the host",
+            };
+            println!("{}: {}@{} port {}{jump}; built {on}: {}", t.host, t.user, t.address, t.port, job.attr);
+        }
+        println!(
+            "{} host{}, {} at a time, {} canar{} first; each rolls back unless healthy within {}",
+            jobs.len(),
+            if jobs.len() == 1 { "" } else { "s" },
+            rollout.parallel,
+            rollout.canary.min(jobs.len()),
+            if rollout.canary == 1 { "y" } else { "ies" },
+            humantime::format_duration(confirm_timeout)
+        );
+        return Ok(());
+    }
+    let settings = Settings {
+        confirm_timeout,
+        build_on,
+        user_opts: target::user_ssh_options(std::env::var("NIX_SSHOPTS").ok().as_deref()),
+        activation_limit: std::time::Duration::from_secs(600),
+    };
+    let progress = |host: &str, what: &str| eprintln!("{host}: {}", exit::terminal_safe(what));
+    let reports = fleet::deploy(&jobs, rollout, &settings, &progress);
+    print!("{}", fleet::summary(&reports));
+    if fleet::all_committed(&reports) { Ok(()) } else { Err(Exit(1).into()) }
 }

@@ -8,12 +8,12 @@ pub mod checks;
 pub mod config;
 pub mod firewall;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use config::DoctorConfig;
 
 /// The outcome of one check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     Ok,
@@ -23,7 +23,7 @@ pub enum State {
 }
 
 /// One line of the report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Check {
     /// What was checked, e.g. `unit ghostbridge-ovs.service`.
     pub name: String,
@@ -39,7 +39,7 @@ impl Check {
 }
 
 /// Every check's outcome.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
     pub healthy: bool,
     pub checks: Vec<Check>,

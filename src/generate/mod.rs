@@ -10,7 +10,7 @@ mod host;
 pub mod manifest;
 mod netboot;
 pub mod python;
-mod shell;
+pub mod shell;
 pub mod vm_check;
 pub mod write;
 

@@ -1,5 +1,5 @@
 //! Shell words: one function for every value that lands in a POSIX shell
-//! script the generator writes (disko's hooks).
+//! (the disko hooks the generator writes, the commands `ghostgen deploy` runs over SSH).
 
 /// `s` as one single-quoted shell word.
 pub fn quote(s: &str) -> String {

@@ -122,6 +122,57 @@ pub struct HostSpec {
     /// Defaults for a server nobody sits in front of; absent = all on.
     #[serde(default)]
     pub remote_server: Option<RemoteServer>,
+    /// How `ghostgen deploy` reaches this host.
+    #[serde(default)]
+    pub deploy: Deploy,
+}
+
+impl HostSpec {
+    /// The user `ghostgen deploy` logs in as unless `[deploy] user` says
+    /// otherwise: the first admin with an SSH key (root login is disabled).
+    pub fn default_deploy_user(&self) -> Option<&str> {
+        self.users.iter().find(|u| u.admin && !u.ssh_keys.is_empty()).map(|u| u.name.as_str())
+    }
+
+    /// The user `ghostgen deploy` logs in as.
+    pub fn deploy_user(&self) -> Option<&str> {
+        self.deploy.user.as_deref().or_else(|| self.default_deploy_user())
+    }
+}
+
+/// `[deploy]`: how `ghostgen deploy` reaches the host over SSH. Nothing
+/// secret lives here: keys and agent stay the operator's own `ssh` setup.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Deploy {
+    /// A DNS name or an IP address. Default: the host's name.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// The SSH user, an admin from `[[users]]` (commands run through `sudo`;
+    /// root login is disabled). Default: the first admin with an SSH key.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The SSH port. Default: `[ssh] port`.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// A jump host, `[user@]host[:port]` (`ssh -J`).
+    #[serde(default)]
+    pub jump: Option<String>,
+    /// Where the system is built: on this machine, then copied (`local`), or on the host itself (`remote`).
+    #[serde(default)]
+    pub build_on: BuildOn,
+    /// Names that `ghostgen deploy --tag` selects the host by.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// Where `ghostgen deploy` builds a host's system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BuildOn {
+    #[default]
+    Local,
+    Remote,
 }
 
 /// `[qdrant]`: where the Qdrant this host runs keeps its data.

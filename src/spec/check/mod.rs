@@ -3,15 +3,16 @@
 //! the value it is about.
 
 mod daemons;
+pub mod deploy;
 pub mod destinations;
 pub mod disk;
-mod host;
+pub mod host;
 mod network;
 pub mod ports;
 mod server;
 mod services;
 pub use services::MAX_LIVE_SNAPSHOTS;
-mod ssh;
+pub mod ssh;
 
 use super::diagnostic::{Diagnostic, HostRef};
 use super::model::HostSpec;
@@ -82,6 +83,7 @@ pub fn all(hosts: &[HostSpec], nodes: &[Node], refs: &[Option<HostRef>], diags: 
         destinations::check(host, &mut ctx);
         ports::check(host, &mut ctx);
         ssh::check(host, &mut ctx);
+        deploy::check(host, &mut ctx);
         about(&mut diags[before..], host_ref.as_ref());
     }
     host::check_fleet(hosts, nodes, diags);

@@ -31,7 +31,8 @@ pub fn ed25519_key(key: &str) -> Result<(), String> {
     }
 }
 
-fn user_name(name: &str) -> bool {
+/// The rule for Linux user names.
+pub fn user_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 32
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')

@@ -1,0 +1,395 @@
+//! The target half of `ghostgen deploy`, run as `ghostbridge-deploy-agent`
+//! inside a transient systemd unit so that it outlives the SSH session that
+//! started it: remember the running system, activate the new one live
+//! (`switch-to-configuration test`, boot entry untouched), wait for a
+//! confirmation, then make it the boot default (system profile plus
+//! `switch-to-configuration boot`); without a confirmation in time, or on a
+//! rejection, switch back to the remembered system. The state is a JSON file
+//! in `/run`, which a reboot clears along with the unconfirmed generation.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{Flock, FlockArg};
+
+use super::state::{DeployState, Phase, generation_of};
+use crate::runtime::signals::Stop;
+
+/// Where a NixOS host keeps what the agent reads and writes.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// The running system (`/run/current-system`), set by every activation.
+    pub current_system: PathBuf,
+    /// The system profile whose generations the boot menu lists.
+    pub system_profile: PathBuf,
+    /// One folder per deployment, in `/run` so that a reboot clears it.
+    pub state_dir: PathBuf,
+}
+
+impl Layout {
+    /// The paths of a NixOS host.
+    pub fn nixos() -> Layout {
+        Layout {
+            current_system: "/run/current-system".into(),
+            system_profile: "/nix/var/nix/profiles/system".into(),
+            state_dir: "/run/ghostbridge-deploy".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("deployment id {0:?} is not lower-case letters, digits and '-' (at most 64)")]
+    BadId(String),
+    #[error("another deployment holds {0} (one deployment at a time per host)")]
+    Busy(PathBuf),
+    #[error("deployment {0} already exists on this host")]
+    Exists(String),
+    #[error("{} is not a NixOS system: it has no bin/switch-to-configuration", .0.display())]
+    NotASystem(PathBuf),
+    #[error("no deployment {0} on this host (a reboot clears {1})")]
+    NoDeployment(String, PathBuf),
+    #[error("cannot {what} {}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the state of deployment {id} is unreadable")]
+    BadState {
+        id: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("deployment {0} did not finish within {1:?}")]
+    StillRunning(String, Duration),
+}
+
+fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> AgentError + 'a {
+    move |source| AgentError::Io { what, path: path.to_path_buf(), source }
+}
+
+/// The rule for deployment ids (they name a folder and a systemd unit).
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !id.starts_with('-')
+}
+
+/// How often the agent and the waiting commands look at the state folder.
+const POLL: Duration = Duration::from_millis(100);
+
+/// One deployment's folder.
+struct Files {
+    dir: PathBuf,
+}
+
+impl Files {
+    fn new(layout: &Layout, id: &str) -> Result<Files, AgentError> {
+        if !valid_id(id) {
+            return Err(AgentError::BadId(id.to_string()));
+        }
+        Ok(Files { dir: layout.state_dir.join(id) })
+    }
+    fn state(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+    fn confirm(&self) -> PathBuf {
+        self.dir.join("confirm")
+    }
+    fn reject(&self) -> PathBuf {
+        self.dir.join("reject")
+    }
+
+    /// Replaces the state file atomically (write, fsync, rename).
+    fn write(&self, state: &DeployState) -> Result<(), AgentError> {
+        let tmp = self.dir.join("state.json.tmp");
+        let mut f = fs::File::create(&tmp).map_err(io("write", &tmp))?;
+        let json = serde_json::to_vec(state).map_err(|source| AgentError::BadState { id: state.id.clone(), source })?;
+        f.write_all(&json).and_then(|()| f.sync_all()).map_err(io("write", &tmp))?;
+        fs::rename(&tmp, self.state()).map_err(io("write", &self.state()))
+    }
+
+    fn read(&self, id: &str, layout: &Layout) -> Result<DeployState, AgentError> {
+        let path = self.state();
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(AgentError::NoDeployment(id.to_string(), layout.state_dir.clone()));
+            }
+            Err(e) => return Err(io("read", &path)(e)),
+        };
+        serde_json::from_slice(&bytes).map_err(|source| AgentError::BadState { id: id.to_string(), source })
+    }
+}
+
+/// Runs `SYSTEM/bin/switch-to-configuration ACTION`; its output goes to the unit's journal.
+fn switch(system: &Path, action: &str) -> Result<(), String> {
+    let program = system.join("bin/switch-to-configuration");
+    let status = Command::new(&program)
+        .arg(action)
+        .env_remove("NIXOS_INSTALL_BOOTLOADER")
+        .status()
+        .map_err(|e| format!("cannot run {} {action}: {e}", program.display()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("switch-to-configuration {action} of {} {status}", system.display()))
+    }
+}
+
+/// Points the system profile at `system` (a new generation), as nixos-rebuild does.
+fn set_profile(profile: &Path, system: &Path) -> Result<(), String> {
+    let status = Command::new("nix-env")
+        .arg("--profile")
+        .arg(profile)
+        .arg("--set")
+        .arg(system)
+        .status()
+        .map_err(|e| format!("cannot run nix-env: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("nix-env --set {status}")) }
+}
+
+/// Points the system profile back at generation `number`.
+fn restore_profile(profile: &Path, number: u32) -> Result<(), String> {
+    let status = Command::new("nix-env")
+        .arg("--profile")
+        .arg(profile)
+        .arg("--switch-generation")
+        .arg(number.to_string())
+        .status()
+        .map_err(|e| format!("cannot run nix-env: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("nix-env --switch-generation {number} {status}")) }
+}
+
+fn profile_generation(profile: &Path) -> Option<u32> {
+    fs::read_link(profile).ok().as_deref().and_then(generation_of)
+}
+
+/// What ended the wait for a confirmation.
+enum Verdict {
+    Confirmed,
+    Rejected(String),
+    TimedOut,
+    Stopped,
+}
+
+/// The whole deployment on the target: activate, wait, commit or roll back.
+/// Returns the final state (also written to the state folder).
+pub fn activate(
+    layout: &Layout,
+    id: &str,
+    system: &Path,
+    confirm_timeout: Duration,
+    stop: &Stop,
+) -> Result<DeployState, AgentError> {
+    let files = Files::new(layout, id)?;
+    fs::create_dir_all(&layout.state_dir).map_err(io("create", &layout.state_dir))?;
+    let lock_path = layout.state_dir.join("lock");
+    let lock_file = fs::File::create(&lock_path).map_err(io("create", &lock_path))?;
+    let _lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|_| AgentError::Busy(lock_path))?;
+    match fs::create_dir(&files.dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(AgentError::Exists(id.to_string())),
+        Err(e) => return Err(io("create", &files.dir)(e)),
+    }
+    if !system.join("bin/switch-to-configuration").is_file() {
+        return Err(AgentError::NotASystem(system.to_path_buf()));
+    }
+    let before = fs::canonicalize(&layout.current_system).map_err(io("resolve", &layout.current_system))?;
+    let mut state = DeployState {
+        id: id.to_string(),
+        phase: Phase::Activating,
+        pid: std::process::id(),
+        system_before: before.display().to_string(),
+        system_after: system.display().to_string(),
+        generation_before: profile_generation(&layout.system_profile),
+        generation_after: None,
+        confirm_within_ms: None,
+        reason: None,
+    };
+    files.write(&state)?;
+
+    if let Err(why) = switch(system, "test") {
+        return roll_back(&files, state, &before, format!("activation failed: {why}"));
+    }
+
+    let deadline = Instant::now() + confirm_timeout;
+    state.phase = Phase::Waiting;
+    state.confirm_within_ms = Some(confirm_timeout.as_millis() as u64);
+    files.write(&state)?;
+    let verdict = loop {
+        if files.confirm().exists() {
+            break Verdict::Confirmed;
+        }
+        if let Ok(reason) = fs::read_to_string(files.reject()) {
+            break Verdict::Rejected(reason.trim().to_string());
+        }
+        if stop.requested() {
+            break Verdict::Stopped;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            break Verdict::TimedOut;
+        }
+        std::thread::sleep(POLL.min(deadline - now));
+    };
+    state.confirm_within_ms = None;
+    match verdict {
+        Verdict::Confirmed => commit(&files, layout, state, system, &before),
+        Verdict::Rejected(reason) => {
+            let reason = if reason.is_empty() { "rejected by the deployer".to_string() } else { reason };
+            roll_back(&files, state, &before, reason)
+        }
+        Verdict::TimedOut => roll_back(
+            &files,
+            state,
+            &before,
+            format!("no confirmation within {}", humantime::format_duration(confirm_timeout)),
+        ),
+        Verdict::Stopped => {
+            state.phase = Phase::Interrupted;
+            state.reason = Some("the agent was stopped while waiting; the boot default is unchanged".into());
+            files.write(&state)?;
+            Ok(state)
+        }
+    }
+}
+
+fn commit(
+    files: &Files,
+    layout: &Layout,
+    mut state: DeployState,
+    system: &Path,
+    before: &Path,
+) -> Result<DeployState, AgentError> {
+    state.phase = Phase::Committing;
+    files.write(&state)?;
+    let result = set_profile(&layout.system_profile, system).and_then(|()| switch(system, "boot"));
+    match result {
+        Ok(()) => {
+            state.phase = Phase::Committed;
+            state.generation_after = profile_generation(&layout.system_profile);
+            files.write(&state)?;
+            Ok(state)
+        }
+        Err(why) => {
+            // Put the boot default back where it was, then the live system.
+            let profile_back = match state.generation_before {
+                Some(n) if profile_generation(&layout.system_profile) != Some(n) => {
+                    restore_profile(&layout.system_profile, n).and_then(|()| switch(before, "boot"))
+                }
+                _ => Ok(()),
+            };
+            match profile_back {
+                Ok(()) => roll_back(files, state, before, format!("making it the boot default failed: {why}")),
+                Err(undo) => {
+                    state.phase = Phase::Failed;
+                    state.reason = Some(format!(
+                        "making it the boot default failed ({why}), and restoring the old boot default failed too ({undo})"
+                    ));
+                    files.write(&state)?;
+                    Ok(state)
+                }
+            }
+        }
+    }
+}
+
+fn roll_back(files: &Files, mut state: DeployState, before: &Path, reason: String) -> Result<DeployState, AgentError> {
+    state.phase = Phase::RollingBack;
+    state.reason = Some(reason.clone());
+    files.write(&state)?;
+    match switch(before, "test") {
+        Ok(()) => state.phase = Phase::RolledBack,
+        Err(why) => {
+            state.phase = Phase::Failed;
+            state.reason = Some(format!("{reason}; switching back failed too: {why}"));
+        }
+    }
+    files.write(&state)?;
+    Ok(state)
+}
+
+/// Whether the process that wrote `state` still runs it.
+fn agent_alive(state: &DeployState) -> bool {
+    let proc = PathBuf::from(format!("/proc/{}", state.pid));
+    let running = fs::read_to_string(proc.join("stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+        .unwrap_or(false);
+    let same = fs::read(proc.join("cmdline"))
+        .map(|c| c.split(|b| *b == 0).any(|arg| arg == state.id.as_bytes()))
+        .unwrap_or(false);
+    running && same
+}
+
+/// The deployment's state; a deployment whose agent is gone before the end
+/// reads as `interrupted`.
+pub fn status(layout: &Layout, id: &str) -> Result<DeployState, AgentError> {
+    let files = Files::new(layout, id)?;
+    let mut state = files.read(id, layout)?;
+    if !state.phase.is_final() && !agent_alive(&state) {
+        let boot = if state.phase == Phase::Committing { "may be either generation" } else { "is unchanged" };
+        state.reason = Some(format!(
+            "the agent stopped while {} (killed, or the host rebooted); the boot default {boot}",
+            state.phase.as_str()
+        ));
+        state.phase = Phase::Interrupted;
+        state.confirm_within_ms = None;
+    }
+    Ok(state)
+}
+
+/// Waits while the deployment is still activating (the deployer's first look).
+pub fn wait_activated(layout: &Layout, id: &str, limit: Duration) -> Result<DeployState, AgentError> {
+    wait_until(layout, id, limit, |p| p != Phase::Activating)
+}
+
+fn wait_until(
+    layout: &Layout,
+    id: &str,
+    limit: Duration,
+    done: impl Fn(Phase) -> bool,
+) -> Result<DeployState, AgentError> {
+    let end = Instant::now() + limit;
+    loop {
+        match status(layout, id) {
+            Ok(state) if done(state.phase) => return Ok(state),
+            // The agent may not have written its first state yet.
+            Ok(_) | Err(AgentError::NoDeployment(..)) if Instant::now() < end => std::thread::sleep(POLL),
+            Ok(_) => return Err(AgentError::StillRunning(id.to_string(), limit)),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Confirms the deployment and waits until the agent has committed it (or
+/// ended otherwise, e.g. when the confirmation came too late).
+pub fn confirm(layout: &Layout, id: &str, limit: Duration) -> Result<DeployState, AgentError> {
+    decide(layout, id, limit, None)
+}
+
+/// Rejects the deployment (the agent rolls back at once) and waits for the end.
+pub fn reject(layout: &Layout, id: &str, reason: &str, limit: Duration) -> Result<DeployState, AgentError> {
+    decide(layout, id, limit, Some(reason))
+}
+
+fn decide(layout: &Layout, id: &str, limit: Duration, reject: Option<&str>) -> Result<DeployState, AgentError> {
+    let files = Files::new(layout, id)?;
+    let state = status(layout, id)?;
+    if state.phase.is_final() {
+        return Ok(state);
+    }
+    let (path, body) = match reject {
+        None => (files.confirm(), String::new()),
+        Some(reason) => (files.reject(), reason.to_string()),
+    };
+    fs::write(&path, body).map_err(io("write", &path))?;
+    wait_until(layout, id, limit, Phase::is_final)
+}

@@ -1,0 +1,190 @@
+//! `ghostgen deploy` against real OpenSSH servers in network namespaces
+//! (see `deploy_support`): a healthy generation is confirmed and made the
+//! boot default; an unhealthy one, one that cuts the network, one whose
+//! deployer dies and one whose agent dies (a reboot) all leave the old
+//! generation as the boot default; a failing canary stops the fleet.
+
+mod deploy_support;
+
+use std::time::Duration;
+
+use deploy_support::{Behaviour, Deployer, Target, require_root};
+
+fn text(out: &std::process::Output) -> String {
+    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, sshd, bind mounts"]
+fn a_healthy_generation_is_confirmed_and_becomes_the_boot_default() {
+    require_root();
+    let op = Deployer::new();
+    let web1 = Target::new("web1", &op, Behaviour::Good);
+    let spec = op.spec(&[&web1]);
+    let out = op.deploy(&spec, &["--confirm-timeout", "20s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        web1.log(),
+        [
+            "gen2 test",
+            &format!("nix-env --profile /nix/var/nix/profiles/system --set {}", web1.new_system().display()),
+            "gen2 boot"
+        ]
+    );
+    assert_eq!(web1.current(), "gen2");
+    assert_eq!(web1.boot_default(), ("system-2-link".into(), "gen2".into()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let row = stdout.lines().find(|l| l.starts_with("web1 ")).unwrap_or_else(|| panic!("{}", text(&out)));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cells[..5], ["web1", "1", "2", "healthy", "committed"], "{row}");
+    // Built and copied with the operator's nix, to the host's store over SSH.
+    let nix = op.nix_log();
+    assert!(nix.contains("build --no-link --print-out-paths path:"), "{nix}");
+    assert!(
+        nix.contains(&format!("copy --to ssh-ng://admin@{} {}", web1.address, web1.new_system().display())),
+        "{nix}"
+    );
+    assert!(nix.contains("NIX_SSHOPTS=-i ") && nix.contains(" -p 22"), "{nix}");
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, sshd, bind mounts"]
+fn an_unhealthy_generation_is_rejected_and_rolled_back_at_once() {
+    require_root();
+    let op = Deployer::new();
+    let web1 = Target::new("web1", &op, Behaviour::Unhealthy);
+    let spec = op.spec(&[&web1]);
+    let started = std::time::Instant::now();
+    let out = op.deploy(&spec, &["--confirm-timeout", "60s"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(started.elapsed() < Duration::from_secs(30), "the rollback waited for the timeout");
+    assert_eq!(web1.log(), ["gen2 test", "gen1 test"]);
+    assert_eq!(web1.current(), "gen1");
+    assert_eq!(web1.boot_default(), ("system-1-link".into(), "gen1".into()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("unhealthy") && stdout.contains("rolled back"), "{}", text(&out));
+    assert!(stdout.contains("unit ghostbridge-ovs.service: failed (exit 1)"), "{}", text(&out));
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, sshd, bind mounts"]
+fn a_generation_that_cuts_the_network_is_rolled_back_by_the_host_itself() {
+    require_root();
+    let op = Deployer::new();
+    let web1 = Target::new("web1", &op, Behaviour::CutsNetwork);
+    let spec = op.spec(&[&web1]);
+    let deployer = op
+        .command(&spec, &["--confirm-timeout", "5s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    web1.wait_phase("waiting", Duration::from_secs(30));
+    assert!(!web1.link_up(), "the new generation took the link down");
+    let out = deployer.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(web1.log(), ["gen2 test", "gen1 test"]);
+    assert!(web1.link_up(), "the old generation brought the link back");
+    assert_eq!(web1.current(), "gen1");
+    assert_eq!(web1.boot_default(), ("system-1-link".into(), "gen1".into()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("rolled back: no confirmation within 5s"), "{}", text(&out));
+    let row = stdout.lines().find(|l| l.starts_with("web1 ")).unwrap();
+    assert_eq!(row.split_whitespace().nth(3), Some("-"), "no health was reported: {row}");
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, sshd, bind mounts"]
+fn a_failed_activation_is_rolled_back_at_once() {
+    require_root();
+    let op = Deployer::new();
+    let web1 = Target::new("web1", &op, Behaviour::BrokenActivation);
+    let spec = op.spec(&[&web1]);
+    let out = op.deploy(&spec, &["--confirm-timeout", "60s"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(web1.log(), ["gen2 test", "gen1 test"]);
+    assert_eq!(web1.current(), "gen1");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("rolled back: activation failed: switch-to-configuration test"), "{}", text(&out));
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, sshd, bind mounts"]
+fn the_host_rolls_back_when_the_deployer_dies_mid_deployment() {
+    require_root();
+    let op = Deployer::new();
+    let web1 = Target::new("web1", &op, Behaviour::SlowDoctor);
+    let spec = op.spec(&[&web1]);
+    let mut deployer = op.command(&spec, &["--confirm-timeout", "4s"]).spawn().unwrap();
+    web1.wait_phase("waiting", Duration::from_secs(30));
+    deployer.kill().unwrap();
+    deployer.wait().unwrap();
+    let state = web1.wait_phase("rolled-back", Duration::from_secs(30));
+    assert_eq!(state["reason"], "no confirmation within 4s");
+    assert_eq!(web1.log(), ["gen2 test", "gen1 test"]);
+    assert_eq!(web1.current(), "gen1");
+    assert_eq!(web1.boot_default(), ("system-1-link".into(), "gen1".into()));
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, sshd, bind mounts"]
+fn a_reboot_during_the_window_comes_back_on_the_old_generation() {
+    require_root();
+    let op = Deployer::new();
+    let web1 = Target::new("web1", &op, Behaviour::SlowDoctor);
+    let spec = op.spec(&[&web1]);
+    let deployer = op
+        .command(&spec, &["--confirm-timeout", "8s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    web1.wait_phase("waiting", Duration::from_secs(30));
+    // The unit dies as in a reboot: nothing after activation ran.
+    web1.kill_agent();
+    assert_eq!(web1.boot_default(), ("system-1-link".into(), "gen1".into()));
+    let out = deployer.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(web1.log(), ["gen2 test"], "nothing made gen2 the boot default");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("interrupted: the agent stopped while waiting"), "{}", text(&out));
+    assert!(stdout.contains("the boot default is unchanged"), "{}", text(&out));
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, sshd, bind mounts"]
+fn a_failing_canary_stops_the_fleet_before_any_other_host_is_touched() {
+    require_root();
+    let op = Deployer::new();
+    let web1 = Target::new("web1", &op, Behaviour::Unhealthy);
+    let web2 = Target::new("web2", &op, Behaviour::Good);
+    let web3 = Target::new("web3", &op, Behaviour::Good);
+    let spec = op.spec(&[&web1, &web2, &web3]);
+    let out = op.deploy(&spec, &["--canary", "1", "--parallel", "2", "--confirm-timeout", "20s"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(web1.log(), ["gen2 test", "gen1 test"]);
+    for t in [&web2, &web3] {
+        assert!(t.log().is_empty(), "{} was touched: {:?}", t.host, t.log());
+        assert!(t.states().is_empty());
+    }
+    assert!(!op.nix_log().contains("web2") && !op.nix_log().contains("web3"), "{}", op.nix_log());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for host in ["web2", "web3"] {
+        let row = stdout.lines().find(|l| l.starts_with(host)).unwrap_or_else(|| panic!("{}", text(&out)));
+        assert!(row.contains("not started"), "{row}");
+    }
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, sshd, bind mounts"]
+fn a_fleet_deploys_in_parallel_and_every_host_ends_on_the_new_generation() {
+    require_root();
+    let op = Deployer::new();
+    let hosts: Vec<Target> = (1..=3).map(|i| Target::new(&format!("web{i}"), &op, Behaviour::Good)).collect();
+    let spec = op.spec(&hosts.iter().collect::<Vec<_>>());
+    let out = op.deploy(&spec, &["--canary", "1", "--parallel", "2", "--confirm-timeout", "20s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    for t in &hosts {
+        assert_eq!(t.boot_default(), ("system-2-link".into(), "gen2".into()), "{}", t.host);
+    }
+}
