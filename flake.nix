@@ -58,6 +58,7 @@
         ghostbridge-ovs = "Converge Open vSwitch bridges, ports, flows and uplink offloads to a declared state over OVSDB";
         ghostbridge-qdrant-sync = "Mirror every block of the GhostBridge snapshot chain into a Qdrant collection";
         ghostbridge-doctor = "Check that a GhostBridge host runs as its spec promised: units, OVS drift, chain, Qdrant lag, disk, SSH";
+        ghostbridge-deploy-agent = "Activate a NixOS generation live, make it the boot default once confirmed, roll back without a confirmation";
       };
 
       # One derivation per binary, all from the same Cargo.lock.

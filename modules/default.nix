@@ -13,5 +13,6 @@
     ./ssh.nix
     ./nix-settings.nix
     ./doctor.nix
+    ./deploy.nix
   ];
 }

@@ -208,6 +208,9 @@ fn ghostbridge(h: &HostSpec) -> Result<Expr, GenerateError> {
         ));
     }
 
+    // The account `ghostgen deploy` logs in as (trusted by Nix for `nix copy`).
+    e.push(("deploy.user", Expr::opt_str(h.deploy_user())));
+
     if let Some(r) = &h.remote_server {
         let mut o = Vec::new();
         for (name, value) in [

@@ -29,6 +29,7 @@ let
     "ghostbridge-ovs"
     "ghostbridge-qdrant-sync"
     "ghostbridge-doctor"
+    "ghostbridge-deploy-agent"
   ];
   vmChecks = [
     "snapshotter"

@@ -237,6 +237,15 @@ let
       && has "cp ${file.unchecked} \"[$]out\"" file.buildCommand
       && !((doctorFile (refWith { doctor.checkConfig = false; })) ? buildCommand);
     "doctor: ghostbridge-doctor is on PATH" = onPath ref pkgs.ghostbridge-doctor;
+    "deploy: the agent is on PATH and the deploying account is trusted by Nix, root kept" =
+      onPath ref pkgs.ghostbridge-deploy-agent
+      && ref.result.nix.settings.trusted-users == [
+        "root"
+        "admin"
+      ];
+    "deploy: without a deploy user nixpkgs' trusted-users stay; disabled, no agent" =
+      !((refWith { deploy.user = lib.mkForce null; }).result.nix.settings ? trusted-users)
+      && !(onPath (refWith { deploy.enable = false; }) pkgs.ghostbridge-deploy-agent);
     "doctor: disabled, no /etc/ghostbridge/doctor.json and no ghostbridge-doctor on PATH" =
       let
         r = refWith { doctor.enable = false; };
@@ -961,6 +970,12 @@ let
         virtualization.libvirt.enable = lib.mkForce false;
       };
       says = "set services.ghostbridge.virtualization.libvirt.enable = true";
+    };
+    "deploy without the doctor" = {
+      defs = {
+        doctor.enable = false;
+      };
+      says = "services.ghostbridge.deploy needs services.ghostbridge.doctor.enable";
     };
     "Grafana on the Prometheus port" = {
       defs = {

@@ -4,6 +4,7 @@
 # `metrics_dir` is left to the modules (monitoring).
 {
   enable = true;
+  deploy.user = "admin";
   boot = {
     iommu = "intel";
     vfioIds = [ "10de:2204" ];

@@ -56,6 +56,7 @@ let
     ghostbridge-ovs = stubPkg "ghostbridge-ovs";
     ghostbridge-qdrant-sync = stubPkg "ghostbridge-qdrant-sync";
     ghostbridge-doctor = stubPkg "ghostbridge-doctor";
+    ghostbridge-deploy-agent = stubPkg "ghostbridge-deploy-agent";
     ghostgen = stubPkg "ghostgen";
   };
 in

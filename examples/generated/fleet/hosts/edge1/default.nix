@@ -60,6 +60,7 @@
         uplink = "eno1";
       }
     ];
+    deploy.user = "ops";
     virtualization = {
       libvirt = {
         enable = false;

@@ -60,6 +60,7 @@
         uplink = "eth0";
       }
     ];
+    deploy.user = "ops";
     virtualization = {
       libvirt = {
         enable = false;

@@ -55,6 +55,7 @@
         source = "/srv/data";
       };
     };
+    deploy.user = "ops";
     virtualization = {
       libvirt = {
         enable = false;

@@ -117,6 +117,7 @@
         url = "http://127.0.0.1:6333";
       };
     };
+    deploy.user = "admin";
     virtualization = {
       libvirt = {
         enable = true;

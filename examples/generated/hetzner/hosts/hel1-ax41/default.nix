@@ -60,6 +60,7 @@
         uplink = "enp0s31f6";
       }
     ];
+    deploy.user = "ops";
     remoteServer = {
       bootEntries = 5;
     };

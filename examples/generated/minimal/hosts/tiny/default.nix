@@ -40,6 +40,7 @@
       sysctl = { };
     };
     network.bridges = { };
+    deploy.user = "ops";
     virtualization = {
       libvirt = {
         enable = false;
