@@ -279,3 +279,35 @@ fn check_says_what_a_host_keeps_and_how_it_reaches_the_network() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("ghostbridge: keeps at most 61 live snapshots: 61 every 1s for 1m"), "{out}");
 }
+
+#[test]
+fn deploy_refuses_a_stale_tree_unknown_hosts_and_bad_usage_before_touching_any_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fleet.toml")).unwrap();
+    std::fs::write(dir.path().join("spec.toml"), fleet).unwrap();
+    // Nothing built yet: the tree is not what the spec generates (exit 1).
+    let o = ghostgen(&["deploy", "spec.toml", "--dry-run"], dir.path());
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("run `ghostgen build`"), "{}", stderr(&o));
+    assert_eq!(code(&ghostgen(&["build", "spec.toml"], dir.path())), 0);
+    // A host the spec lacks, a tag no host carries, --parallel 0: usage (exit 2).
+    let o = ghostgen(&["deploy", "spec.toml", "edge3x"], dir.path());
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("the spec has no host \"edge3x\"; did you mean \"edge1\"?"), "{}", stderr(&o));
+    let o = ghostgen(&["deploy", "spec.toml", "--tag", "core"], dir.path());
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("no host carries the tag core"), "{}", stderr(&o));
+    let o = ghostgen(&["deploy", "spec.toml", "--parallel", "0"], dir.path());
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    // The plan: who is reached how, and nothing run.
+    let o = ghostgen(&["deploy", "spec.toml", "--tag", "edge", "--dry-run", "--canary", "1"], dir.path());
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("edge1: ops@edge1.example.com port 2222 via ops@bastion.example.com; built here, then copied"),
+        "{out}"
+    );
+    assert!(out.contains("edge2: ops@192.0.2.20 port 2222 via ops@bastion.example.com; built on the host"), "{out}");
+    assert!(!out.contains("store1"), "{out}");
+    assert!(out.contains("2 hosts, 1 at a time, 1 canary first"), "{out}");
+}

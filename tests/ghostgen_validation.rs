@@ -693,3 +693,29 @@ fn retention_tiers_must_nest_and_count_in_the_live_bound() {
     assert_eq!(d[0].0, line_of(&text, "every = \"90s\""));
     assert!(d[0].2.contains("every 90s is not a multiple of the tier before's 1m"), "{d:#?}");
 }
+
+#[test]
+fn deploy_settings_are_refused_where_ssh_would_read_them_as_options_or_fail() {
+    let cases: [(&str, &str); 7] = [
+        ("address = \"-oProxyCommand=reboot\"", "is not a DNS name or an IP address"),
+        ("address = \"web 1\"", "is not a DNS name or an IP address"),
+        ("user = \"root\"", "deploy user root cannot log in"),
+        ("user = \"nobody\"", "deploy user \"nobody\" is not an admin with an SSH key"),
+        ("port = 0", "deploy port 0 is not a port"),
+        ("jump = \"ops@-J:22\"", "jump host \"ops@-J:22\" is not [user@]host[:port]"),
+        ("tags = [\"Canary!\"]", "tag \"Canary!\" is not a valid name"),
+    ];
+    for (line, needle) in cases {
+        let text = spec_with(&format!("\n[deploy]\n{line}\n"));
+        let at = line_of(&text, line);
+        // At the value (a list's element for tags).
+        let col = line.find("[\"").map(|i| i + 2).unwrap_or_else(|| line.find('=').unwrap() + 3);
+        assert_one(&text, at, col, needle);
+    }
+    let text = spec_with(
+        "\n[deploy]\naddress = \"2001:db8::7\"\nuser = \"ops\"\njump = \"[2001:db8::1]:2222\"\nbuild_on = \"remote\"\ntags = [\"edge\"]\n",
+    );
+    assert!(diagnostics(&text).is_empty(), "{:#?}", diagnostics(&text));
+    let text = spec_with("\n[deploy]\nbuild_on = \"cloud\"\n");
+    assert!(!diagnostics(&text).is_empty(), "an unknown build location is refused");
+}

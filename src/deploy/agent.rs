@@ -206,6 +206,7 @@ pub fn activate(
         id: id.to_string(),
         phase: Phase::Activating,
         pid: std::process::id(),
+        pid_started: process_stat(std::process::id()).map(|(_, t)| t),
         system_before: before.display().to_string(),
         system_after: system.display().to_string(),
         generation_before: profile_generation(&layout.system_profile),
@@ -316,17 +317,19 @@ fn roll_back(files: &Files, mut state: DeployState, before: &Path, reason: Strin
     Ok(state)
 }
 
+/// A process's state letter and start time (clock ticks after boot), from
+/// `/proc/PID/stat`: the start time tells the agent from a later process
+/// that reuses its pid.
+fn process_stat(pid: u32) -> Option<(char, u64)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(") ")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some((fields.first()?.chars().next()?, fields.get(19)?.parse().ok()?))
+}
+
 /// Whether the process that wrote `state` still runs it.
 fn agent_alive(state: &DeployState) -> bool {
-    let proc = PathBuf::from(format!("/proc/{}", state.pid));
-    let running = fs::read_to_string(proc.join("stat"))
-        .ok()
-        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
-        .unwrap_or(false);
-    let same = fs::read(proc.join("cmdline"))
-        .map(|c| c.split(|b| *b == 0).any(|arg| arg == state.id.as_bytes()))
-        .unwrap_or(false);
-    running && same
+    matches!(process_stat(state.pid), Some((s, started)) if s != 'Z' && Some(started) == state.pid_started)
 }
 
 /// The deployment's state; a deployment whose agent is gone before the end
@@ -392,4 +395,103 @@ fn decide(layout: &Layout, id: &str, limit: Duration, reject: Option<&str>) -> R
     };
     fs::write(&path, body).map_err(io("write", &path))?;
     wait_until(layout, id, limit, Phase::is_final)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+
+    use super::*;
+
+    /// A layout in a temporary folder with two systems whose
+    /// switch-to-configuration appends "LABEL ACTION" to `log`.
+    fn fake() -> (tempfile::TempDir, Layout) {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for label in ["gen1", "gen2"] {
+            let bin = d.join(label).join("bin");
+            fs::create_dir_all(&bin).unwrap();
+            let script = bin.join("switch-to-configuration");
+            fs::write(&script, format!("#!/bin/sh\necho \"{label} $1\" >> {}/log\n", d.display())).unwrap();
+            fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        symlink(d.join("gen1"), d.join("current-system")).unwrap();
+        let layout = Layout {
+            current_system: d.join("current-system"),
+            system_profile: d.join("system"),
+            state_dir: d.join("state"),
+        };
+        (dir, layout)
+    }
+
+    fn log(dir: &tempfile::TempDir) -> String {
+        fs::read_to_string(dir.path().join("log")).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_rejection_rolls_back_at_once_and_a_second_deployment_waits_its_turn() {
+        let (dir, layout) = fake();
+        let gen2 = dir.path().join("gen2");
+        let agent = {
+            let (layout, gen2) = (layout.clone(), gen2.clone());
+            std::thread::spawn(move || activate(&layout, "d-1", &gen2, Duration::from_secs(60), &Stop::never()))
+        };
+        let waiting = wait_until(&layout, "d-1", Duration::from_secs(10), |p| p == Phase::Waiting).unwrap();
+        assert_eq!(waiting.system_before, dir.path().join("gen1").display().to_string());
+        assert!(matches!(
+            activate(&layout, "d-2", &gen2, Duration::from_secs(1), &Stop::never()),
+            Err(AgentError::Busy(_))
+        ));
+        let end = reject(&layout, "d-1", "unhealthy: unit x failed", Duration::from_secs(10)).unwrap();
+        assert_eq!(end.phase, Phase::RolledBack);
+        assert_eq!(end.reason.as_deref(), Some("unhealthy: unit x failed"));
+        assert_eq!(agent.join().unwrap().unwrap(), end);
+        assert_eq!(log(&dir), "gen2 test\ngen1 test\n");
+        assert!(matches!(
+            activate(&layout, "d-1", &gen2, Duration::from_secs(1), &Stop::never()),
+            Err(AgentError::Exists(_))
+        ));
+    }
+
+    #[test]
+    fn without_a_confirmation_the_agent_rolls_back_by_itself() {
+        let (dir, layout) = fake();
+        let end =
+            activate(&layout, "d-1", &dir.path().join("gen2"), Duration::from_millis(300), &Stop::never()).unwrap();
+        assert_eq!(end.phase, Phase::RolledBack);
+        assert_eq!(end.reason.as_deref(), Some("no confirmation within 300ms"));
+        assert_eq!(log(&dir), "gen2 test\ngen1 test\n");
+        // A confirmation that comes too late changes nothing.
+        assert_eq!(confirm(&layout, "d-1", Duration::from_secs(1)).unwrap().phase, Phase::RolledBack);
+    }
+
+    #[test]
+    fn a_dead_agent_reads_as_interrupted_and_bad_ids_or_systems_are_refused() {
+        let (dir, layout) = fake();
+        let files = Files::new(&layout, "d-9").unwrap();
+        fs::create_dir_all(&files.dir).unwrap();
+        let state = DeployState {
+            id: "d-9".into(),
+            phase: Phase::Waiting,
+            pid: std::process::id(),
+            pid_started: Some(0),
+            system_before: "/a".into(),
+            system_after: "/b".into(),
+            generation_before: Some(3),
+            generation_after: None,
+            confirm_within_ms: Some(1000),
+            reason: None,
+        };
+        files.write(&state).unwrap();
+        let read = status(&layout, "d-9").unwrap();
+        assert_eq!(read.phase, Phase::Interrupted);
+        assert!(read.reason.unwrap().contains("the boot default is unchanged"));
+        assert!(matches!(status(&layout, "../x"), Err(AgentError::BadId(_))));
+        assert!(matches!(status(&layout, "nope"), Err(AgentError::NoDeployment(..))));
+        let not_a_system = dir.path().join("state");
+        assert!(matches!(
+            activate(&layout, "d-3", &not_a_system, Duration::from_secs(1), &Stop::never()),
+            Err(AgentError::NotASystem(_))
+        ));
+    }
 }

@@ -56,8 +56,10 @@ pub struct DeployState {
     /// The deployment's id (also the transient unit's name suffix).
     pub id: String,
     pub phase: Phase,
-    /// The process running the deployment (to tell a live agent from a dead one).
+    /// The process running the deployment, and when it started (clock ticks
+    /// after boot), to tell a live agent from a dead one whose pid was reused.
     pub pid: u32,
+    pub pid_started: Option<u64>,
     /// The system that was running when the deployment began (`/run/current-system`).
     pub system_before: String,
     /// The system being deployed.
