@@ -39,7 +39,7 @@ enum Command {
         #[arg(long)]
         confirm_timeout: HumanDuration,
     },
-    /// Print a deployment's state; with --wait, first wait while it is activating.
+    /// Print a deployment's state; with --wait, first wait until it waits for its confirmation or has ended.
     Status {
         #[arg(long)]
         id: String,

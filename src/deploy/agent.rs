@@ -349,9 +349,10 @@ pub fn status(layout: &Layout, id: &str) -> Result<DeployState, AgentError> {
     Ok(state)
 }
 
-/// Waits while the deployment is still activating (the deployer's first look).
+/// Waits until the deployment waits for its confirmation or has ended
+/// (the deployer's first look, after activation).
 pub fn wait_activated(layout: &Layout, id: &str, limit: Duration) -> Result<DeployState, AgentError> {
-    wait_until(layout, id, limit, |p| p != Phase::Activating)
+    wait_until(layout, id, limit, |p| p == Phase::Waiting || p.is_final())
 }
 
 fn wait_until(
