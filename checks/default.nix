@@ -68,6 +68,7 @@ in
   snapshotter = import ./snapshotter.nix args;
   ovs = import ./ovs.nix args;
   qdrant-sync = import ./qdrant-sync.nix args;
+  deploy = import ./deploy.nix args;
 }
 # The reference host appears once `ghostgen build` output is committed under
 # examples/generated, in the checks of the system it is built for.

@@ -35,6 +35,7 @@ let
     "snapshotter"
     "ovs"
     "qdrant-sync"
+    "deploy"
   ];
 
   stubPkgs = import ./stub-pkgs.nix;
