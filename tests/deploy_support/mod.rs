@@ -311,6 +311,35 @@ esac
         }
     }
 
+    /// Back on generation 1 with no deployment recorded (for repeated runs).
+    pub fn reset(&self) {
+        let d = self.dir.path();
+        for entry in std::fs::read_dir(d.join("profiles")).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name != "system-1-link" {
+                std::fs::remove_file(&path).unwrap();
+            }
+        }
+        symlink("system-1-link", d.join("profiles/system")).unwrap();
+        let current = d.join("run/current-system");
+        std::fs::remove_file(&current).unwrap();
+        symlink(d.join("store/gen1"), &current).unwrap();
+        let _ = std::fs::remove_dir_all(d.join("run/ghostbridge-deploy"));
+        let _ = std::fs::remove_file(d.join("log"));
+    }
+
+    /// `ssh` to this host as the deployer runs it, with the deployer's key.
+    pub fn ssh(&self, deployer: &Deployer, remote: &str) -> Command {
+        let mut cmd = Command::new("ssh");
+        cmd.args(["-F", "/dev/null", "-o", "UserKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=no"])
+            .args(["-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-i"])
+            .arg(deployer.dir.path().join("key"))
+            .arg(format!("admin@{}", self.address))
+            .arg(remote);
+        cmd
+    }
+
     /// Kills the transient unit's process, as a reboot or `systemctl kill` would.
     pub fn kill_agent(&self) {
         for entry in std::fs::read_dir(self.dir.path().join("run/units")).unwrap() {
@@ -368,7 +397,7 @@ impl Drop for Target {
         let _ = Command::new("sh")
             .arg("-c")
             .arg(format!(
-                "ip netns pids {ns} | xargs -r kill -9; ip netns del {ns}; ip link del {veth}h",
+                "ip netns pids {ns} | xargs -r kill -9; ip netns del {ns}; ip link del {veth}h 2>/dev/null",
                 ns = self.ns,
                 veth = self.veth
             ))
