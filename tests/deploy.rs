@@ -110,6 +110,37 @@ fn a_failed_activation_is_rolled_back_at_once() {
 
 #[test]
 #[ignore = "needs root: network namespaces, sshd, bind mounts"]
+fn a_boot_default_that_cannot_be_installed_is_put_back_and_the_host_rolled_back() {
+    require_root();
+    let op = Deployer::new();
+    let web1 = Target::new("web1", &op, Behaviour::BrokenBoot);
+    let spec = op.spec(&[&web1]);
+    let out = op.deploy(&spec, &["--confirm-timeout", "20s"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let set = format!("nix-env --profile /nix/var/nix/profiles/system --set {}", web1.new_system().display());
+    assert_eq!(
+        web1.log(),
+        [
+            "gen2 test",
+            &set,
+            "gen2 boot",
+            "nix-env --profile /nix/var/nix/profiles/system --switch-generation 1",
+            "gen1 boot",
+            "gen1 test"
+        ]
+    );
+    assert_eq!(web1.current(), "gen1");
+    assert_eq!(web1.boot_default(), ("system-1-link".into(), "gen1".into()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("rolled back: making it the boot default failed: switch-to-configuration boot"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, sshd, bind mounts"]
 fn the_host_rolls_back_when_the_deployer_dies_mid_deployment() {
     require_root();
     let op = Deployer::new();

@@ -120,14 +120,15 @@ fn the_firewall_opens_exactly_the_declared_ports() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("doctor.json");
     std::fs::write(&cfg, serde_json::json!({"tcp_ports": [22, 443]}).to_string()).unwrap();
-    let run = || {
+    let run_with = |cfg: &std::path::Path| {
         let out = Command::new("ip")
             .args(["netns", "exec", &ns, env!("CARGO_BIN_EXE_ghostbridge-doctor"), "--config"])
-            .arg(&cfg)
+            .arg(cfg)
             .output()
             .unwrap();
         (out.status.code(), String::from_utf8(out.stdout).unwrap())
     };
+    let run = || run_with(&cfg);
     let (code, table) = run();
     assert_eq!(code, Some(1), "{table}");
     assert!(table.contains("no NixOS firewall is loaded"), "{table}");
@@ -149,4 +150,11 @@ fn the_firewall_opens_exactly_the_declared_ports() {
     let (code, table) = run();
     assert_eq!(code, Some(1), "{table}");
     assert!(table.contains("open but not declared: 8000, 8001; declared but not open: 443"), "{table}");
+
+    // A firewall that matches its declaration but keeps SSH out locks everyone out.
+    let locked = dir.path().join("locked.json");
+    std::fs::write(&locked, serde_json::json!({"tcp_ports": [22, 8000, 8001], "ssh_port": 2222}).to_string()).unwrap();
+    let (code, table) = run_with(&locked);
+    assert_eq!(code, Some(1), "{table}");
+    assert!(table.contains("the SSH port 2222 is not open: nobody could log in over the network"), "{table}");
 }

@@ -99,7 +99,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Status { id, wait, expect_waiting } => {
             let state = match wait {
                 Some(limit) => agent::wait_activated(&layout, &id, limit.as_duration())?,
-                None => agent::status(&layout, &id)?,
+                None => agent::status_or_gone(&layout, &id)?,
             };
             print(&state)?;
             Ok(if expect_waiting && state.phase != Phase::Waiting { exit::FAILURE } else { exit::OK })

@@ -1,7 +1,8 @@
 //! `ghostgen`: compile a GhostBridge spec into a NixOS flake.
 //!
-//! Exit codes: 0 success, 1 invalid spec / stale output / refused overwrite,
-//! 2 usage error (bad arguments, unreadable spec file).
+//! Exit codes: 0 success; 1 failure (stale output, refused overwrite, a host
+//! not deployed); 2 usage or invalid input (bad arguments, a missing spec
+//! file, an invalid spec, a corrupt manifest).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -24,7 +25,7 @@ const REFERENCE_SPEC: &str = include_str!("../../examples/ghostbridge.toml");
 #[derive(Parser)]
 #[command(name = "ghostgen", version, about = "Compile a GhostBridge spec (TOML) into a NixOS flake.")]
 #[command(
-    after_help = "Typical use:\n  ghostgen init                 write spec.toml for the reference server\n  ghostgen check spec.toml      validate; errors point at file:line:col\n  ghostgen build spec.toml      write flake.nix, hosts/ and checks/ next to it\n  nix flake check               evaluate every host and run the VM checks\n  nixos-rebuild switch --flake .#HOST --target-host root@HOST"
+    after_help = "Typical use:\n  ghostgen init                 write spec.toml for the reference server\n  ghostgen check spec.toml      validate; errors point at file:line:col\n  ghostgen build spec.toml      write flake.nix, hosts/ and checks/ next to it\n  nix flake check               evaluate every host and run the VM checks\n  ghostgen deploy spec.toml     deploy every host; each rolls back by itself unless healthy"
 )]
 struct Cli {
     #[command(subcommand)]

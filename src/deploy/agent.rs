@@ -167,6 +167,16 @@ fn restore_profile(profile: &Path, number: u32) -> Result<(), String> {
     if status.success() { Ok(()) } else { Err(format!("nix-env --switch-generation {number} {status}")) }
 }
 
+/// Removes a profile that did not exist before the deployment (the profile
+/// link and the one generation link `nix-env --set` made).
+fn remove_profile(profile: &Path) -> Result<(), String> {
+    let Ok(generation) = fs::read_link(profile) else { return Ok(()) };
+    let generation = profile.parent().map(|dir| dir.join(&generation)).unwrap_or(generation);
+    fs::remove_file(profile)
+        .and_then(|()| fs::remove_file(&generation))
+        .map_err(|e| format!("cannot remove the new profile {}: {e}", profile.display()))
+}
+
 fn profile_generation(profile: &Path) -> Option<u32> {
     fs::read_link(profile).ok().as_deref().and_then(generation_of)
 }
@@ -285,7 +295,8 @@ fn commit(
                 Some(n) if profile_generation(&layout.system_profile) != Some(n) => {
                     restore_profile(&layout.system_profile, n).and_then(|()| switch(before, "boot"))
                 }
-                _ => Ok(()),
+                Some(_) => Ok(()),
+                None => remove_profile(&layout.system_profile),
             };
             match profile_back {
                 Ok(()) => roll_back(files, state, before, format!("making it the boot default failed: {why}")),
@@ -349,6 +360,36 @@ pub fn status(layout: &Layout, id: &str) -> Result<DeployState, AgentError> {
     Ok(state)
 }
 
+/// The deployment's state, or for a deployment this host does not know (a
+/// reboot clears `/run`) an `interrupted` state that says so and names the
+/// boot default.
+pub fn status_or_gone(layout: &Layout, id: &str) -> Result<DeployState, AgentError> {
+    match status(layout, id) {
+        Err(AgentError::NoDeployment(..)) => {
+            let generation = profile_generation(&layout.system_profile);
+            Ok(DeployState {
+                id: id.to_string(),
+                phase: Phase::Interrupted,
+                pid: 0,
+                pid_started: None,
+                system_before: fs::canonicalize(&layout.current_system)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                system_after: String::new(),
+                generation_before: generation,
+                generation_after: None,
+                confirm_within_ms: None,
+                reason: Some(format!(
+                    "this host has no deployment {id} (a reboot clears {}); it runs and boots generation {}",
+                    layout.state_dir.display(),
+                    generation.map(|g| g.to_string()).unwrap_or_else(|| "unknown".into())
+                )),
+            })
+        }
+        other => other,
+    }
+}
+
 /// Waits until the deployment waits for its confirmation or has ended
 /// (the deployer's first look, after activation).
 pub fn wait_activated(layout: &Layout, id: &str, limit: Duration) -> Result<DeployState, AgentError> {
@@ -386,7 +427,7 @@ pub fn reject(layout: &Layout, id: &str, reason: &str, limit: Duration) -> Resul
 
 fn decide(layout: &Layout, id: &str, limit: Duration, reject: Option<&str>) -> Result<DeployState, AgentError> {
     let files = Files::new(layout, id)?;
-    let state = status(layout, id)?;
+    let state = status_or_gone(layout, id)?;
     if state.phase.is_final() {
         return Ok(state);
     }
@@ -489,6 +530,10 @@ mod tests {
         assert!(read.reason.unwrap().contains("the boot default is unchanged"));
         assert!(matches!(status(&layout, "../x"), Err(AgentError::BadId(_))));
         assert!(matches!(status(&layout, "nope"), Err(AgentError::NoDeployment(..))));
+        let gone = status_or_gone(&layout, "nope").unwrap();
+        assert_eq!(gone.phase, Phase::Interrupted);
+        assert!(gone.reason.unwrap().starts_with("this host has no deployment nope (a reboot clears"));
+        assert_eq!(confirm(&layout, "nope", Duration::from_secs(1)).unwrap().phase, Phase::Interrupted);
         let not_a_system = dir.path().join("state");
         assert!(matches!(
             activate(&layout, "d-3", &not_a_system, Duration::from_secs(1), &Stop::never()),

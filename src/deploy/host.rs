@@ -128,7 +128,7 @@ fn parse_state(out: &process::Finished) -> Result<DeployState, String> {
 /// A fresh id for one deployment: time and process, lower-case hex.
 pub fn new_id(host: &str) -> String {
     let micros = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or(0);
-    format!("{host}-{micros:x}-{:x}", std::process::id())
+    format!("{}-{micros:x}-{:x}", host.to_ascii_lowercase(), std::process::id())
 }
 
 /// Deploys one host to its end.
@@ -170,19 +170,32 @@ impl Session<'_> {
         let id = new_id(&t.host);
         let remote = Remote { target: t, id: &id, system: &system };
         self.say("activating");
-        let limit = self.settings.activation_limit + CONNECT;
-        let state = match ssh(
-            t,
-            self.settings,
-            &remote.start(self.settings.confirm_timeout, self.settings.activation_limit),
-            limit,
-        ) {
+        match ssh(t, self.settings, &remote.start(self.settings.confirm_timeout), CONNECT * 3) {
             Err(e) => return Outcome::Failed(e),
             Ok(None) => return Outcome::Failed(format!("cannot reach {} over SSH to start the deployment", t.address)),
-            Ok(Some(out)) => match parse_state(&out) {
-                Ok(state) => state,
-                Err(why) => return Outcome::Failed(format!("the deployment did not start: {why}")),
-            },
+            Ok(Some(out)) if out.code != Some(0) => {
+                return Outcome::Failed(format!("the deployment did not start: {}", out.last_error_line()));
+            }
+            Ok(Some(_)) => {}
+        }
+        // A new connection: the activation may take the one before it down.
+        let limit = self.settings.activation_limit + CONNECT;
+        let first = match ssh(t, self.settings, &remote.activated(self.settings.activation_limit), limit) {
+            Err(e) => return Outcome::Failed(e),
+            Ok(Some(out)) => parse_state(&out).ok(),
+            Ok(None) => None,
+        };
+        let Some(state) = first else {
+            self.say("no answer after activation; waiting for the host to roll back by itself");
+            let until = Instant::now() + self.settings.activation_limit + self.grace();
+            return match self.until_final(&remote.status(), Some(until)) {
+                Some(state) => {
+                    report.generation_before = state.generation_before;
+                    report.generation_after = state.generation_before;
+                    self.ended(state, report)
+                }
+                None => self.lost(),
+            };
         };
         report.generation_before = state.generation_before;
         report.generation_after = state.generation_before;
@@ -233,16 +246,24 @@ impl Session<'_> {
                 return self.ended(state, report);
             }
         }
-        self.say("unreachable; waiting for the host to roll back by itself");
-        let grace = (self.settings.confirm_timeout * 2).max(Duration::from_secs(120));
-        match self.until_final(&remote.status(), Some(Instant::now() + grace)) {
+        self.say("no confirmation before the deadline; waiting for the host to roll back by itself");
+        match self.until_final(&remote.status(), Some(Instant::now() + self.grace())) {
             Some(state) => self.ended(state, report),
-            None => Outcome::Unknown(format!(
-                "{} stayed unreachable; its agent rolls back by itself when not confirmed within {}: check it from a console",
-                t.address,
-                humantime::format_duration(self.settings.confirm_timeout)
-            )),
+            None => self.lost(),
         }
+    }
+
+    /// How long to keep trying to hear from a host after its deadline.
+    fn grace(&self) -> Duration {
+        (self.settings.confirm_timeout * 2).max(Duration::from_secs(120))
+    }
+
+    fn lost(&self) -> Outcome {
+        Outcome::Unknown(format!(
+            "{} stayed unreachable; its agent rolls back by itself when not confirmed within {}: check it from a console",
+            self.target.address,
+            humantime::format_duration(self.settings.confirm_timeout)
+        ))
     }
 
     /// Runs `remote` (which prints the agent's state) until it answers with a

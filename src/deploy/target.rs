@@ -104,24 +104,27 @@ impl Remote<'_> {
         quote(&format!("{}/sw/bin/ghostbridge-deploy-agent", self.system))
     }
 
-    /// Starts the agent in a transient unit that outlives the SSH session,
-    /// then waits while it activates and prints its state.
-    pub fn start(&self, confirm_timeout: Duration, activation_limit: Duration) -> String {
-        let start = self.target.privileged(format!(
+    /// Starts the agent in a transient unit that outlives the SSH session
+    /// (`systemd-run` returns once the unit runs).
+    pub fn start(&self, confirm_timeout: Duration) -> String {
+        self.target.privileged(format!(
             "systemd-run --unit={} --collect --quiet -E PATH -- {} activate --id {} --system {} --confirm-timeout {}ms",
             quote(&format!("ghostbridge-deploy-{}", self.id)),
             self.agent(),
             quote(self.id),
             quote(self.system),
             confirm_timeout.as_millis(),
-        ));
-        let wait = self.target.privileged(format!(
+        ))
+    }
+
+    /// Waits until the agent waits for its confirmation (or has ended) and prints its state.
+    pub fn activated(&self, activation_limit: Duration) -> String {
+        self.target.privileged(format!(
             "{} status --id {} --wait {}s",
             self.agent(),
             quote(self.id),
             activation_limit.as_secs().max(1)
-        ));
-        format!("{start} && {wait}")
+        ))
     }
 
     /// The deployment's state, then (only while it waits for its
@@ -178,10 +181,11 @@ mod tests {
     fn remote_commands_quote_every_value_and_use_sudo_unless_root() {
         let t = target("admin");
         let r = Remote { target: &t, id: "abc-1", system: "/nix/store/x-nixos system'$(reboot)" };
-        let start = r.start(Duration::from_secs(60), Duration::from_secs(600));
+        let start = r.start(Duration::from_secs(60));
         assert!(start.starts_with("sudo -n systemd-run --unit='ghostbridge-deploy-abc-1'"), "{start}");
         assert!(start.contains("--system '/nix/store/x-nixos system'\\''$(reboot)'"), "{start}");
-        assert!(start.contains("--confirm-timeout 60000ms"), "{start}");
+        assert!(start.ends_with("--confirm-timeout 60000ms"), "{start}");
+        assert!(r.activated(Duration::from_secs(600)).ends_with("status --id 'abc-1' --wait 600s"));
         let reject = r.reject("doctor: unit x failed; it's down");
         assert!(reject.ends_with("--reason 'doctor: unit x failed; it'\\''s down'"), "{reject}");
         let root = target("root");

@@ -11,7 +11,9 @@ use std::process::Command;
 use super::{Check, State};
 
 /// Compares what the firewall opens with `declared`.
-pub fn check(declared: &[u16]) -> Check {
+/// `ssh_port`, when given, must be open whatever was declared: a firewall
+/// that keeps SSH out locks every operator out of a remote server.
+pub fn check(declared: &[u16], ssh_port: Option<u16>) -> Check {
     let what = "firewall";
     let opened = match opened_ports() {
         Ok(Some(ports)) => ports,
@@ -24,6 +26,13 @@ pub fn check(declared: &[u16]) -> Check {
         }
         Err(why) => return Check::new(what, State::Unknown, why),
     };
+    if let Some(port) = ssh_port.filter(|p| !opened.contains(p)) {
+        return Check::new(
+            what,
+            State::Fail,
+            format!("the SSH port {port} is not open: nobody could log in over the network"),
+        );
+    }
     let want: BTreeSet<u16> = declared.iter().copied().collect();
     let extra: Vec<String> = opened.difference(&want).map(u16::to_string).collect();
     let missing: Vec<String> = want.difference(&opened).map(u16::to_string).collect();

@@ -95,7 +95,7 @@ pub fn run(config: &DoctorConfig) -> Report {
         checks.push(checks::listening("sshd", port));
     }
     if let Some(ports) = &config.tcp_ports {
-        checks.push(firewall::check(ports));
+        checks.push(firewall::check(ports, config.ssh_port));
     }
     Report::new(checks)
 }

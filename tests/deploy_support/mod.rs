@@ -52,6 +52,8 @@ pub enum Behaviour {
     BrokenActivation,
     /// The doctor takes 60 s to answer (the window stays open).
     SlowDoctor,
+    /// `switch-to-configuration boot` fails (a full /boot, a broken boot loader).
+    BrokenBoot,
 }
 
 static NEXT: AtomicU32 = AtomicU32::new(1);
@@ -369,6 +371,7 @@ fn generation(dir: &Path, label: &str, behaviour: Behaviour, link: &str, log: &P
     let act = match behaviour {
         Behaviour::CutsNetwork => format!("[ \"$1\" = test ] && ip link set dev {link} down"),
         Behaviour::BrokenActivation => "[ \"$1\" = test ] && exit 1".to_string(),
+        Behaviour::BrokenBoot => format!("[ \"$1\" = boot ] && exit 1; ip link set dev {link} up"),
         _ => format!("[ \"$1\" = boot ] || ip link set dev {link} up"),
     };
     write_exec(
