@@ -188,7 +188,7 @@ impl Session<'_> {
         let Some(state) = first else {
             self.say("no answer after activation; waiting for the host to roll back by itself");
             let until = Instant::now() + self.settings.activation_limit + self.grace();
-            return match self.until_final(&remote.status(), Some(until)) {
+            return match self.until_final(&remote.status(), until, CONNECT) {
                 Some(state) => {
                     report.generation_before = state.generation_before;
                     report.generation_after = state.generation_before;
@@ -242,12 +242,14 @@ impl Session<'_> {
         report.health = health.clone().unwrap_or(Health::Unchecked);
         if !decision.is_empty() {
             self.say(if report.health == Health::Healthy { "confirming" } else { "rejecting: unhealthy" });
-            if let Some(state) = self.until_final(&decision, Some(deadline)) {
+            // The agent answers once it has committed or rolled back, which
+            // takes a boot loader install: each try may take the activation limit.
+            if let Some(state) = self.until_final(&decision, deadline, self.settings.activation_limit) {
                 return self.ended(state, report);
             }
         }
         self.say("no confirmation before the deadline; waiting for the host to roll back by itself");
-        match self.until_final(&remote.status(), Some(Instant::now() + self.grace())) {
+        match self.until_final(&remote.status(), Instant::now() + self.grace(), CONNECT) {
             Some(state) => self.ended(state, report),
             None => self.lost(),
         }
@@ -267,18 +269,17 @@ impl Session<'_> {
     }
 
     /// Runs `remote` (which prints the agent's state) until it answers with a
-    /// final state or `until` passes.
-    fn until_final(&self, remote: &str, until: Option<Instant>) -> Option<DeployState> {
+    /// final state or `until` passes; at least once, each try at most `per_try`.
+    fn until_final(&self, remote: &str, until: Instant, per_try: Duration) -> Option<DeployState> {
         loop {
-            let left = until.map(|u| u.saturating_duration_since(Instant::now())).unwrap_or(CONNECT);
-            if left.is_zero() {
-                return None;
-            }
-            if let Ok(Some(out)) = ssh(self.target, self.settings, remote, left.max(CONNECT))
+            if let Ok(Some(out)) = ssh(self.target, self.settings, remote, per_try)
                 && let Ok(state) = parse_state(&out)
                 && state.phase.is_final()
             {
                 return Some(state);
+            }
+            if Instant::now() >= until {
+                return None;
             }
             std::thread::sleep(RETRY);
         }
