@@ -104,16 +104,24 @@ struct Session<'a> {
     progress: Progress<'a>,
 }
 
-/// A remote command's result: `None` when ssh could not connect (exit 255) or timed out.
-fn ssh(
-    target: &Target,
-    settings: &Settings,
-    remote: &str,
-    limit: Duration,
-) -> Result<Option<process::Finished>, String> {
+/// What became of a remote command.
+enum Answer {
+    /// It ran (whatever its exit code).
+    Ran(process::Finished),
+    /// ssh could not connect, lost the connection or ran out of time (why, in ssh's words).
+    Unreachable(String),
+}
+
+fn ssh(target: &Target, settings: &Settings, remote: &str, limit: Duration) -> Result<Answer, String> {
     let args = target.ssh_args(&settings.user_opts, remote, CONNECT.min(limit));
     let out = process::run(Command::new("ssh").args(&args), limit).map_err(|e| format!("cannot run ssh: {e}"))?;
-    if out.timed_out || out.code == Some(255) || out.code.is_none() { Ok(None) } else { Ok(Some(out)) }
+    Ok(if out.timed_out {
+        Answer::Unreachable(format!("no answer within {}", humantime::format_duration(limit)))
+    } else if out.code == Some(255) || out.code.is_none() {
+        Answer::Unreachable(out.last_error_line())
+    } else {
+        Answer::Ran(out)
+    })
 }
 
 /// The agent's state from a command's last output line.
@@ -172,18 +180,20 @@ impl Session<'_> {
         self.say("activating");
         match ssh(t, self.settings, &remote.start(self.settings.confirm_timeout), CONNECT * 3) {
             Err(e) => return Outcome::Failed(e),
-            Ok(None) => return Outcome::Failed(format!("cannot reach {} over SSH to start the deployment", t.address)),
-            Ok(Some(out)) if out.code != Some(0) => {
+            Ok(Answer::Unreachable(why)) => {
+                return Outcome::Failed(format!("cannot reach {} over SSH to start the deployment: {why}", t.address));
+            }
+            Ok(Answer::Ran(out)) if out.code != Some(0) => {
                 return Outcome::Failed(format!("the deployment did not start: {}", out.last_error_line()));
             }
-            Ok(Some(_)) => {}
+            Ok(Answer::Ran(_)) => {}
         }
         // A new connection: the activation may take the one before it down.
         let limit = self.settings.activation_limit + CONNECT;
         let first = match ssh(t, self.settings, &remote.activated(self.settings.activation_limit), limit) {
             Err(e) => return Outcome::Failed(e),
-            Ok(Some(out)) => parse_state(&out).ok(),
-            Ok(None) => None,
+            Ok(Answer::Ran(out)) => parse_state(&out).ok(),
+            Ok(Answer::Unreachable(_)) => None,
         };
         let Some(state) = first else {
             self.say("no answer after activation; waiting for the host to roll back by itself");
@@ -210,7 +220,7 @@ impl Session<'_> {
                 break None;
             }
             match ssh(t, self.settings, &remote.doctor(), deadline - Instant::now()) {
-                Ok(Some(out)) => {
+                Ok(Answer::Ran(out)) => {
                     // The state comes first: a deployment no longer waiting has ended.
                     let (first, doctor) = out.stdout.split_once('\n').unwrap_or((&out.stdout, ""));
                     match serde_json::from_str::<DeployState>(first) {
@@ -224,9 +234,11 @@ impl Session<'_> {
                         }
                     }
                 }
-                Ok(None) => {
+                Ok(Answer::Unreachable(why)) => {
                     if !said_unreachable {
-                        self.say("cannot reach the host over a new connection; retrying until the deadline");
+                        self.say(&format!(
+                            "cannot reach the host over a new connection ({why}); retrying until the deadline"
+                        ));
                         said_unreachable = true;
                     }
                     std::thread::sleep(RETRY)
@@ -272,7 +284,7 @@ impl Session<'_> {
     /// final state or `until` passes; at least once, each try at most `per_try`.
     fn until_final(&self, remote: &str, until: Instant, per_try: Duration) -> Option<DeployState> {
         loop {
-            if let Ok(Some(out)) = ssh(self.target, self.settings, remote, per_try)
+            if let Ok(Answer::Ran(out)) = ssh(self.target, self.settings, remote, per_try)
                 && let Ok(state) = parse_state(&out)
                 && state.phase.is_final()
             {

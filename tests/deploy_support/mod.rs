@@ -95,15 +95,24 @@ esac
 
     /// A fleet spec with one host per target, built into `flake/`.
     pub fn spec(&self, targets: &[&Target]) -> PathBuf {
+        self.spec_with(targets, "")
+    }
+
+    /// As `spec`, with `deploy` (TOML lines; ADDRESS is the host's) added to
+    /// each `[hosts.deploy]`, whose `address` they may replace.
+    pub fn spec_with(&self, targets: &[&Target], deploy: &str) -> PathBuf {
         let mut spec = String::from("[defaults]\nstate_version = \"25.11\"\n\n");
         spec.push_str(&format!(
             "[[defaults.users]]\nname = \"admin\"\nadmin = true\nssh_keys = [\"{}\"]\n\n",
             self.public_key()
         ));
         for t in targets {
+            let address =
+                if deploy.contains("address =") { String::new() } else { format!("address = \"{}\"\n", t.address) };
             spec.push_str(&format!(
-                "[[hosts]]\nname = \"{}\"\n[hosts.deploy]\naddress = \"{}\"\n\n",
-                t.host, t.address
+                "[[hosts]]\nname = \"{}\"\n[hosts.deploy]\n{address}{}\n\n",
+                t.host,
+                deploy.replace("ADDRESS", &t.address)
             ));
         }
         let path = self.dir.path().join("spec.toml");
@@ -133,6 +142,26 @@ esac
             ),
         );
         cmd
+    }
+
+    /// `ghostgen deploy` started in the background, its output captured.
+    pub fn spawn(&self, spec: &Path, args: &[&str]) -> Child {
+        self.command(spec, args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    }
+
+    /// An ssh config file that every connection reads, jump hosts included
+    /// (options on the command line apply to the destination only).
+    pub fn ssh_config(&self) -> PathBuf {
+        let path = self.dir.path().join("ssh_config");
+        std::fs::write(
+            &path,
+            format!(
+                "Host *\n  IdentityFile {}\n  UserKnownHostsFile /dev/null\n  StrictHostKeyChecking no\n  LogLevel ERROR\n",
+                self.dir.path().join("key").display()
+            ),
+        )
+        .unwrap();
+        path
     }
 
     pub fn deploy(&self, spec: &Path, args: &[&str]) -> Output {
@@ -231,7 +260,7 @@ esac
         std::fs::write(
             d.join("sshd_config"),
             format!(
-                "ListenAddress {address}\nPort 22\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\n\
+                "ListenAddress {address}\nListenAddress 127.0.0.1\nPort 22\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\n\
                  PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n\
                  KbdInteractiveAuthentication no\n",
                 d = d.display()
