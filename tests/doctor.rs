@@ -45,15 +45,16 @@ fn healthy_unhealthy_and_not_checkable() {
     let port = ssh.local_addr().unwrap().port();
 
     let cfg = img.path("doctor.json");
-    let write_cfg = |units: &[&str]| {
+    let write_cfg_lag = |units: &[&str], max_sync_lag: u64| {
         std::fs::write(
             &cfg,
             serde_json::json!({"units": units, "snapshotter": snap_cfg, "qdrant_sync": sync_cfg, "ssh_port": port,
-                "min_free_bytes": 1, "max_sync_lag": 1000})
+                "min_free_bytes": 1, "max_sync_lag": max_sync_lag})
             .to_string(),
         )
         .unwrap();
     };
+    let write_cfg = |units: &[&str]| write_cfg_lag(units, 1000);
     write_cfg(&[]);
     let o = doctor(&cfg, true);
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -67,6 +68,16 @@ fn healthy_unhealthy_and_not_checkable() {
     let table = String::from_utf8(doctor(&cfg, false).stdout).unwrap();
     assert!(table.ends_with("healthy\n") && table.contains("blocks verify"), "{table}");
 
+    // The sync further behind than its bound: named with how far.
+    d.stop();
+    write_cfg_lag(&[], 1);
+    let o = doctor(&cfg, false);
+    let table = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(o.status.code(), Some(1), "{table}");
+    let behind = block_count(&db) - 1 - (head - 2);
+    assert!(table.contains("FAIL  qdrant sync lag"), "{table}");
+    assert!(table.contains(&format!("{behind} block(s) behind the head")) && table.contains("(bound 1)"), "{table}");
+
     // Nothing listening, and a unit that is not active: unhealthy, each named.
     drop(ssh);
     write_cfg(&["ghostbridge-no-such-unit.service"]);
@@ -78,7 +89,6 @@ fn healthy_unhealthy_and_not_checkable() {
     assert!(table.ends_with("NOT healthy\n"), "{table}");
 
     // A block changed after the fact: the chain check names its height.
-    d.stop();
     write_cfg(&[]);
     conn(&db).execute("UPDATE blocks SET generation = generation + 1 WHERE height = ?1", [head - 1]).unwrap();
     let o = doctor(&cfg, false);

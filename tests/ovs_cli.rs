@@ -141,3 +141,51 @@ fn extra_flows_written_unlike_the_dump_are_not_rewritten() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("flows: DIFFER"), "{}", text(&o));
 }
+
+#[test]
+#[ignore = "needs root: ghostbridge-doctor against a private Open vSwitch"]
+fn the_doctor_names_ovs_drift_and_an_offload_turned_back_on() {
+    require_root();
+    let ovs = Ovs::start("doc");
+    ovs.veth("gbdcu", "gbdcu-p");
+    let config = json!({
+        "db": format!("unix:{}", ovs.sock().display()),
+        "bridges": [{"name": "gbdc0", "datapath_type": "netdev", "uplink": "gbdcu", "internal_ports": ["gbdc0-m"]}]
+    });
+    let path = ovs.dir.path().join("ovs.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let doctor_cfg = ovs.dir.path().join("doctor.json");
+    std::fs::write(&doctor_cfg, json!({"ovs": path}).to_string()).unwrap();
+    let doctor = || {
+        let o = Command::new(env!("CARGO_BIN_EXE_ghostbridge-doctor"))
+            .arg("--config")
+            .arg(&doctor_cfg)
+            .env("OVS_RUNDIR", ovs.dir.path())
+            .output()
+            .unwrap();
+        (o.status.code(), text(&o))
+    };
+    // Not applied yet: the bridge is missing.
+    let (code, t) = doctor();
+    assert_eq!(code, Some(1), "{t}");
+    assert!(t.contains("FAIL  open vswitch") && t.contains("drift:"), "{t}");
+
+    assert!(cli(&ovs, &["apply", "--config", path.to_str().unwrap()]).status.success());
+    let (code, t) = doctor();
+    assert_eq!(code, Some(0), "{t}");
+    assert!(t.contains("1 bridge(s) as configured"), "{t}");
+
+    // An offload turned back on by someone else: named, with the way back.
+    ovs_support::ok(Command::new("ethtool").args(["-K", "gbdcu", "tso", "on"]));
+    let (code, t) = doctor();
+    assert_eq!(code, Some(1), "{t}");
+    assert!(t.contains("offloads still on on uplink gbdcu: tx-tcp"), "{t}");
+    assert!(t.contains("`ghostbridge-ovs apply` converges it"), "{t}");
+
+    // A port deleted: named too.
+    assert!(cli(&ovs, &["apply", "--config", path.to_str().unwrap()]).status.success());
+    ovs.vsctl(&["del-port", "gbdc0", "gbdc0-m"]);
+    let (code, t) = doctor();
+    assert_eq!(code, Some(1), "{t}");
+    assert!(t.contains("port gbdc0-m (internal) on bridge gbdc0"), "{t}");
+}

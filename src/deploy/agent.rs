@@ -222,6 +222,7 @@ pub fn activate(
         generation_before: profile_generation(&layout.system_profile),
         generation_after: None,
         confirm_within_ms: None,
+        confirm_deadline_ms: None,
         reason: None,
     };
     files.write(&state)?;
@@ -233,6 +234,7 @@ pub fn activate(
     let deadline = Instant::now() + confirm_timeout;
     state.phase = Phase::Waiting;
     state.confirm_within_ms = Some(confirm_timeout.as_millis() as u64);
+    state.confirm_deadline_ms = boot_clock_ms().map(|now| now + confirm_timeout.as_millis() as u64);
     files.write(&state)?;
     let verdict = loop {
         if files.confirm().exists() {
@@ -251,6 +253,7 @@ pub fn activate(
         std::thread::sleep(POLL.min(deadline - now));
     };
     state.confirm_within_ms = None;
+    state.confirm_deadline_ms = None;
     match verdict {
         Verdict::Confirmed => commit(&files, layout, state, system, &before),
         Verdict::Rejected(reason) => {
@@ -338,6 +341,12 @@ fn process_stat(pid: u32) -> Option<(char, u64)> {
     Some((fields.first()?.chars().next()?, fields.get(19)?.parse().ok()?))
 }
 
+/// The host's boot clock in milliseconds (shared by every process, never stepped).
+fn boot_clock_ms() -> Option<u64> {
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).ok()?;
+    Some(now.tv_sec() as u64 * 1000 + now.tv_nsec() as u64 / 1_000_000)
+}
+
 /// Whether the process that wrote `state` still runs it.
 fn agent_alive(state: &DeployState) -> bool {
     matches!(process_stat(state.pid), Some((s, started)) if s != 'Z' && Some(started) == state.pid_started)
@@ -348,6 +357,9 @@ fn agent_alive(state: &DeployState) -> bool {
 pub fn status(layout: &Layout, id: &str) -> Result<DeployState, AgentError> {
     let files = Files::new(layout, id)?;
     let mut state = files.read(id, layout)?;
+    if let (Some(deadline), Some(now)) = (state.confirm_deadline_ms, boot_clock_ms()) {
+        state.confirm_within_ms = Some(deadline.saturating_sub(now));
+    }
     if !state.phase.is_final() && !agent_alive(&state) {
         let boot = if state.phase == Phase::Committing { "may be either generation" } else { "is unchanged" };
         state.reason = Some(format!(
@@ -356,6 +368,7 @@ pub fn status(layout: &Layout, id: &str) -> Result<DeployState, AgentError> {
         ));
         state.phase = Phase::Interrupted;
         state.confirm_within_ms = None;
+        state.confirm_deadline_ms = None;
     }
     Ok(state)
 }
@@ -379,6 +392,7 @@ pub fn status_or_gone(layout: &Layout, id: &str) -> Result<DeployState, AgentErr
                 generation_before: generation,
                 generation_after: None,
                 confirm_within_ms: None,
+                confirm_deadline_ms: None,
                 reason: Some(format!(
                     "this host has no deployment {id} (a reboot clears {}); it runs and boots generation {}",
                     layout.state_dir.display(),
@@ -435,7 +449,10 @@ fn decide(layout: &Layout, id: &str, limit: Duration, reject: Option<&str>) -> R
         None => (files.confirm(), String::new()),
         Some(reason) => (files.reject(), reason.to_string()),
     };
-    fs::write(&path, body).map_err(io("write", &path))?;
+    // Whole or not at all: the agent may read it at any moment.
+    let tmp = files.dir.join("decision.tmp");
+    fs::write(&tmp, body).map_err(io("write", &tmp))?;
+    fs::rename(&tmp, &path).map_err(io("write", &path))?;
     wait_until(layout, id, limit, Phase::is_final)
 }
 
@@ -480,6 +497,10 @@ mod tests {
         };
         let waiting = wait_until(&layout, "d-1", Duration::from_secs(10), |p| p == Phase::Waiting).unwrap();
         assert_eq!(waiting.system_before, dir.path().join("gen1").display().to_string());
+        // What is left is counted when the state is read, not when it was written.
+        std::thread::sleep(Duration::from_millis(300));
+        let left = status(&layout, "d-1").unwrap().confirm_within_ms.unwrap();
+        assert!((50_000..=59_700).contains(&left), "{left} ms left");
         assert!(matches!(
             activate(&layout, "d-2", &gen2, Duration::from_secs(1), &Stop::never()),
             Err(AgentError::Busy(_))
@@ -522,6 +543,7 @@ mod tests {
             generation_before: Some(3),
             generation_after: None,
             confirm_within_ms: Some(1000),
+            confirm_deadline_ms: None,
             reason: None,
         };
         files.write(&state).unwrap();

@@ -67,9 +67,14 @@ pub struct DeployState {
     /// The system profile's generation number before, and after a commit.
     pub generation_before: Option<u32>,
     pub generation_after: Option<u32>,
-    /// While waiting: milliseconds left until the agent rolls back by itself.
+    /// While waiting: milliseconds left until the agent rolls back by itself
+    /// (computed when the state is read).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confirm_within_ms: Option<u64>,
+    /// While waiting: when the agent rolls back by itself, on the host's boot
+    /// clock (milliseconds; `CLOCK_BOOTTIME` never steps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm_deadline_ms: Option<u64>,
     /// Why the deployment ended as it did (rolled back, failed, interrupted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
