@@ -143,28 +143,26 @@ fn switch(system: &Path, action: &str) -> Result<(), String> {
     }
 }
 
-/// Points the system profile at `system` (a new generation), as nixos-rebuild does.
-fn set_profile(profile: &Path, system: &Path) -> Result<(), String> {
+/// Runs `nix-env --profile PROFILE ARGS...` (the one way the agent changes the profile).
+fn nix_env(profile: &Path, args: &[&std::ffi::OsStr]) -> Result<(), String> {
     let status = Command::new("nix-env")
         .arg("--profile")
         .arg(profile)
-        .arg("--set")
-        .arg(system)
+        .args(args)
         .status()
         .map_err(|e| format!("cannot run nix-env: {e}"))?;
-    if status.success() { Ok(()) } else { Err(format!("nix-env --set {status}")) }
+    let shown: Vec<_> = args.iter().map(|a| a.to_string_lossy()).collect();
+    if status.success() { Ok(()) } else { Err(format!("nix-env {} {status}", shown.join(" "))) }
+}
+
+/// Points the system profile at `system` (a new generation), as nixos-rebuild does.
+fn set_profile(profile: &Path, system: &Path) -> Result<(), String> {
+    nix_env(profile, &["--set".as_ref(), system.as_os_str()])
 }
 
 /// Points the system profile back at generation `number`.
 fn restore_profile(profile: &Path, number: u32) -> Result<(), String> {
-    let status = Command::new("nix-env")
-        .arg("--profile")
-        .arg(profile)
-        .arg("--switch-generation")
-        .arg(number.to_string())
-        .status()
-        .map_err(|e| format!("cannot run nix-env: {e}"))?;
-    if status.success() { Ok(()) } else { Err(format!("nix-env --switch-generation {number} {status}")) }
+    nix_env(profile, &["--switch-generation".as_ref(), number.to_string().as_ref()])
 }
 
 /// Removes a profile that did not exist before the deployment (the profile

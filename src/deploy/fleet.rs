@@ -109,7 +109,10 @@ pub fn summary(reports: &[HostReport]) -> String {
         if let Some(reason) = r.outcome.reason() {
             out.push_str(&format!("{}: {}: {}\n", r.host, r.outcome.label(), terminal_safe(reason)));
         }
-        if let Health::Unhealthy(why) = &r.health {
+        // Unless the reason already says it (a rejection carries the failed checks).
+        if let Health::Unhealthy(why) = &r.health
+            && !r.outcome.reason().is_some_and(|reason| reason.contains(why.as_str()))
+        {
             out.push_str(&format!("{}: unhealthy: {}\n", r.host, terminal_safe(why)));
         }
     }

@@ -199,14 +199,11 @@ impl Session<'_> {
             self.say("no answer after activation; waiting for the host to roll back by itself");
             let until = Instant::now() + self.settings.activation_limit + self.grace();
             return match self.until_final(&remote.status(), until, CONNECT) {
-                Some(state) => {
-                    report.generation_before = state.generation_before;
-                    report.generation_after = state.generation_before;
-                    self.ended(state, report)
-                }
+                Some(state) => self.ended(state, report),
                 None => self.lost(),
             };
         };
+        // Known from here on, even if the host is never heard of again.
         report.generation_before = state.generation_before;
         report.generation_after = state.generation_before;
         if state.phase != Phase::Waiting {
@@ -297,8 +294,11 @@ impl Session<'_> {
         }
     }
 
+    /// The outcome of a final state; the report takes its generations.
     fn ended(&self, state: DeployState, report: &mut HostReport) -> Outcome {
         let reason = state.reason.clone().unwrap_or_default();
+        report.generation_before = state.generation_before.or(report.generation_before);
+        report.generation_after = report.generation_before;
         match state.phase {
             Phase::Committed => {
                 report.generation_after = state.generation_after;
