@@ -7,7 +7,10 @@
 //! `cargo bench --bench snapshotter`; `GB_BENCH_SECS=10` for a quick run
 //! (default 60 s per 1 Hz run), `GB_BENCH_LOAD=1` adds two busy processes
 //! (one per core) during the 1 Hz runs, `GB_BENCH_FIFO=1` runs the daemon with
-//! SCHED_FIFO priority 1 (what `CPUSchedulingPolicy=fifo` in its unit gives).
+//! SCHED_FIFO priority 1 (what `CPUSchedulingPolicy=fifo` in its unit gives),
+//! `GB_BENCH_PRODUCTION=1` runs only the production configuration (D-Bus,
+//! metrics, change index, pruning) and the floor: the kernel's work of a tick
+//! alone, measured on the same image.
 
 #[path = "../tests/snapshot_support/mod.rs"]
 mod snapshot_support;
@@ -93,7 +96,17 @@ fn metric(metrics: &Path, name: &str) -> u64 {
         as u64
 }
 
-fn daemon_run(img: &BtrfsImage, tag: &str, interval_ms: u64, retention: &str, secs: u64, extra: &[&str]) -> Run {
+/// One daemon run. With `bus` (a bus address) the daemon serves D-Bus there as
+/// on the system bus; without it, D-Bus is off (as without `--config`).
+fn daemon_run(
+    img: &BtrfsImage,
+    tag: &str,
+    interval_ms: u64,
+    retention: &str,
+    secs: u64,
+    extra: &[&str],
+    bus: Option<&str>,
+) -> Run {
     let db = img.path(&format!("{tag}.db"));
     let metrics = img.path(&format!("{tag}-metrics"));
     std::fs::create_dir_all(&metrics).unwrap();
@@ -113,31 +126,43 @@ fn daemon_run(img: &BtrfsImage, tag: &str, interval_ms: u64, retention: &str, se
             });
         }
     }
-    let mut child = cmd
-        .args([
-            "run",
-            "--source",
-            img.source().to_str().unwrap(),
-            "--snapshot-dir",
-            img.snapshots().to_str().unwrap(),
-            "--db",
-            db.to_str().unwrap(),
-            "--interval",
-            &format!("{interval_ms}ms"),
-            "--retention",
-            retention,
-            "--metrics-dir",
-            metrics.to_str().unwrap(),
-            "--no-dbus",
-        ])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .env_remove("NOTIFY_SOCKET")
-        .spawn()
-        .unwrap();
+    cmd.args([
+        "run",
+        "--source",
+        img.source().to_str().unwrap(),
+        "--snapshot-dir",
+        img.snapshots().to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--interval",
+        &format!("{interval_ms}ms"),
+        "--retention",
+        retention,
+        "--metrics-dir",
+        metrics.to_str().unwrap(),
+    ])
+    .args(extra)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .env_remove("NOTIFY_SOCKET");
+    if let Some(address) = bus {
+        // D-Bus is served only as a config file asks (the flags above override the rest).
+        let config = img.path(&format!("{tag}.json"));
+        let json = serde_json::json!({
+            "source": img.source(), "snapshot_dir": img.snapshots(), "database": db, "dbus": true
+        });
+        std::fs::write(&config, json.to_string()).unwrap();
+        cmd.arg("--config").arg(&config).env("DBUS_SYSTEM_BUS_ADDRESS", address);
+    }
+    let mut child = cmd.spawn().unwrap();
     let warm = Duration::from_secs(5.min(secs / 2));
     std::thread::sleep(warm);
+    if let Some(address) = bus {
+        let owned = sh_ok(&format!(
+            "dbus-send --bus={address} --print-reply --dest=org.freedesktop.DBus / org.freedesktop.DBus.NameHasOwner string:org.ghostbridge.Snapshotter"
+        ));
+        assert!(owned.contains("boolean true"), "the daemon is not on the bench's bus: {owned}");
+    }
     let (cpu_warm, blocks_warm) = (process_cpu(child.id()), block_times(&db).len());
     std::thread::sleep(Duration::from_secs(secs) - warm);
     let (cpu_end, blocks_end) = (process_cpu(child.id()), block_times(&db).len());
@@ -161,6 +186,48 @@ fn daemon_run(img: &BtrfsImage, tag: &str, interval_ms: u64, retention: &str, se
         sh_ok(&format!("btrfs subvolume delete {} >/dev/null", img.snapshots().join(name).display()));
     }
     run
+}
+
+/// CPU seconds this thread has run so far, to the nanosecond.
+fn thread_cpu() -> f64 {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
+    text.split_whitespace().next().unwrap().parse::<u64>().unwrap() as f64 / 1e9
+}
+
+/// The floor: what the kernel does for one tick, alone, at 1 Hz on this
+/// thread with the project's own BTRFS calls: a read-only snapshot of the
+/// source (the kernel commits a transaction for it), the deletion of the
+/// snapshot five ticks older, and one row committed to a database configured
+/// as the chain's (WAL, `synchronous = FULL`: an fsync per commit). No
+/// snapshotter that keeps a durable chain and its retention does less per
+/// tick. CPU per tick after the first 5 s, in ms.
+fn floor_run(img: &BtrfsImage, secs: u64) -> f64 {
+    use ghostbridge::snapshot::btrfs;
+    let source = btrfs::open_dir(&img.source()).unwrap();
+    let dir = btrfs::open_dir(&img.snapshots()).unwrap();
+    let db = rusqlite::Connection::open(img.path("floor.db")).unwrap();
+    ghostbridge::snapshot::schema::configure(&db).unwrap();
+    db.execute_batch("CREATE TABLE IF NOT EXISTS t (height INTEGER PRIMARY KEY, hash BLOB)").unwrap();
+    let name = |i: u64| format!("floor-{i:06}");
+    let mut next = std::time::Instant::now();
+    let (mut cpu0, mut n0) = (0.0, 0);
+    for i in 0..secs {
+        if i == 5.min(secs / 2) {
+            (cpu0, n0) = (thread_cpu(), i);
+        }
+        btrfs::create_snapshot(&source, &dir, &img.snapshots(), &name(i)).unwrap();
+        if i >= 5 {
+            btrfs::destroy_snapshot(&dir, &img.snapshots(), &name(i - 5)).unwrap();
+        }
+        db.execute("INSERT INTO t VALUES (?1, ?2)", rusqlite::params![i as i64, [7u8; 32].to_vec()]).unwrap();
+        next += Duration::from_secs(1);
+        std::thread::sleep(next.saturating_duration_since(std::time::Instant::now()));
+    }
+    let ms = (thread_cpu() - cpu0) * 1e3 / (secs - n0).max(1) as f64;
+    for name in on_disk(&img.snapshots()) {
+        sh_ok(&format!("btrfs subvolume delete {} >/dev/null", img.snapshots().join(name).display()));
+    }
+    ms
 }
 
 /// What a typical cron-style script does each tick.
@@ -215,6 +282,26 @@ fn baseline_run(img: &BtrfsImage, secs: u64) -> Run {
     }
 }
 
+/// The production configuration: D-Bus served (on a private bus with the
+/// shipped policy), metrics on, the change index on, and a retention shorter
+/// than the run, so that after 5 s every tick also prunes a snapshot; then the
+/// floor under it on the same image.
+fn production_and_floor(img: &BtrfsImage, secs: u64) -> (Run, f64) {
+    let bus_dir = tempfile::tempdir().unwrap();
+    let bus = Bus::start(bus_dir.path());
+    let production = daemon_run(img, "production-1hz", 1000, "5s", secs, &[], Some(&bus.address));
+    drop(bus);
+    (production, floor_run(img, secs))
+}
+
+fn print_floor(production: &Run, floor: f64) {
+    println!(
+        "floor, the kernel's work alone (snapshot + delete one 5 s old + one row committed with fsync): {floor:.3} ms per tick after the first 5 s; the production configuration: {:.3} ms, {:.3} ms above it",
+        production.steady_cpu_per_snapshot_ms,
+        production.steady_cpu_per_snapshot_ms - floor
+    );
+}
+
 fn main() {
     require_root();
     let secs: u64 = std::env::var("GB_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
@@ -240,16 +327,22 @@ fn main() {
             }
         }
     }
+    // GB_BENCH_PRODUCTION=1: only the production configuration and its floor.
+    if std::env::var("GB_BENCH_PRODUCTION").is_ok_and(|v| v == "1") {
+        let (production, floor) = production_and_floor(&img, secs);
+        print_floor(&production, floor);
+        return;
+    }
     let mut hogs = Hogs(Vec::new());
     if load {
         for _ in 0..2 {
             hogs.0.push(Command::new("sh").args(["-c", "while :; do :; done"]).stdout(Stdio::null()).spawn().unwrap());
         }
     }
-    let ours = daemon_run(&img, "daemon-1hz", 1000, "1m", secs, &[]);
+    let ours = daemon_run(&img, "daemon-1hz", 1000, "1m", secs, &[], None);
     // The change index's own cost: the same without it, and with it while
     // files change (ten appends and a new file per second).
-    let unindexed = daemon_run(&img, "unindexed-1hz", 1000, "1m", secs, &["--no-index-changes"]);
+    let unindexed = daemon_run(&img, "unindexed-1hz", 1000, "1m", secs, &["--no-index-changes"], None);
     // Ten appends and a new file per second in the source, during one run.
     let with_writer = |tag: &str, extra: &[&str]| {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -270,16 +363,14 @@ fn main() {
                 }
             })
         };
-        let r = daemon_run(&img, tag, 1000, "1m", secs, extra);
+        let r = daemon_run(&img, tag, 1000, "1m", secs, extra, None);
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         writer.join().unwrap();
         r
     };
     let active = with_writer("active-1hz", &[]);
     let active_unindexed = with_writer("active-unindexed-1hz", &["--no-index-changes"]);
-    // The production configuration: metrics on and a retention shorter than the
-    // run, so that after 5 s every tick also prunes a snapshot.
-    let production = daemon_run(&img, "production-1hz", 1000, "5s", secs, &[]);
+    let (production, floor) = production_and_floor(&img, secs);
     let base = baseline_run(&img, secs);
     drop(hogs);
 
@@ -293,7 +384,10 @@ fn main() {
         ("ghostbridge-snapshotter --no-index-changes", &unindexed),
         ("ghostbridge-snapshotter (change index, 11 changes per second)", &active),
         ("ghostbridge-snapshotter --no-index-changes (11 changes per second)", &active_unindexed),
-        ("ghostbridge-snapshotter, pruning every tick (retention 5 s), metrics", &production),
+        (
+            "ghostbridge-snapshotter, production: D-Bus, metrics, change index, pruning every tick (retention 5 s)",
+            &production,
+        ),
         ("shell baseline (btrfs + sha256sum + sqlite3 + sleep 1)", &base),
     ] {
         println!(
@@ -308,6 +402,7 @@ fn main() {
         );
     }
     println!("CPU ratio baseline/daemon: {:.1}x", base.cpu_per_snapshot_ms / ours.cpu_per_snapshot_ms.max(1e-9));
+    print_floor(&production, floor);
 
     // Highest sustained rate, with pruning (retention 1 s) in every run.
     let rate_secs = (secs / 6).clamp(5, 15);
@@ -318,7 +413,7 @@ fn main() {
     println!("|---|---|---|---|---|---|");
     let mut best = 0.0;
     for interval_ms in [50u64, 40, 25, 20, 10, 5, 2] {
-        let r = daemon_run(&img, &format!("rate-{interval_ms}"), interval_ms, "1s", rate_secs, &[]);
+        let r = daemon_run(&img, &format!("rate-{interval_ms}"), interval_ms, "1s", rate_secs, &[], None);
         let target = 1000.0 / interval_ms as f64;
         let deadlines = r.snapshots as u64 + r.missed;
         println!(

@@ -273,3 +273,55 @@ pub fn blocks(db: &Path) -> Vec<(i64, i64, String, Option<i64>)> {
     let mut st = c.prepare("SELECT height, time_ns, snapshot, pruned_ns FROM blocks ORDER BY height").unwrap();
     st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).unwrap().map(Result::unwrap).collect()
 }
+
+pub const POLICY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/bus/org.ghostbridge.Snapshotter.conf");
+
+/// A private bus: permissive defaults, then the shipped policy file included.
+pub struct Bus {
+    child: Child,
+    pub address: String,
+}
+
+impl Bus {
+    pub fn start(dir: &Path) -> Bus {
+        let socket = dir.join("bus.sock");
+        let config = dir.join("bus.conf");
+        std::fs::write(
+            &config,
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <listen>unix:path={}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*"/>
+    <allow receive_sender="*"/>
+  </policy>
+  <include>{POLICY}</include>
+</busconfig>
+"#,
+                socket.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", config.display()))
+            .arg("--nofork")
+            .arg("--nopidfile")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for(Duration::from_secs(10), "the bus socket", || socket.exists());
+        Bus { child, address: format!("unix:path={}", socket.display()) }
+    }
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
