@@ -31,18 +31,42 @@ fn children_cpu() -> f64 {
     tv(r.ru_utime) + tv(r.ru_stime)
 }
 
-/// CPU seconds the process `pid` has run so far, to the nanosecond: the sum
-/// over its threads of the first field of `/proc/PID/task/TID/schedstat`
-/// (`utime`/`stime` in `/proc/PID/stat` count in 10 ms clock ticks, too
-/// coarse for a millisecond per tick).
-fn process_cpu(pid: u32) -> f64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0.0 };
-    let mut ns = 0u64;
-    for task in tasks.flatten() {
-        let text = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
-        ns += text.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+/// A cgroup (v2) holding one daemon: its `cpu.stat` counts every thread the
+/// daemon ran, those that have exited too (which `/proc/PID/task` forgets),
+/// to the microsecond (`/proc/PID/stat` counts in 10 ms clock ticks).
+struct CpuGroup(std::path::PathBuf);
+
+impl CpuGroup {
+    fn new(tag: &str) -> CpuGroup {
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+        let root = mounts
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|f| f.len() > 2 && f[2] == "cgroup2")
+            .map(|f| f[1].to_string())
+            .expect("a cgroup2 hierarchy is mounted (for the daemon's CPU time)");
+        let dir = Path::new(&root).join(format!("gb-bench-{}-{tag}", std::process::id()));
+        std::fs::create_dir(&dir).unwrap();
+        CpuGroup(dir)
     }
-    ns as f64 / 1e9
+
+    /// Moves the process `pid` (all its threads) into the group.
+    fn add(&self, pid: u32) {
+        std::fs::write(self.0.join("cgroup.procs"), pid.to_string()).unwrap();
+    }
+
+    /// CPU seconds (user + system) the group's processes have run since they joined it.
+    fn cpu(&self) -> f64 {
+        let stat = std::fs::read_to_string(self.0.join("cpu.stat")).unwrap();
+        let usec = stat.lines().find_map(|l| l.strip_prefix("usage_usec ")).unwrap().trim().parse::<u64>().unwrap();
+        usec as f64 / 1e6
+    }
+}
+
+impl Drop for CpuGroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
 }
 
 fn term_and_wait(child: &mut Child) {
@@ -155,6 +179,8 @@ fn daemon_run(
         cmd.arg("--config").arg(&config).env("DBUS_SYSTEM_BUS_ADDRESS", address);
     }
     let mut child = cmd.spawn().unwrap();
+    let group = CpuGroup::new(tag);
+    group.add(child.id());
     let warm = Duration::from_secs(5.min(secs / 2));
     std::thread::sleep(warm);
     if let Some(address) = bus {
@@ -163,9 +189,9 @@ fn daemon_run(
         ));
         assert!(owned.contains("boolean true"), "the daemon is not on the bench's bus: {owned}");
     }
-    let (cpu_warm, blocks_warm) = (process_cpu(child.id()), block_times(&db).len());
+    let (cpu_warm, blocks_warm) = (group.cpu(), block_times(&db).len());
     std::thread::sleep(Duration::from_secs(secs) - warm);
-    let (cpu_end, blocks_end) = (process_cpu(child.id()), block_times(&db).len());
+    let (cpu_end, blocks_end) = (group.cpu(), block_times(&db).len());
     term_and_wait(&mut child);
     let cpu = children_cpu() - cpu0;
     let steady_cpu_per_snapshot_ms = (cpu_end - cpu_warm) * 1e3 / (blocks_end - blocks_warm).max(1) as f64;

@@ -124,12 +124,15 @@ pub fn render(families: &[Family]) -> String {
     out
 }
 
-/// Writes `<dir>/<name>.prom` atomically, mode 0644: node exporter reads it as
-/// its own user (`node-exporter` on NixOS), not the daemon's. Errors are
-/// returned, never fatal to a daemon.
 /// Readable by node exporter's user, writable by the daemon only.
 pub const TEXTFILE_MODE: u32 = 0o644;
 
+/// Writes `<dir>/<name>.prom` atomically (a temporary file renamed over it),
+/// mode 0644: node exporter reads it as its own user (`node-exporter` on
+/// NixOS), not the daemon's. Not synced to disk: a reader never sees a
+/// partial file, and one lost in a crash is replaced by the next write,
+/// so an fsync would only make every write cost a disk flush. Errors are
+/// returned, never fatal to a daemon.
 #[derive(Debug, Clone)]
 pub struct TextfileWriter {
     path: PathBuf,
@@ -149,7 +152,6 @@ impl TextfileWriter {
         // A temporary file is created 0600; the collector must be able to read it.
         tmp.as_file().set_permissions(std::os::unix::fs::PermissionsExt::from_mode(TEXTFILE_MODE))?;
         tmp.write_all(render(families).as_bytes())?;
-        tmp.as_file().sync_data()?;
         tmp.persist(&self.path).map_err(|e| e.error)?;
         Ok(())
     }

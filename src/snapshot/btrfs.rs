@@ -263,13 +263,32 @@ pub fn subvol_info(subvol: &File, path: &Path) -> Result<SubvolInfo, BtrfsError>
     })
 }
 
-/// Opens `dir/name` and reads its subvolume information, checking that it is a subvolume root.
-pub fn subvol_info_at(dir_path: &Path, name: &str) -> Result<SubvolInfo, BtrfsError> {
+/// A subvolume root opened by name in a folder, with its information.
+#[derive(Debug)]
+pub struct Subvolume {
+    pub file: File,
+    pub path: PathBuf,
+    pub info: SubvolInfo,
+}
+
+/// Opens `name` in the folder open as `dir` (at `dir_path`, for messages),
+/// relative to it (no walk from the root), and reads its subvolume
+/// information, checking that it is a subvolume root.
+pub fn open_subvolume(dir: &File, dir_path: &Path, name: &str) -> Result<Subvolume, BtrfsError> {
     let path = dir_path.join(name);
-    let f = open_dir(&path)?;
-    let meta = f.metadata().map_err(|e| BtrfsError::Open { path: path.clone(), source: io_errno(&e) })?;
+    let mut checked = [0u8; BTRFS_PATH_NAME_MAX + 1];
+    copy_name(&mut checked, name)?;
+    let flags = nix::fcntl::OFlag::O_RDONLY
+        | nix::fcntl::OFlag::O_DIRECTORY
+        | nix::fcntl::OFlag::O_CLOEXEC
+        | nix::fcntl::OFlag::O_NOFOLLOW;
+    let file = nix::fcntl::openat(dir, name, flags, nix::sys::stat::Mode::empty())
+        .map(File::from)
+        .map_err(|source| BtrfsError::Open { path: path.clone(), source })?;
+    let meta = file.metadata().map_err(|e| BtrfsError::Open { path: path.clone(), source: io_errno(&e) })?;
     if meta.ino() != SUBVOLUME_ROOT_INODE {
         return Err(BtrfsError::NotSubvolume { path, inode: meta.ino() });
     }
-    subvol_info(&f, &path)
+    let info = subvol_info(&file, &path)?;
+    Ok(Subvolume { file, path, info })
 }

@@ -18,10 +18,12 @@
 //!   are not a change (they follow their entries), nor is a new access time.
 
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use super::btrfs::{self, Subvolume};
 use super::send::{self, Op};
 
 /// How a path changed.
@@ -144,36 +146,59 @@ pub fn digest(changes: &[Change]) -> [u8; 32] {
 /// create, a rename, an owner, a mode, times and its extents).
 const OPS_PER_CHANGE: usize = 8;
 
-/// The change list of the new snapshot `dir/name` against the block before
-/// it, of at most `limit` changes (`None`: the index is off): unavailable
-/// when off, for the first block, when that block's snapshot is gone, and
-/// when the change is larger than the limit (a tick stays short and its
-/// memory bounded whatever happened in the source).
-pub fn for_block(limit: Option<usize>, dir: &Path, previous: Option<&super::chain::Block>, name: &str) -> ChangeIndex {
+/// The snapshot before the new one: its block, and its tree id when the
+/// caller already knows it (the daemon keeps the one it took last tick).
+pub struct Parent<'a> {
+    pub block: &'a super::chain::Block,
+    pub tree_id: Option<u64>,
+}
+
+/// The change list of the new snapshot `new` (in the snapshot folder open
+/// as `dir`, at `dir_path`) against the block before it, of at most `limit`
+/// changes (`None`: the index is off): unavailable when off, for the first
+/// block, when that block's snapshot is gone, and when the change is larger
+/// than the limit (a tick stays short and its memory bounded whatever
+/// happened in the source).
+pub fn for_block(
+    limit: Option<usize>,
+    dir: &File,
+    dir_path: &Path,
+    previous: Option<Parent<'_>>,
+    new: &Subvolume,
+) -> ChangeIndex {
     let Some(limit) = limit else { return ChangeIndex::Unavailable("index_changes is off".into()) };
     match previous {
         None => ChangeIndex::Unavailable("the first block has no earlier snapshot to compare with".into()),
-        Some(p) if p.pruned_ns.is_some() => ChangeIndex::Unavailable(format!(
+        Some(p) if p.block.pruned_ns.is_some() => ChangeIndex::Unavailable(format!(
             "the previous block's snapshot {} was pruned before this one was taken",
-            p.snapshot
+            p.block.snapshot
         )),
-        Some(p) => index(dir, &p.snapshot, name, limit),
+        Some(p) => {
+            let tree_id = match p.tree_id {
+                Some(id) => id,
+                None => match btrfs::open_subvolume(dir, dir_path, &p.block.snapshot) {
+                    Ok(parent) => parent.info.tree_id,
+                    Err(e) => return ChangeIndex::Unavailable(e.to_string()),
+                },
+            };
+            index(dir_path, &p.block.snapshot, tree_id, new, limit)
+        }
     }
 }
 
-/// The change list of the snapshot `dir/name` against the snapshot
-/// `dir/parent`, if it has at most `limit` changes.
-pub fn index(dir: &Path, parent: &str, name: &str, limit: usize) -> ChangeIndex {
-    match send::changed_ops(dir, parent, name, limit.saturating_mul(OPS_PER_CHANGE)) {
+/// The change list of the snapshot `new` against the snapshot `dir/parent`
+/// (whose tree is `parent_tree`), if it has at most `limit` changes.
+pub fn index(dir: &Path, parent: &str, parent_tree: u64, new: &Subvolume, limit: usize) -> ChangeIndex {
+    match send::changed_ops(&new.file, &new.path, parent_tree, limit.saturating_mul(OPS_PER_CHANGE)) {
         Ok(ops) => {
             use std::os::unix::ffi::OsStrExt;
             use std::os::unix::fs::MetadataExt;
-            let stat = |snapshot: &str, rel: &[u8]| {
-                std::fs::symlink_metadata(dir.join(snapshot).join(std::ffi::OsStr::from_bytes(rel))).ok()
-            };
+            let stat =
+                |root: &Path, rel: &[u8]| std::fs::symlink_metadata(root.join(std::ffi::OsStr::from_bytes(rel))).ok();
+            let parent_path = dir.join(parent);
             // The stream sends times for every inode whose item changed, an
             // access time included: compare what `times` means.
-            let times_changed = |was: &[u8], now: &[u8]| match (stat(parent, was), stat(name, now)) {
+            let times_changed = |was: &[u8], now: &[u8]| match (stat(&parent_path, was), stat(&new.path, now)) {
                 (_, Some(n)) if n.is_dir() => false,
                 (Some(o), Some(n)) => {
                     (o.mtime(), o.mtime_nsec(), o.ctime(), o.ctime_nsec())

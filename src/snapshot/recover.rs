@@ -149,22 +149,24 @@ pub fn reconcile(
             }
             None => {
                 let next = head.as_ref().map(|h| h.height + 1).unwrap_or(0);
-                let info = btrfs::subvol_info_at(snap_path, &name);
+                let opened = btrfs::open_subvolume(snap_dir, snap_path, &name);
                 // Why it cannot be the block the last tick was writing, if it cannot.
-                let refused = match &info {
+                let refused = match &opened {
                     _ if height != next => Some(format!("it is not the next block ({next})")),
                     Err(e) => Some(format!("its subvolume information cannot be read ({e})")),
-                    Ok(i) if !i.read_only => None,
-                    Ok(i) if i.parent_uuid != source_uuid => Some("it is not a snapshot of the source".to_string()),
+                    Ok(s) if !s.info.read_only => None,
+                    Ok(s) if s.info.parent_uuid != source_uuid => {
+                        Some("it is not a snapshot of the source".to_string())
+                    }
                     Ok(_) if head.as_ref().is_some_and(|h| h.time_ns >= time_ns) => {
                         Some("its time is not after the head's".to_string())
                     }
                     Ok(_) => None,
                 };
-                match (refused, info) {
+                match (refused, opened) {
                     // A writable subvolume is not something the snapshotter made
                     // (its snapshots are read-only): someone's work, left alone.
-                    (_, Ok(i)) if !i.read_only => {
+                    (_, Ok(s)) if !s.info.read_only => {
                         crate::log!(
                             Warning,
                             "ghostbridge-snapshotter",
@@ -173,9 +175,11 @@ pub fn reconcile(
                         );
                         report.foreign.push(name);
                     }
-                    (None, Ok(info)) => {
+                    (None, Ok(snapshot)) => {
                         let prev = head.as_ref().map(|h| h.hash).unwrap_or(GENESIS_PREV);
-                        let changes = changes::for_block(seal.change_limit, snap_path, head.as_ref(), &name);
+                        let parent = head.as_ref().map(|block| changes::Parent { block, tree_id: None });
+                        let changes = changes::for_block(seal.change_limit, snap_dir, snap_path, parent, &snapshot);
+                        let info = snapshot.info;
                         let block = Block::new(height, prev, time_ns, name.clone(), info.uuid, info.generation)
                             .with_changes(changes.summary())
                             .sealed(seal.key);

@@ -4,7 +4,8 @@
 //! path operations and extent ranges but no file contents. The kernel computes
 //! it by comparing the two trees, so its cost follows the amount of change, not
 //! the size of the subvolume. The kernel writes the stream into a pipe from a
-//! helper thread while this one parses it into [`Op`]s as it arrives, so
+//! sending thread (one per process, kept between sends) while the caller
+//! parses it into [`Op`]s as it arrives, so
 //! memory stays bounded; past a limit of operations the pipe is closed, which
 //! ends the kernel's work at once (`EPIPE`). Format: btrfs-progs
 //! `Documentation/dev/dev-send-stream.rst` and the kernel's `fs/btrfs/send.h`
@@ -12,12 +13,11 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
+use std::sync::{Mutex, PoisonError, mpsc};
 
 use nix::errno::Errno;
-
-use super::btrfs::{self, BtrfsError};
 
 /// `struct btrfs_ioctl_send_args` (`version` and `reserved[28]` were once `reserved[32]`: same size).
 #[repr(C)]
@@ -62,8 +62,8 @@ pub enum Op {
 /// Why a send stream could not be produced or read.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    #[error(transparent)]
-    Btrfs(#[from] BtrfsError),
+    #[error("cannot duplicate the descriptor of {path} for the sending thread: {source}")]
+    Dup { path: String, source: std::io::Error },
     #[error("cannot create the pipe for the send stream: {0}")]
     Pipe(Errno),
     #[error(
@@ -86,30 +86,79 @@ fn send_hint(e: Errno) -> &'static str {
     }
 }
 
-/// The stream of the read-only snapshot `dir/name` relative to the read-only
-/// snapshot `dir/parent`, parsed; at most `max_ops` operations, or
-/// [`SendError::TooMany`] without reading (or the kernel writing) the rest.
-pub fn changed_ops(dir: &Path, parent: &str, name: &str, max_ops: usize) -> Result<Vec<Op>, SendError> {
-    let parent_root = btrfs::subvol_info_at(dir, parent)?.tree_id;
-    let path = dir.join(name);
-    let snapshot = btrfs::open_dir(&path)?;
+/// One `BTRFS_IOC_SEND` for the sending thread: the stream of `snapshot`
+/// relative to the tree `parent_root`, written into `write_end` (closed when
+/// the ioctl returns, which ends the reader's stream), the result sent back.
+struct SendJob {
+    snapshot: File,
+    write_end: OwnedFd,
+    parent_root: u64,
+    done: mpsc::SyncSender<Result<(), Errno>>,
+}
+
+/// The kernel writes the stream into a pipe while the caller reads it, so the
+/// ioctl runs on another thread: one thread for the whole process, started at
+/// the first send and kept (a thread started per send cost more CPU than the
+/// send of an unchanged tree). Jobs from several callers queue; each one ends
+/// because its caller reads its pipe to the end or closes it.
+fn sending_thread() -> &'static Mutex<Option<mpsc::Sender<SendJob>>> {
+    static SENDER: Mutex<Option<mpsc::Sender<SendJob>>> = Mutex::new(None);
+    &SENDER
+}
+
+fn run_send(job: SendJob) {
+    let args = SendArgs {
+        send_fd: job.write_end.as_raw_fd() as i64,
+        clone_sources_count: 0,
+        clone_sources: std::ptr::null_mut(),
+        parent_root: job.parent_root,
+        flags: SEND_FLAG_NO_FILE_DATA,
+        version: 0,
+        reserved: [0; 28],
+    };
+    // SAFETY: `args` is a correctly laid out btrfs_ioctl_send_args with no
+    // clone sources; `send_fd` and `snapshot` stay open for the call.
+    let result = unsafe { ioc_send(job.snapshot.as_raw_fd(), &args) }.map(|_| ());
+    drop(job.write_end);
+    // The caller may have given up waiting (it never does before the end of its stream).
+    let _ = job.done.send(result);
+}
+
+/// Hands `job` to the sending thread, starting it if it is not running.
+fn submit(job: SendJob) -> Result<(), Errno> {
+    let mut sender = sending_thread().lock().unwrap_or_else(PoisonError::into_inner);
+    let job = match sender.as_ref() {
+        Some(running) => match running.send(job) {
+            Ok(()) => return Ok(()),
+            // The thread is gone (it never exits by itself): start another.
+            Err(mpsc::SendError(job)) => job,
+        },
+        None => job,
+    };
+    let (tx, rx) = mpsc::channel::<SendJob>();
+    std::thread::Builder::new()
+        .name("btrfs-send".into())
+        .spawn(move || {
+            for job in rx {
+                run_send(job);
+            }
+        })
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EAGAIN)))?;
+    tx.send(job).map_err(|_| Errno::EIO)?;
+    *sender = Some(tx);
+    Ok(())
+}
+
+/// The stream of the read-only snapshot open as `snapshot` (at `path`, for
+/// messages) relative to the read-only snapshot whose tree is `parent_root`,
+/// parsed; at most `max_ops` operations, or [`SendError::TooMany`] without
+/// reading (or the kernel writing) the rest.
+pub fn changed_ops(snapshot: &File, path: &Path, parent_root: u64, max_ops: usize) -> Result<Vec<Op>, SendError> {
+    let snapshot = snapshot.try_clone().map_err(|e| SendError::Dup { path: path.display().to_string(), source: e })?;
     let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(SendError::Pipe)?;
-    let sender = std::thread::spawn(move || {
-        let args = SendArgs {
-            send_fd: write_end.as_raw_fd() as i64,
-            clone_sources_count: 0,
-            clone_sources: std::ptr::null_mut(),
-            parent_root,
-            flags: SEND_FLAG_NO_FILE_DATA,
-            version: 0,
-            reserved: [0; 28],
-        };
-        // SAFETY: `args` is a correctly laid out btrfs_ioctl_send_args with no
-        // clone sources; `send_fd` and `snapshot` stay open for the call.
-        let result = unsafe { ioc_send(snapshot.as_raw_fd(), &args) };
-        drop(write_end);
-        result
-    });
+    let (done, result) = mpsc::sync_channel(1);
+    submit(SendJob { snapshot, write_end, parent_root, done })
+        .map_err(|source| SendError::Send { path: path.display().to_string(), source })?;
     let mut parser = StreamParser::new(max_ops);
     let mut stream = File::from(read_end);
     let mut chunk = vec![0u8; 64 * 1024];
@@ -127,7 +176,7 @@ pub fn changed_ops(dir: &Path, parent: &str, name: &str, max_ops: usize) -> Resu
     };
     // Closing the reading end makes a kernel still writing stop (EPIPE).
     drop(stream);
-    let sent = sender.join().unwrap_or(Err(Errno::EIO));
+    let sent = result.recv().unwrap_or(Err(Errno::EIO));
     read?;
     sent.map_err(|source| SendError::Send { path: path.display().to_string(), source })?;
     parser.finish()

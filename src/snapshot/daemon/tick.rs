@@ -31,6 +31,9 @@ pub struct Daemon {
     db_identity: Option<(u64, u64)>,
     /// The last block this daemon wrote or found at the head (height, hash).
     last: Option<(u64, [u8; 32])>,
+    /// The snapshot this daemon took last and its tree id: the parent of the
+    /// next change list when it is still the head's (tree ids are never reused).
+    last_snapshot: Option<(String, u64)>,
     /// The clock retention ages are measured on, once the chain is open.
     steady: Option<SteadyClock>,
     /// The previous instant read on both clocks (to notice wall-clock steps).
@@ -83,6 +86,7 @@ impl Daemon {
             bus_retry_at: None,
             db_identity: None,
             last: None,
+            last_snapshot: None,
             steady: None,
             last_now: None,
             reclaimed_at: None,
@@ -305,16 +309,23 @@ impl Daemon {
         let name = snapshot_name(height, time_ns);
         let started = Instant::now();
         btrfs::create_snapshot(&source, &dir, &dir_path, &name)?;
-        let info = match btrfs::subvol_info_at(&dir_path, &name) {
-            Ok(i) => i,
+        let snapshot = match btrfs::open_subvolume(&dir, &dir_path, &name) {
+            Ok(s) => s,
             Err(e) => {
                 self.discard(&dir, &name);
                 return Err(e.into());
             }
         };
         let latency = started.elapsed();
-        let changes = changes::for_block(self.s.change_limit, &dir_path, head.as_ref(), &name);
+        let known_tree = self
+            .last_snapshot
+            .as_ref()
+            .filter(|(taken, _)| head.as_ref().is_some_and(|b| b.snapshot == *taken))
+            .map(|(_, tree_id)| *tree_id);
+        let parent = head.as_ref().map(|block| changes::Parent { block, tree_id: known_tree });
+        let changes = changes::for_block(self.s.change_limit, &dir, &dir_path, parent, &snapshot);
         self.note_index(height, &changes);
+        let info = snapshot.info;
         let block = Block::new(height, prev, time_ns, name.clone(), info.uuid, info.generation)
             .with_changes(changes.summary())
             .sealed(self.s.hmac_key.as_deref());
@@ -330,6 +341,7 @@ impl Daemon {
         self.m.snapshots += 1;
         self.m.height = Some(height);
         self.last = Some((height, block.hash));
+        self.last_snapshot = Some((name, info.tree_id));
         self.m.last_snapshot_ns = time_ns;
         for (h, old) in marked {
             match btrfs::destroy_snapshot(&dir, &dir_path, &old) {

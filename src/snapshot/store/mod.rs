@@ -211,14 +211,11 @@ impl Store {
 
     /// The highest block, if any.
     pub fn head(&self) -> Result<Option<Block>, StoreError> {
-        let r = self
+        // Cached: the daemon asks every tick, and parsing the statement cost more than running it.
+        let mut st = self
             .conn
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM blocks WHERE height = (SELECT max(height) FROM blocks)"),
-                [],
-                row_to_block,
-            )
-            .optional()?;
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM blocks WHERE height = (SELECT max(height) FROM blocks)"))?;
+        let r = st.query_row([], row_to_block).optional()?;
         r.map(|x| flatten(Ok(x))).transpose()
     }
 
@@ -274,11 +271,12 @@ impl Store {
             Some(ChangeIndex::Unavailable(why)) => Some(why.as_str()),
             _ => None,
         };
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO blocks (height, time_ns, snapshot, subvol_uuid, generation, prev_hash, hash, pruned_ns, steady_ns,
                                  changes_indexed, change_count, change_digest, changes_note, mac)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8, ?9, ?10, ?11, ?12, ?13)",
-            params![
+        )?
+        .execute(params![
                 block.height as i64,
                 block.time_ns,
                 block.snapshot,
@@ -292,8 +290,7 @@ impl Store {
                 c.map(|c| c.digest.to_vec()),
                 note,
                 block.mac.map(|m| m.to_vec()),
-            ],
-        )?;
+            ])?;
         if let Some(ChangeIndex::Indexed(list)) = changes {
             changes::insert(&tx, block.height, list)?;
         }
