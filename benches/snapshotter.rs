@@ -9,8 +9,13 @@
 //! (one per core) during the 1 Hz runs, `GB_BENCH_FIFO=1` runs the daemon with
 //! SCHED_FIFO priority 1 (what `CPUSchedulingPolicy=fifo` in its unit gives),
 //! `GB_BENCH_PRODUCTION=1` runs only the production configuration (D-Bus,
-//! metrics, change index, pruning) and the floor: the kernel's work of a tick
-//! alone, measured on the same image.
+//! metrics, change index, pruning), the same without D-Bus and without the
+//! change index, and the floor: the kernel's work of a tick alone, measured on
+//! the same image; `GB_BENCH_COMPARE=/path/to/ghostbridge-snapshotter` adds
+//! the production configuration run by another build, in the same run;
+//! `GB_BENCH_ROUNDS` (default 3) is how many times each of those runs,
+//! interleaved. CPU time is read from a cgroup holding the daemon, so that
+//! threads which have exited count too.
 
 #[path = "../tests/snapshot_support/mod.rs"]
 mod snapshot_support;
@@ -120,24 +125,32 @@ fn metric(metrics: &Path, name: &str) -> u64 {
         as u64
 }
 
-/// One daemon run. With `bus` (a bus address) the daemon serves D-Bus there as
-/// on the system bus; without it, D-Bus is off (as without `--config`).
-fn daemon_run(
-    img: &BtrfsImage,
-    tag: &str,
-    interval_ms: u64,
-    retention: &str,
-    secs: u64,
-    extra: &[&str],
-    bus: Option<&str>,
-) -> Run {
+/// How a run starts the daemon: flags added to the command line, the bus
+/// address it serves D-Bus on as on the system bus (without one, D-Bus is
+/// off, as without `--config`), and the build that runs.
+#[derive(Clone, Copy)]
+struct Launch<'a> {
+    extra: &'a [&'a str],
+    bus: Option<&'a str>,
+    exe: &'a Path,
+}
+
+impl Launch<'static> {
+    fn plain() -> Self {
+        Launch { extra: &[], bus: None, exe: bin() }
+    }
+}
+
+/// One daemon run.
+fn daemon_run(img: &BtrfsImage, tag: &str, interval_ms: u64, retention: &str, secs: u64, launch: Launch<'_>) -> Run {
+    let Launch { extra, bus, exe } = launch;
     let db = img.path(&format!("{tag}.db"));
     let metrics = img.path(&format!("{tag}-metrics"));
     std::fs::create_dir_all(&metrics).unwrap();
     let cpu0 = children_cpu();
     // GB_BENCH_FIFO=1 runs the daemon as a unit with `CPUSchedulingPolicy=fifo` would.
     let fifo = std::env::var("GB_BENCH_FIFO").is_ok_and(|v| v == "1");
-    let mut cmd = Command::new(bin());
+    let mut cmd = Command::new(exe);
     if fifo {
         // SAFETY: only the async-signal-safe sched_setscheduler runs between fork and exec.
         unsafe {
@@ -208,9 +221,7 @@ fn daemon_run(
         missed: metric(&metrics, "ghostbridge_snapshotter_missed_ticks_total"),
     };
     // Leave the directory empty for the next run.
-    for name in on_disk(&img.snapshots()) {
-        sh_ok(&format!("btrfs subvolume delete {} >/dev/null", img.snapshots().join(name).display()));
-    }
+    clear_snapshots(img);
     run
 }
 
@@ -250,10 +261,18 @@ fn floor_run(img: &BtrfsImage, secs: u64) -> f64 {
         std::thread::sleep(next.saturating_duration_since(std::time::Instant::now()));
     }
     let ms = (thread_cpu() - cpu0) * 1e3 / (secs - n0).max(1) as f64;
+    clear_snapshots(img);
+    ms
+}
+
+/// Deletes every snapshot a run left and waits until the kernel has dropped
+/// them (`btrfs subvolume sync`): otherwise the next run's commits pay for
+/// this run's deletions.
+fn clear_snapshots(img: &BtrfsImage) {
     for name in on_disk(&img.snapshots()) {
         sh_ok(&format!("btrfs subvolume delete {} >/dev/null", img.snapshots().join(name).display()));
     }
-    ms
+    sh_ok(&format!("btrfs subvolume sync {} >/dev/null", img.mnt.display()));
 }
 
 /// What a typical cron-style script does each tick.
@@ -292,9 +311,7 @@ fn baseline_run(img: &BtrfsImage, secs: u64) -> Run {
     let cpu = children_cpu() - cpu0;
     let times = block_times(&db);
     let (err, p99, max) = timing(&times, 1_000_000_000);
-    for name in on_disk(&img.snapshots()) {
-        sh_ok(&format!("btrfs subvolume delete {} >/dev/null", img.snapshots().join(name).display()));
-    }
+    clear_snapshots(img);
     Run {
         snapshots: times.len(),
         rate: 0.0,
@@ -308,24 +325,81 @@ fn baseline_run(img: &BtrfsImage, secs: u64) -> Run {
     }
 }
 
-/// The production configuration: D-Bus served (on a private bus with the
-/// shipped policy), metrics on, the change index on, and a retention shorter
-/// than the run, so that after 5 s every tick also prunes a snapshot; then the
-/// floor under it on the same image.
-fn production_and_floor(img: &BtrfsImage, secs: u64) -> (Run, f64) {
-    let bus_dir = tempfile::tempdir().unwrap();
-    let bus = Bus::start(bus_dir.path());
-    let production = daemon_run(img, "production-1hz", 1000, "5s", secs, &[], Some(&bus.address));
-    drop(bus);
-    (production, floor_run(img, secs))
+/// The production configuration and what each part of it costs: each
+/// configuration runs `rounds` times, interleaved, so that a disturbance of
+/// the machine does not land on one configuration only.
+struct Production {
+    /// (configuration, CPU per tick after the first 5 s of each round, in ms).
+    rows: Vec<(String, Vec<f64>)>,
+    /// The first run of the full configuration, for the main table.
+    full: Run,
 }
 
-fn print_floor(production: &Run, floor: f64) {
+/// The production configuration: D-Bus served (on a private bus with the
+/// shipped policy), metrics on, the change index on, and a retention shorter
+/// than the run, so that after 5 s every tick also prunes a snapshot; the
+/// same run by another build (`GB_BENCH_COMPARE`), without D-Bus, without
+/// D-Bus and the change index; and the floor under all of them.
+fn production(img: &BtrfsImage, secs: u64, rounds: usize) -> Production {
+    let bus_dir = tempfile::tempdir().unwrap();
+    let bus = Bus::start(bus_dir.path());
+    let other = std::env::var("GB_BENCH_COMPARE").ok();
+    let full_launch = Launch { bus: Some(&bus.address), ..Launch::plain() };
+    let mut configs: Vec<(String, Option<Launch<'_>>)> =
+        vec![("production: D-Bus, change index".into(), Some(full_launch))];
+    if let Some(other) = &other {
+        configs.push((format!("production, run by {other}"), Some(Launch { exe: Path::new(other), ..full_launch })));
+    }
+    configs.push(("without D-Bus".into(), Some(Launch::plain())));
+    configs.push((
+        "without D-Bus and change index".into(),
+        Some(Launch { extra: &["--no-index-changes"], ..Launch::plain() }),
+    ));
+    configs.push((
+        "floor: the kernel's work alone (snapshot, delete one 5 s old, one row committed with fsync)".into(),
+        None,
+    ));
+    let mut rows: Vec<(String, Vec<f64>)> = configs.iter().map(|(name, _)| (name.clone(), Vec::new())).collect();
+    let mut full = None;
+    for round in 0..rounds {
+        for (i, (_, launch)) in configs.iter().enumerate() {
+            let ms = match launch {
+                Some(launch) => {
+                    let run = daemon_run(img, &format!("production-{round}-{i}"), 1000, "5s", secs, *launch);
+                    let ms = run.steady_cpu_per_snapshot_ms;
+                    if i == 0 && full.is_none() {
+                        full = Some(run);
+                    }
+                    ms
+                }
+                None => floor_run(img, secs),
+            };
+            rows[i].1.push(ms);
+        }
+    }
+    Production { rows, full: full.expect("at least one round") }
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn print_production(p: &Production, secs: u64) {
+    let rounds = p.rows[0].1.len();
+    let floor = median(&p.rows.last().unwrap().1);
+    println!();
     println!(
-        "floor, the kernel's work alone (snapshot + delete one 5 s old + one row committed with fsync): {floor:.3} ms per tick after the first 5 s; the production configuration: {:.3} ms, {:.3} ms above it",
-        production.steady_cpu_per_snapshot_ms,
-        production.steady_cpu_per_snapshot_ms - floor
+        "| 1 Hz, pruning every tick (retention 5 s), metrics; {rounds} rounds of {secs} s | CPU per tick after the first 5 s: median | min–max | median above the floor |"
     );
+    println!("|---|---|---|---|");
+    for (name, values) in &p.rows {
+        let min = values.iter().cloned().fold(f64::INFINITY, f64::min);
+        let max = values.iter().cloned().fold(0.0, f64::max);
+        let m = median(values);
+        println!("| {name} | {m:.3} ms | {min:.3}–{max:.3} ms | {:.3} ms |", m - floor);
+    }
 }
 
 fn main() {
@@ -353,10 +427,10 @@ fn main() {
             }
         }
     }
+    let rounds: usize = std::env::var("GB_BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3).max(1);
     // GB_BENCH_PRODUCTION=1: only the production configuration and its floor.
     if std::env::var("GB_BENCH_PRODUCTION").is_ok_and(|v| v == "1") {
-        let (production, floor) = production_and_floor(&img, secs);
-        print_floor(&production, floor);
+        print_production(&production(&img, secs, rounds), secs);
         return;
     }
     let mut hogs = Hogs(Vec::new());
@@ -365,10 +439,17 @@ fn main() {
             hogs.0.push(Command::new("sh").args(["-c", "while :; do :; done"]).stdout(Stdio::null()).spawn().unwrap());
         }
     }
-    let ours = daemon_run(&img, "daemon-1hz", 1000, "1m", secs, &[], None);
+    let ours = daemon_run(&img, "daemon-1hz", 1000, "1m", secs, Launch::plain());
     // The change index's own cost: the same without it, and with it while
     // files change (ten appends and a new file per second).
-    let unindexed = daemon_run(&img, "unindexed-1hz", 1000, "1m", secs, &["--no-index-changes"], None);
+    let unindexed = daemon_run(
+        &img,
+        "unindexed-1hz",
+        1000,
+        "1m",
+        secs,
+        Launch { extra: &["--no-index-changes"], ..Launch::plain() },
+    );
     // Ten appends and a new file per second in the source, during one run.
     let with_writer = |tag: &str, extra: &[&str]| {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -389,14 +470,14 @@ fn main() {
                 }
             })
         };
-        let r = daemon_run(&img, tag, 1000, "1m", secs, extra, None);
+        let r = daemon_run(&img, tag, 1000, "1m", secs, Launch { extra, ..Launch::plain() });
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         writer.join().unwrap();
         r
     };
     let active = with_writer("active-1hz", &[]);
     let active_unindexed = with_writer("active-unindexed-1hz", &["--no-index-changes"]);
-    let (production, floor) = production_and_floor(&img, secs);
+    let prod = production(&img, secs, rounds);
     let base = baseline_run(&img, secs);
     drop(hogs);
 
@@ -412,7 +493,7 @@ fn main() {
         ("ghostbridge-snapshotter --no-index-changes (11 changes per second)", &active_unindexed),
         (
             "ghostbridge-snapshotter, production: D-Bus, metrics, change index, pruning every tick (retention 5 s)",
-            &production,
+            &prod.full,
         ),
         ("shell baseline (btrfs + sha256sum + sqlite3 + sleep 1)", &base),
     ] {
@@ -428,7 +509,7 @@ fn main() {
         );
     }
     println!("CPU ratio baseline/daemon: {:.1}x", base.cpu_per_snapshot_ms / ours.cpu_per_snapshot_ms.max(1e-9));
-    print_floor(&production, floor);
+    print_production(&prod, secs);
 
     // Highest sustained rate, with pruning (retention 1 s) in every run.
     let rate_secs = (secs / 6).clamp(5, 15);
@@ -439,7 +520,7 @@ fn main() {
     println!("|---|---|---|---|---|---|");
     let mut best = 0.0;
     for interval_ms in [50u64, 40, 25, 20, 10, 5, 2] {
-        let r = daemon_run(&img, &format!("rate-{interval_ms}"), interval_ms, "1s", rate_secs, &[], None);
+        let r = daemon_run(&img, &format!("rate-{interval_ms}"), interval_ms, "1s", rate_secs, Launch::plain());
         let target = 1000.0 / interval_ms as f64;
         let deadlines = r.snapshots as u64 + r.missed;
         println!(
