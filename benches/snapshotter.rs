@@ -242,6 +242,9 @@ fn floor_run(img: &BtrfsImage, secs: u64) -> f64 {
     use ghostbridge::snapshot::btrfs;
     let source = btrfs::open_dir(&img.source()).unwrap();
     let dir = btrfs::open_dir(&img.snapshots()).unwrap();
+    for file in ["floor.db", "floor.db-wal", "floor.db-shm"] {
+        let _ = std::fs::remove_file(img.path(file));
+    }
     let db = rusqlite::Connection::open(img.path("floor.db")).unwrap();
     ghostbridge::snapshot::schema::configure(&db).unwrap();
     db.execute_batch("CREATE TABLE IF NOT EXISTS t (height INTEGER PRIMARY KEY, hash BLOB)").unwrap();

@@ -312,7 +312,8 @@ fn verify_calls_on_a_long_chain_never_delay_a_tick() {
         tx.commit().unwrap();
     }
     let cfg = config(&img, &db);
-    let d = Daemon::spawn(
+    // Started as its unit starts it, at SCHED_FIFO 1.
+    let d = Daemon::spawn_fifo(
         &["run", "--config", cfg.to_str().unwrap()],
         &img.path("daemon.log"),
         &[("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)],
@@ -320,6 +321,14 @@ fn verify_calls_on_a_long_chain_never_delay_a_tick() {
     d.wait(Duration::from_secs(60), "the name on the bus and new blocks", || {
         block_count(&db) >= CHAIN as i64 + 5 && d.log_text().contains("serving org.ghostbridge.Snapshotter")
     });
+    // The tick (and the send it waits for) keeps the real-time policy; the bus's
+    // threads, where Verify() runs, do not: a caller gets no real-time CPU.
+    let policies = d.thread_policies();
+    for (name, policy) in &policies {
+        let tick = name == "main" || name == "btrfs-send";
+        assert_eq!(*policy, if tick { 1 } else { 0 }, "thread {name}: {policies:?}");
+    }
+    assert!(policies.iter().any(|(name, _)| name.starts_with("zbus")), "{policies:?}");
     // Verify() back to back from another client for 12 s, while the daemon ticks at 100 ms.
     let first_new = block_count(&db);
     let address = bus.address.clone();

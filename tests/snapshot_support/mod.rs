@@ -134,13 +134,51 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn spawn(args: &[&str], log: &Path, envs: &[(&str, &str)]) -> Daemon {
-        let err = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+        Daemon::spawn_cmd(Command::new(bin()), args, log, envs)
+    }
+
+    /// [`Daemon::spawn`] at SCHED_FIFO priority 1, as its unit starts it
+    /// (`CPUSchedulingPolicy=fifo`, `CPUSchedulingPriority=1`).
+    pub fn spawn_fifo(args: &[&str], log: &Path, envs: &[(&str, &str)]) -> Daemon {
+        use std::os::unix::process::CommandExt;
         let mut cmd = Command::new(bin());
+        // SAFETY: only the async-signal-safe sched_setscheduler runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                let param = libc::sched_param { sched_priority: 1 };
+                if libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Daemon::spawn_cmd(cmd, args, log, envs)
+    }
+
+    fn spawn_cmd(mut cmd: Command, args: &[&str], log: &Path, envs: &[(&str, &str)]) -> Daemon {
+        let err = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
         cmd.args(args).stdout(Stdio::null()).stderr(Stdio::from(err)).env_remove("NOTIFY_SOCKET");
         for (k, v) in envs {
             cmd.env(k, v);
         }
         Daemon { child: cmd.spawn().unwrap(), log: log.to_path_buf() }
+    }
+
+    /// (thread name, scheduling policy) of each of the daemon's threads
+    /// (`policy`, field 41 of `/proc/PID/task/TID/stat`: 0 normal, 1 FIFO);
+    /// the main thread is named "main".
+    pub fn thread_policies(&self) -> Vec<(String, u32)> {
+        let pid = self.child.id().to_string();
+        let mut out = Vec::new();
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+            let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
+            // The name is in parentheses and may hold spaces: count fields after its end.
+            let (head, rest) = stat.rsplit_once(')').unwrap();
+            let name = if task.file_name() == pid.as_str() { "main" } else { head.split_once('(').unwrap().1 };
+            let policy = rest.split_whitespace().nth(41 - 3).unwrap().parse().unwrap();
+            out.push((name.to_string(), policy));
+        }
+        out
     }
 
     /// `run` with the usual flags for an image.
