@@ -20,7 +20,6 @@
 #[path = "../tests/snapshot_support/mod.rs"]
 mod snapshot_support;
 
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -152,16 +151,7 @@ fn daemon_run(img: &BtrfsImage, tag: &str, interval_ms: u64, retention: &str, se
     let fifo = std::env::var("GB_BENCH_FIFO").is_ok_and(|v| v == "1");
     let mut cmd = Command::new(exe);
     if fifo {
-        // SAFETY: only the async-signal-safe sched_setscheduler runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                let param = libc::sched_param { sched_priority: 1 };
-                if libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        at_fifo(&mut cmd);
     }
     cmd.args([
         "run",

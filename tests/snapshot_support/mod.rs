@@ -126,6 +126,22 @@ impl Drop for BtrfsImage {
     }
 }
 
+/// Makes `cmd` start at SCHED_FIFO priority 1, what `CPUSchedulingPolicy=fifo`
+/// and `CPUSchedulingPriority=1` in a unit give.
+pub fn at_fifo(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only the async-signal-safe sched_setscheduler runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let param = libc::sched_param { sched_priority: 1 };
+            if libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// The daemon as a child process; its stderr goes to a file. Killed on drop.
 pub struct Daemon {
     pub child: Child,
@@ -140,18 +156,8 @@ impl Daemon {
     /// [`Daemon::spawn`] at SCHED_FIFO priority 1, as its unit starts it
     /// (`CPUSchedulingPolicy=fifo`, `CPUSchedulingPriority=1`).
     pub fn spawn_fifo(args: &[&str], log: &Path, envs: &[(&str, &str)]) -> Daemon {
-        use std::os::unix::process::CommandExt;
         let mut cmd = Command::new(bin());
-        // SAFETY: only the async-signal-safe sched_setscheduler runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                let param = libc::sched_param { sched_priority: 1 };
-                if libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        at_fifo(&mut cmd);
         Daemon::spawn_cmd(cmd, args, log, envs)
     }
 
