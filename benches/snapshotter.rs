@@ -319,8 +319,9 @@ fn baseline_run(img: &BtrfsImage, secs: u64) -> Run {
 }
 
 /// The production configuration and what each part of it costs: each
-/// configuration runs `rounds` times, interleaved, so that a disturbance of
-/// the machine does not land on one configuration only.
+/// configuration runs `rounds` times, interleaved and in a rotating order, so
+/// that a disturbance of the machine, or what a run leaves to the next, does
+/// not land on one configuration only.
 struct Production {
     /// (configuration, CPU per tick after the first 5 s of each round, in ms).
     rows: Vec<(String, Vec<f64>)>,
@@ -355,7 +356,10 @@ fn production(img: &BtrfsImage, secs: u64, rounds: usize) -> Production {
     let mut rows: Vec<(String, Vec<f64>)> = configs.iter().map(|(name, _)| (name.clone(), Vec::new())).collect();
     let mut full = None;
     for round in 0..rounds {
-        for (i, (_, launch)) in configs.iter().enumerate() {
+        // Each round starts one configuration later, so that none always
+        // follows the same other one.
+        for i in (0..configs.len()).map(|k| (k + round) % configs.len()) {
+            let launch = &configs[i].1;
             let ms = match launch {
                 Some(launch) => {
                     let run = daemon_run(img, &format!("production-{round}-{i}"), 1000, "5s", secs, *launch);
